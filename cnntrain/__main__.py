@@ -1,0 +1,3 @@
+from cnntrain.cli import main
+
+main()

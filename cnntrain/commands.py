@@ -1,0 +1,1 @@
+from cnntrain.cli import cli  # noqa
