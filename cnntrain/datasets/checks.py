@@ -1,0 +1,55 @@
+"""Shape, dtype and label checks shared by every reader, so each format reports
+the same mistakes in the same words."""
+from __future__ import annotations
+
+import numpy as np
+
+from cnntrain.errors import CnntrainError
+
+
+def fail(message: str, file: str | None, hint: str | None = None) -> CnntrainError:
+    return CnntrainError(message, file=None if file is None else str(file), hint=hint)
+
+
+def images(x, file: str, key: str) -> np.ndarray:
+    """Pixels as uint8 (N, H, W, C); (N, H, W) gains C=1 as a view, not a copy."""
+    if not isinstance(x, np.ndarray):
+        raise fail(f"'{key}' is a {type(x).__name__}; expected a numpy array of images", file)
+    if x.dtype != np.uint8:
+        raise fail(f"'{key}' has dtype {x.dtype}; expected uint8 pixels in 0-255", file,
+                   hint="store images as uint8, e.g. np.savez(..., x_train=x.astype('uint8'))")
+    if x.ndim == 3:
+        x = x[..., np.newaxis]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3) or 0 in x.shape[1:]:
+        raise fail(f"'{key}' has shape {tuple(x.shape)}; expected (N, height, width) or "
+                   "(N, height, width, channels) with 1 or 3 channels", file)
+    return x
+
+
+def labels(y, count: int, n_classes: int, file: str, key: str, images_key: str) -> np.ndarray:
+    """Labels as int64 (N,), checked against the image count and the class count."""
+    y = np.asarray(y) if not isinstance(y, np.ndarray) else y
+    if y.ndim == 2 and y.shape[1] == 1:  # Keras' CIFAR layout is (N, 1)
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise fail(f"'{key}' has shape {tuple(y.shape)}; expected (N,) integer class labels", file)
+    if y.size and y.dtype.kind not in "iu":
+        raise fail(f"'{key}' has dtype {y.dtype}; expected integer class labels", file,
+                   hint="labels are class indices 0..n-1, not one-hot or float")
+    if len(y) != count:
+        raise fail(f"'{key}' holds {len(y)} labels but '{images_key}' holds {count} images; "
+                   "expected one label per image", file)
+    y = y.astype(np.int64, copy=False)
+    if y.size:
+        bad = np.flatnonzero((y < 0) | (y >= n_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise fail(f"'{key}' holds label {int(y[i])} at index {i} ({bad.size} labels out of "
+                       f"range); expected labels in [0, {n_classes}) for {n_classes} classes", file)
+    return y
+
+
+def same_image_shape(x_train: np.ndarray, x_test: np.ndarray, file: str) -> None:
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise fail(f"test images are {tuple(x_test.shape[1:])} but training images are "
+                   f"{tuple(x_train.shape[1:])}; expected one image shape", file)
