@@ -1,0 +1,249 @@
+"""Reading the user's own image files for predict and activations (Pillow + numpy, no TensorFlow).
+
+`read_image` turns any common image file into the uint8 (H, W, C) array a model
+was trained on. The rules, so a result never surprises:
+- the first frame of an animated GIF/WebP/TIFF is used;
+- EXIF orientation is applied (a phone photo reads the way a viewer shows it);
+- transparency (RGBA, LA, a palette with a transparent colour) is composited on
+  white, as an image viewer on a light page shows it; a dark-background model
+  then sees a light border and `looks_inverted` says so;
+- 16-bit and 32-bit integer images (I;16, I) are scaled from 0..65535 to 0..255
+  by value / 257, rounded; float images (F) are taken as 0..1 when their maximum
+  is at most 1, else as 0..255; both are clipped;
+- palette, CMYK, bilevel and other modes go through Pillow's own conversion to
+  RGB, then to L (ITU-R 601-2 luma) when the model wants one channel;
+- the image is resized (bilinear) to (width, height) only if its size differs.
+Nothing else is applied: no normalization (the model holds its own), no inversion.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnntrain.errors import CnntrainError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+# Our own max_pixels check is the limit, so Pillow's softer warning (above
+# Image.MAX_IMAGE_PIXELS) is noise; its hard limit (twice that) still raises.
+# A module-level filter, not catch_warnings(): predict reads images in threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+_BOMB_HINT = ("shrink the image first (a huge declared size can also be a decompression bomb: "
+              "a small file that expands to gigabytes)")
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.rglob("*") if p.is_file() and _is_image_name(p)), key=str)
+
+
+def expand_paths(args: list[str]) -> tuple[list[Path], list[CnntrainError]]:
+    """Files, folders (searched recursively for image suffixes, sorted) and glob patterns.
+
+    A file named directly is kept whatever its suffix; a folder or pattern
+    contributes image files only. Anything that yields no image is reported in
+    the second list and the rest still go ahead. Duplicates are dropped, order kept.
+    """
+    files: list[Path] = []
+    errors: list[CnntrainError] = []
+    for arg in args:
+        path = Path(arg).expanduser()
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            found = _images_under(path)
+            if not found:
+                errors.append(CnntrainError(
+                    "folder holds no image files", file=arg,
+                    hint=f"images are found by suffix: {', '.join(IMAGE_SUFFIXES)}"))
+            files.extend(found)
+        elif _GLOB_CHARS.search(arg):
+            matched = [Path(m) for m in sorted(glob.glob(os.path.expanduser(arg), recursive=True))]
+            found = []
+            for m in matched:
+                if m.is_dir():
+                    found.extend(_images_under(m))
+                elif m.is_file() and _is_image_name(m):
+                    found.append(m)
+            if not found:
+                what = "no files" if not matched else "no image files"
+                errors.append(CnntrainError(
+                    f"pattern matches {what}", file=arg,
+                    hint="quote the pattern so the shell does not expand it, and check the folder "
+                         "(use ** with a / to search sub-folders)"))
+            files.extend(found)
+        else:
+            errors.append(CnntrainError("no such file or folder", file=arg,
+                                        hint="check the path (relative paths start at the current folder)"))
+    seen: set[str] = set()
+    unique = []
+    for f in files:
+        key = os.path.normcase(os.path.abspath(f))
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique, errors
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Any mode to L, RGB or RGBA/LA with 8 bits per channel."""
+    mode = img.mode
+    if mode in ("L", "RGB", "RGBA", "LA"):
+        return img
+    if mode == "P" or mode == "PA":
+        return img.convert("RGBA" if "transparency" in img.info or mode == "PA" else "RGB")
+    if mode.startswith("I"):   # I;16, I;16B, I;16L, I;16N, I
+        a = np.asarray(img).astype(np.float64)
+        return Image.fromarray(np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8), "L")
+    if mode == "F":
+        a = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        if a.size and a.max() <= 1.0:
+            a = a * 255.0
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+    if mode == "1":
+        return img.convert("L")
+    return img.convert("RGBA" if "A" in mode else "RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    if img.mode == "RGBA":
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, img).convert("RGB")
+    if img.mode == "LA":
+        white = Image.new("LA", img.size, (255, 255))
+        return Image.alpha_composite(white.convert("RGBA"), img.convert("RGBA")).convert("L")
+    return img
+
+
+def _error(message: str, path, hint: str) -> CnntrainError:
+    return CnntrainError(message, file=str(path), hint=hint)
+
+
+def read_image(path, *, height: int, width: int, channels: int,
+               max_pixels: int = 50_000_000) -> np.ndarray:
+    """One image file as uint8 (height, width, channels); see the module docstring for the rules."""
+    if channels not in (1, 3):
+        raise CnntrainError(f"cannot read images for a model with {channels} channels",
+                            hint="models take 1 (grayscale) or 3 (RGB) channels")
+    path = Path(path)
+    if path.is_dir():
+        raise _error("is a folder, not an image file", path, "name the image files, or pass the folder "
+                     "to the command to read every image in it")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise _error("no such file", path, "check the path") from None
+    except PermissionError:
+        raise _error("cannot read file: permission denied", path, "check the file's permissions") from None
+    except OSError as exc:
+        raise _error(f"cannot read file: {exc.strerror or exc}", path, "check the path") from None
+    if size == 0:
+        raise _error("empty file (0 bytes)", path, "the file has no content; copy or save it again")
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise _error(f"image too large: {w * h:,} pixels declared ({w}x{h}), "
+                             f"limit {max_pixels:,}", path, _BOMB_HINT)
+            img.seek(0)
+            img.load()           # decode everything now, so a truncated file fails here
+            try:
+                img = ImageOps.exif_transpose(img) or img
+            except (OSError, ValueError, KeyError, TypeError, SyntaxError):
+                pass     # a broken EXIF block: keep the pixels as stored
+            img = _flatten_alpha(_to_8bit(img))
+    except CnntrainError:
+        raise
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        declared = f"{int(found.group(1)):,} pixels declared, " if found else ""
+        limit = min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS) if Image.MAX_IMAGE_PIXELS else max_pixels
+        raise _error(f"image too large: {declared}limit {limit:,}", path, _BOMB_HINT) from None
+    except UnidentifiedImageError:
+        raise _error("not an image (or a format Pillow cannot read)", path,
+                     f"use one of {', '.join(IMAGE_SUFFIXES)}") from None
+    except PermissionError:
+        raise _error("cannot read file: permission denied", path, "check the file's permissions") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _error("truncated or corrupt image data", path,
+                     f"the file is damaged or incomplete (Pillow: {exc}); copy or save it again") from None
+    img = img.convert("L" if channels == 1 else "RGB")
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.Resampling.BILINEAR)
+    array = np.array(img, dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    a = np.asarray(image, dtype=np.float64)
+    return a.mean(axis=-1) if a.ndim == 3 else a
+
+
+def _border(gray: np.ndarray) -> np.ndarray:
+    """The outer ring of an (..., H, W) array, about 1/14 of the side (2 pixels of 28)."""
+    h, w = gray.shape[-2:]
+    t = max(1, min(h, w) // 14)
+    return np.concatenate([gray[..., :t, :].reshape(*gray.shape[:-2], -1),
+                           gray[..., h - t:, :].reshape(*gray.shape[:-2], -1),
+                           gray[..., t:h - t, :t].reshape(*gray.shape[:-2], -1),
+                           gray[..., t:h - t, w - t:].reshape(*gray.shape[:-2], -1)], axis=-1)
+
+
+def looks_inverted(image: np.ndarray, background: str) -> bool:
+    """Whether a uint8 image's background is the opposite of the model's training images.
+
+    The rule: the border (the outer ~1/14 of each side) is the background. It is
+    light when its median is above 127. For a "dark" model (white digit on black,
+    like MNIST) an image is inverted when its border is light and its centre
+    (the middle half) is no lighter than the border: dark strokes on light paper.
+    For a "light" model the same the other way round.
+    """
+    if background not in ("dark", "light"):
+        raise CnntrainError(f"unknown background {background!r}", hint="use 'dark' or 'light'")
+    gray = _gray(image)
+    h, w = gray.shape
+    border = float(np.median(_border(gray)))
+    centre = float(gray[h // 4: h - h // 4, w // 4: w - w // 4].mean())
+    light = border > 127
+    if background == "dark":
+        return light and centre <= border
+    return (not light) and centre >= border
+
+
+def invert(image: np.ndarray) -> np.ndarray:
+    """255 - image for uint8 (the maximum minus the image for other integer types; 1 - image
+    for floats in [0, 1], else 255 - image)."""
+    a = np.asarray(image)
+    if np.issubdtype(a.dtype, np.integer):
+        return (np.iinfo(a.dtype).max - a).astype(a.dtype)
+    top = 1.0 if a.size and float(a.max()) <= 1.0 else 255.0
+    return (top - a).astype(a.dtype)
+
+
+def background_of(x_train: np.ndarray) -> str:
+    """'dark' or 'light': the median of the training images' border pixels against
+    the middle of the data's range (0..255 for uint8, 0..1 for floats up to 1).
+    Looks at up to 2,000 images, evenly spaced."""
+    x = np.asarray(x_train)
+    if x.ndim not in (3, 4) or x.shape[0] == 0:
+        raise CnntrainError(f"expected a stack of images (N, H, W[, C]), got shape {x.shape}",
+                            hint="pass the training images array")
+    sample = x[:: max(1, x.shape[0] // 2000)].astype(np.float64)   # sample first: x can be large
+    if sample.ndim == 4:
+        sample = sample.mean(axis=-1) if x.shape[-1] in (1, 3, 4) else sample.mean(axis=1)
+    if np.issubdtype(x.dtype, np.integer):
+        middle = 127.5 if x.dtype == np.uint8 else float(np.iinfo(x.dtype).max) / 2
+    else:
+        middle = 0.5 if float(sample.max()) <= 1.0 else 127.5
+    return "light" if float(np.median(_border(sample))) > middle else "dark"
