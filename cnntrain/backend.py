@@ -46,3 +46,5 @@ def _import_quietly():
 
 
 tf, keras = _import_quietly()
+if os.environ.get("CNNTRAIN_FULL_TRACEBACKS"):
+    keras.config.disable_traceback_filtering()

@@ -28,7 +28,36 @@ def _data_options(f):
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class Group(click.Group):
+    """Turns our error into `FILE:LINE:COL: message` + hint and its exit status; no traceback
+    unless --debug. Doing it here, not around main(), keeps click's CliRunner on the same path."""
+
+    def invoke(self, ctx):
+        debug = "--debug" in sys.argv[1:] or bool(os.environ.get("CNNTRAIN_DEBUG"))
+        try:
+            return super().invoke(ctx)
+        except CnntrainError as exc:
+            if debug:
+                raise
+            click.echo(str(exc) if exc.location else f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug of ours: say so briefly; the traceback is one flag away
+            if debug:
+                raise
+            text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            click.echo(f"internal error: {type(exc).__name__}: {text}\n  hint: run again with --debug for the "
+                       "traceback, and report it", err=True)
+            ctx.exit(70)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="cnntrain")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks and TensorFlow's logs.")
 def cli(debug):
@@ -44,6 +73,7 @@ def cli(debug):
     if debug:
         os.environ["CNNTRAIN_DEBUG"] = "1"
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        os.environ["CNNTRAIN_FULL_TRACEBACKS"] = "1"
 
 
 # ---------------------------------------------------------------- spec
@@ -129,10 +159,18 @@ def summary(spec, overrides, as_json):
 @click.option("--mixed-precision", is_flag=True, help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU.")
 @click.option("--jit", is_flag=True, help="Compile with XLA (often faster on a GPU, slower on a CPU).")
 @click.option("--deterministic", is_flag=True, help="Turn on TensorFlow's op determinism: same seed, same history.")
+@click.option("--strategy", type=click.Choice(["auto", "one-device", "mirrored", "multi-worker"]),
+              help="tf.distribute strategy (default: the spec's fit.strategy, auto).")
+@click.option("--devices", help="For mirrored: devices to use, e.g. gpu:0,gpu:1 (cpu:0,cpu:1 splits the CPU).")
+@click.option("--workers", metavar="HOST:PORT,...", help="For multi-worker: every worker's address, the chief first "
+              "(else TF_CONFIG is read).")
+@click.option("--task-index", type=click.IntRange(min=0), help="For multi-worker: this worker's index in --workers.")
+@click.option("--connect-timeout", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Seconds the workers have to find each other.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON on stdout, nothing else.")
 def fit(spec, overrides, epochs, batch_size, seed, data_dir, offline, out, resume, device, mixed_precision, jit,
-        deterministic, quiet, as_json):
+        deterministic, strategy, devices, workers, task_index, connect_timeout, quiet, as_json):
     """Train the model of SPEC and write a run folder: spec.yaml, model.keras, best.keras,
     history.csv, metrics.json, env.json, curves.png.
 
@@ -168,7 +206,9 @@ def fit(spec, overrides, epochs, batch_size, seed, data_dir, offline, out, resum
     from cnntrain import train, ui
 
     options = train.FitOptions(data_dir=data_dir, offline=offline, out=out, resume=str(run_dir) if run_dir else None,
-                               device=device, mixed_precision=mixed_precision, jit=jit, deterministic=deterministic)
+                               device=device, mixed_precision=mixed_precision, jit=jit, deterministic=deterministic,
+                               strategy=strategy, devices=tuple(d.strip() for d in (devices or "").split(",") if d.strip()),
+                               workers=workers, task_index=task_index, connect_timeout=connect_timeout)
     train.fit(loaded, options, ui.Reporter(ui.choose_mode(quiet, as_json)))
 
 
@@ -193,34 +233,7 @@ def runs_command(root, as_json):
 
 
 def main():
-    debug = "--debug" in sys.argv[1:] or bool(os.environ.get("CNNTRAIN_DEBUG"))
-    try:
-        result = cli.main(standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except CnntrainError as exc:
-        if debug:
-            raise
-        click.echo(str(exc) if exc.location else f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # a bug of ours: say so briefly, the traceback is one flag away
-        if debug:
-            raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc}\n  hint: run again with --debug for the "
-                   "traceback, and report it", err=True)
-        sys.exit(70)
-    sys.exit(result if isinstance(result, int) else 0)
+    cli.main(prog_name="cnntrain")
 
 
 from cnntrain import commands  # noqa: E402,F401  evaluate, predict, data, insight commands

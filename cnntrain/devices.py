@@ -1,0 +1,61 @@
+"""Which device trains, with which precision: chosen once, before TensorFlow runs any op."""
+from __future__ import annotations
+
+import os
+import platform
+
+from cnntrain.backend import keras, tf
+from cnntrain.errors import CnntrainError
+
+
+def setup(device: str = "auto", *, mixed_precision: bool = False, cpu_devices: int = 1) -> dict:
+    """Make `device` (auto | cpu | gpu) the one TensorFlow uses; return what was found and chosen.
+
+    `cpu_devices` > 1 splits the CPU into that many logical devices, so that a mirrored
+    strategy can be tried (and tested) on a machine without GPUs.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if cpu_devices > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_devices)])
+        except RuntimeError as exc:
+            raise CnntrainError(f"cannot split the CPU into {cpu_devices} devices: {exc}") from None
+    if device == "gpu" and not gpus:
+        raise CnntrainError("--device gpu: TensorFlow sees no GPU on this machine",
+                            hint="use --device cpu (or auto); for a GPU install a CUDA build "
+                                 "('pip install tensorflow[and-cuda]') on a machine with an NVIDIA driver")
+    if device == "cpu" and gpus:
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError as exc:  # only possible once TF has run an op
+            raise CnntrainError(f"cannot hide the GPU: {exc}") from None
+    use_gpu = bool(gpus) and device != "cpu"
+    for gpu in gpus if use_gpu else []:
+        # Grow GPU memory as needed instead of taking all of it at start.
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):
+            pass
+    policy = "float32"
+    if mixed_precision:
+        # float16 needs the GPU's tensor cores; CPUs compute bfloat16 natively where they can.
+        policy = "mixed_float16" if use_gpu else "mixed_bfloat16"
+    keras.mixed_precision.set_global_policy(policy)
+    names = [gpu.name for gpu in gpus]
+    return {
+        "device": "gpu" if use_gpu else "cpu",
+        "requested": device,
+        "gpus_found": names,
+        "gpus_used": len(gpus) if use_gpu else 0,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "precision": policy,
+    }
+
+
+def describe(info: dict) -> str:
+    found = f"{len(info['gpus_found'])} GPU(s) found" if info["gpus_found"] else "no GPU found"
+    used = f"GPU x{info['gpus_used']}" if info["device"] == "gpu" else f"CPU ({info['cpu_count']} cores)"
+    return f"device: {used}; {found}; precision {info['precision']}"

@@ -1,0 +1,178 @@
+"""`cnntrain fit` end to end on tiny real data: run folders, resume, NaN, determinism, output modes."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from cnntrain import runs
+from cnntrain.cli import cli
+from cnntrain.spec import load_spec
+
+RUN_FILES = {".lock", "spec.yaml", "env.json", "model.keras", "best.keras", "history.csv", "metrics.json",
+             "curves.png"}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+
+
+def fit(*args):
+    result = CliRunner().invoke(cli, ["fit", *map(str, args)])
+    return result
+
+
+def history(run):
+    with open(run / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_fit_writes_a_complete_run_folder(tiny_spec, mnist_dir, tmp_path):
+    spec = tiny_spec(epochs=2)
+    result = fit(spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} == RUN_FILES
+    assert [row["epoch"] for row in history(run)] == ["1", "2"]
+    assert load_spec(run / "spec.yaml").values == load_spec(spec).values
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["stopped"] == "completed"
+    assert set(metrics["test"]) == {"loss", "accuracy"}
+    assert metrics["parameters"] == (1 * 9 + 1) * 4 + (6 * 6 * 4 + 1) * 10
+    env = json.loads((run / "env.json").read_text())
+    assert env["seed"] == 7 and env["device"] == "cpu"
+    model, meta = runs.load_model(run / "model.keras")
+    assert meta["class_names"] == [str(i) for i in range(10)]
+    assert meta["background"] == "dark" and meta["normalize"] == "scale"
+    assert model.layers[0].name == "scale"
+
+
+def test_fit_json_prints_only_json(tiny_spec, mnist_dir, tmp_path):
+    result = CliRunner().invoke(cli, ["fit", str(tiny_spec(epochs=1)), "--data-dir", str(mnist_dir),
+                                                      "--json", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["epochs"] == 1 and data["run"] == str(tmp_path / "run")
+    assert result.stderr == ""
+
+
+def test_out_folder_holding_a_run_is_refused(tiny_spec, mnist_dir, tmp_path):
+    fit(tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    result = fit(tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    assert result.exit_code == 1
+    assert result.stderr == (f"{tmp_path / 'run'}: this folder already holds a run\n  hint: resume it with "
+                             f"'cnntrain fit --resume {tmp_path / 'run'}', or choose a new --out\n")
+
+
+def test_nan_loss_keeps_the_last_good_epoch(tiny_spec, mnist_dir, tmp_path):
+    # 160 training images / batch 32 = 5 steps per epoch; from step 6 the learning rate is 5e36,
+    # and the weights overflow as they would with a far too high learning rate.
+    spec = tiny_spec(epochs=3)
+    spec.write_text(spec.read_text().replace(
+        "optimizer: {Adam: {learning_rate: 0.01}}",
+        "optimizer: {SGD: {learning_rate: {ExponentialDecay: {initial_learning_rate: 0.05, decay_steps: 5, "
+        "decay_rate: 1.0e+38, staircase: true}}}}"))
+    result = fit(spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "warning: the loss became NaN at epoch 2, step " in result.output
+    assert "model.keras holds the last good weights, from epoch 1" in result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["stopped"] == "nan" and metrics["epochs"] == 1
+    assert [row["epoch"] for row in history(tmp_path / "run")] == ["1"]
+
+
+def test_nan_loss_in_the_first_epoch_saves_nothing(tiny_spec, mnist_dir, tmp_path):
+    spec = tiny_spec(epochs=3)
+    spec.write_text(spec.read_text().replace("learning_rate: 0.01", "learning_rate: .nan"))
+    result = fit(spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    assert result.exit_code == 1
+    # Step 1's loss is computed with the initial weights; the NaN update shows from step 2.
+    assert result.stderr.endswith("error: the loss became NaN at epoch 1, step 2, before any epoch finished; nothing "
+                             "was saved\n  hint: lower the learning rate, or normalize the input "
+                             "(preprocess.normalize: scale)\n")
+    assert "epoch 1/3" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_deterministic_runs_repeat_exactly(tiny_spec, mnist_dir, tmp_path):
+    spec = tiny_spec(epochs=2, extra="augment:\n  - RandomTranslation: {height_factor: 0.1, width_factor: 0.1}\n")
+    for name in ("a", "b"):
+        result = fit(spec, "--data-dir", mnist_dir, "--deterministic", "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    drop = ("seconds",)
+    a = [{k: v for k, v in row.items() if k not in drop} for row in history(tmp_path / "a")]
+    b = [{k: v for k, v in row.items() if k not in drop} for row in history(tmp_path / "b")]
+    assert a == b
+
+
+def test_gpu_on_a_machine_without_one(tiny_spec, mnist_dir):
+    result = fit(tiny_spec(), "--data-dir", mnist_dir, "--device", "gpu")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --device gpu: TensorFlow sees no GPU on this machine\n")
+
+
+def test_locked_run_folder_is_refused(tiny_spec, mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run)
+    (run / runs.BACKUP).mkdir()
+    (run / runs.BACKUP / "state.json").write_text(json.dumps({"epochs_done": 0, "best": None, "best_epoch": None,
+                                                              "history": [], "weights": None,
+                                                              "monitor": "val_accuracy", "callbacks": []}))
+    with runs.RunLock(run):
+        result = fit("--resume", run, "--data-dir", mnist_dir)
+    assert result.exit_code == 1
+    assert result.stderr == (f"{run}: another cnntrain fit is writing to this run folder\n"
+                             "  hint: wait for it to finish, or train into another folder with --out\n")
+
+
+def test_resume_refuses_a_changed_spec(tiny_spec, mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run)
+    (run / runs.BACKUP).mkdir()
+    result = fit(tiny_spec(epochs=1), "--resume", run, "--set", "fit.batch_size=16")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{run}: the spec differs from the one this run was started with:\n")
+    assert "-  batch_size: 32\n+  batch_size: 16\n" in result.output
+    finished = fit("--resume", tmp_path / "nothing")
+    assert finished.exit_code == 1
+
+
+def test_killed_fit_resumes_to_the_exact_epoch_count(tiny_spec, mnist_dir, tmp_path):
+    spec = tiny_spec(epochs=12)
+    run = tmp_path / "run"
+    env = {**os.environ, "CNNTRAIN_DATA_DIR": str(mnist_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "cnntrain", "fit", str(spec), "--out", str(run), "--quiet"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = run / runs.BACKUP / "state.json"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            if state.exists() and json.loads(state.read_text() or "{}").get("epochs_done", 0) >= 2:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the fit never finished two epochs")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    before = json.loads(state.read_text())
+    assert 2 <= before["epochs_done"] < 12
+    assert not (run / "model.keras").exists()
+    result = fit("--resume", run, "--data-dir", mnist_dir)
+    assert result.exit_code == 0, result.output
+    assert f"resuming {run} after epoch {before['epochs_done']} of 12" in result.output
+    rows = history(run)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 13))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 12
+    assert metrics["best"]["value"] >= before["best"]
+    assert not (run / runs.BACKUP).exists()
