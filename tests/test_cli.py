@@ -1,0 +1,179 @@
+"""The command line: help everywhere, exact messages, exit codes, the commands after fit."""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cnntrain.cli import cli
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+COMMANDS = ["check", "summary", "fit", "runs", "evaluate", "predict", "data", "augment", "filters", "activations"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_command_has_help(command):
+    result = run(*([command] if command else []), "--help")
+    assert result.exit_code == 0
+    assert result.output.startswith("Usage: cli" + (f" {command}" if command else ""))
+
+
+def test_help_answers_without_tensorflow():
+    code = ("import sys; from click.testing import CliRunner; from cnntrain.cli import cli;"
+            "[CliRunner().invoke(cli, [c, '--help']) for c in %r]; print('tensorflow' in sys.modules)" % COMMANDS)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+    assert time.perf_counter() - start < 5  # a generous bound: the TensorFlow import alone takes 5 s
+
+
+def test_version():
+    assert run("--version").output == "cnntrain, version 0.1.0\n"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_passes_check(path):
+    result = run("check", path)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"OK {path}: ")
+
+
+def test_check_ok_line_is_exact():
+    result = run("check", CONFIGS / "seed" / "mnist.yaml")
+    assert result.output == f"OK {CONFIGS / 'seed' / 'mnist.yaml'}: seed-mnist, 10 layers, 305,194 parameters\n"
+
+
+def test_check_error_is_one_message_and_exit_1(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text((CONFIGS / "seed" / "mnist.yaml").read_text().replace("Conv2D", "Conv2d", 1))
+    result = run("check", spec)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (f"{spec}:14:7: unknown layer 'Conv2d'\n  hint: did you mean 'Conv2D'? Layer names "
+                             "are keras.layers class names (case matters).\n")
+
+
+def test_check_reports_a_bad_override():
+    result = run("check", CONFIGS / "mnist.yaml", "--set", "fit.epochs=0")
+    assert result.exit_code == 1
+    assert result.stderr == "--set fit.epochs=0: 'fit.epochs' must be an integer >= 1, received: 0 (int)\n"
+
+
+def test_error_without_traceback_and_with_debug(tmp_path):
+    missing = tmp_path / "missing.yaml"
+    plain = subprocess.run([sys.executable, "-m", "cnntrain", "check", str(missing)], capture_output=True, text=True)
+    assert plain.returncode == 1
+    assert plain.stderr == (f"{missing}: no such spec file\n  hint: give the path of a .yaml spec, e.g. "
+                            "configs/mnist.yaml\n")
+    debug = subprocess.run([sys.executable, "-m", "cnntrain", "--debug", "check", str(missing)],
+                           capture_output=True, text=True)
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+
+
+def test_summary_agrees_with_keras():
+    result = run("summary", CONFIGS / "seed" / "mnist.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [row["params"] for row in data["layers"] if row["params"]] == [320, 9248, 294976, 650]
+    assert data["totals"]["params"] == 305_194
+    table = run("summary", CONFIGS / "seed" / "mnist.yaml")
+    assert "(1 x 3 x 3 + 1) x 32 = 320" in table.stdout
+    assert "total 305,194 parameters" in table.stdout
+    assert "holds 294,976 of the model's 305,194 parameters (96.7%)" in table.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny finished run shared by the commands that read runs."""
+    from conftest import TINY_SPEC, digits
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("trained")
+    data = root / "data"
+    data.mkdir()
+    x_train, y_train = digits(200, seed=1)
+    x_test, y_test = digits(50, seed=2)
+    np.savez(data / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    spec = root / "tiny.yaml"
+    spec.write_text(TINY_SPEC.format(epochs=3, runs=root / "runs"))
+    result = run("fit", spec, "--data-dir", data, "--quiet")
+    assert result.exit_code == 0, result.output
+    image = root / "seven.png"
+    Image.fromarray(x_test[list(y_test).index(7)]).save(image)
+    return {"root": root, "data": data, "runs": root / "runs", "image": image, "x_test": x_test, "y_test": y_test}
+
+
+def test_runs_lists_the_run(trained):
+    result = run("runs", "--dir", trained["runs"], "--json")
+    rows = json.loads(result.stdout)
+    assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["epochs"] == 3
+    assert run("runs", "--dir", trained["runs"]).exit_code == 0
+
+
+def test_evaluate_the_newest_run(trained):
+    result = run("evaluate", "--runs", trained["runs"], "--data-dir", trained["data"], "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["samples"] == 50
+    assert sum(map(sum, figures["confusion"])) == 50
+    run_dir = next(trained["runs"].glob("tiny/*"))
+    assert (run_dir / "eval.json").is_file() and (run_dir / "confusion.png").is_file()
+
+
+def test_predict_good_and_bad_files(trained, tmp_path):
+    bad = tmp_path / "empty.png"
+    bad.write_bytes(b"")
+    result = run("predict", trained["image"], bad, "--runs", trained["runs"], "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert [Path(p["file"]).name for p in data["predictions"]] == ["seven.png"]
+    assert len(data["predictions"][0]["top"]) == 3
+    assert result.stderr.startswith(f"{bad}: empty file (0 bytes)")
+
+
+def test_filters_and_activations_pictures(trained, tmp_path):
+    run_dir = next(trained["runs"].glob("tiny/*"))
+    result = run("filters", run_dir, "--out", tmp_path / "f.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "f.png").size[0] > 100
+    result = run("activations", run_dir, trained["image"], "--out", tmp_path / "a.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "a.png").size[0] > 100
+
+
+def test_augment_grid(trained, tmp_path):
+    spec = trained["root"] / "aug.yaml"
+    spec.write_text((trained["root"] / "tiny.yaml").read_text()
+                    + "augment:\n  - RandomRotation: {factor: 0.1}\n")
+    result = run("augment", spec, "--data-dir", trained["data"], "--out", tmp_path / "g.png", "--images", 2,
+                 "--versions", 3)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"wrote {tmp_path / 'g.png'}\n"
+    width, height = Image.open(tmp_path / "g.png").size
+    assert width > height  # 4 columns, 2 rows
+
+
+def test_augment_without_layers_is_an_error(trained):
+    result = run("augment", trained["root"] / "tiny.yaml", "--data-dir", trained["data"])
+    assert result.exit_code == 1
+    assert result.stderr == (f"{trained['root'] / 'tiny.yaml'}: the spec has no augment layers to show\n"
+                             "  hint: add layers such as '- RandomFlip: {mode: horizontal}' under augment:\n")
+
+
+def test_data_list_and_missing_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    result = run("data", "list", "--data-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "mnist" in result.stdout and "cifar10" in result.stdout
+    missing = run("data", "verify", "mnist", "--data-dir", tmp_path, "--offline")
+    assert missing.exit_code == 1
+    assert "mnist" in missing.stderr and str(tmp_path) in missing.stderr

@@ -1,0 +1,212 @@
+"""evaluate.py and the evaluation half of report.py, on a tiny real model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from cnntrain import report, runs
+from cnntrain.backend import keras
+from cnntrain.errors import CnntrainError
+from cnntrain.evaluate import (classification_metrics, evaluate_model, evaluate_run,
+                               sparse_crossentropy)
+
+SHAPE = (8, 8, 1)
+CLASSES = 10
+
+
+def synthetic(n: int, seed: int):
+    """Dark images with a bright 2x2 block whose place depends on the class, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, CLASSES, n)
+    x = rng.integers(0, 60, (n, *SHAPE)).astype(np.uint8)
+    for i, c in enumerate(y):
+        r, col = divmod(int(c), 4)
+        x[i, 1 + 2 * r:3 + 2 * r, 2 * col:2 * col + 2, 0] = 230
+    return x, y.astype(np.int64)
+
+
+def metadata(**extra):
+    meta = {"class_names": [str(i) for i in range(CLASSES)], "input_shape": list(SHAPE),
+            "normalize": "scale", "background": "dark", "dataset": "mnist", "data_path": None,
+            "image_size": None, "color_mode": None, "one_hot": False, "name": "tiny",
+            "cnntrain_version": "0.1.0"}
+    meta.update(extra)
+    return meta
+
+
+@pytest.fixture(scope="module")
+def trained():
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input(SHAPE),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(CLASSES, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3")])
+    x, y = synthetic(256, 0)
+    model.fit(x.astype("float32"), y, epochs=1, batch_size=32, verbose=0)  # 8 steps: part-trained
+    return model
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    return synthetic(150, 1)
+
+
+def test_figures_agree_with_keras_evaluate(trained, test_set):
+    x, y = test_set
+    result = evaluate_model(trained, metadata(), x, y, batch_size=64, top_k=3)
+    loss, acc, top3 = trained.evaluate(x.astype("float32"), y, batch_size=64, verbose=0)
+    assert result["samples"] == 150
+    assert abs(result["loss"] - loss) < 1e-4
+    # The same number of correct answers (keras divides in float32).
+    assert round(result["accuracy"] * 150) == round(acc * 150)
+    assert abs(result["accuracy"] - acc) < 1e-6
+    assert result["top_k"] == 3 and abs(result["top_k_accuracy"] - top3) < 1e-6
+    # A part-trained model: neither perfect nor hopeless, so the test means something.
+    assert 0.1 < result["accuracy"] < 1.0
+
+
+@pytest.mark.parametrize("head", ["dense", "activation", "softmax_layer"])
+def test_confidently_wrong_loss_agrees(head):
+    """Keras takes the crossentropy of a softmax from its logits: a loss far above -log(1e-7)."""
+    layers = [keras.Input((2, 2, 1)), keras.layers.Flatten()]
+    if head == "dense":
+        layers.append(keras.layers.Dense(3, activation="softmax"))
+    else:
+        layers += [keras.layers.Dense(3),
+                   keras.layers.Activation("softmax") if head == "activation" else keras.layers.Softmax()]
+    model = keras.Sequential(layers)
+    model.layers[1].set_weights([np.eye(4, 3, dtype="float32") * [5, 1, 1], np.zeros(3, "float32")])
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.array([[10, 0, 0, 0], [0, 1, 0, 0], [3, 0, 0, 0], [9, 0, 0, 0]], np.uint8).reshape(4, 2, 2, 1)
+    y = np.array([1, 1, 2, 0])
+    meta = {"class_names": ["a", "b", "c"], "input_shape": [2, 2, 1]}
+    result = evaluate_model(model, meta, x, y, top_k=2)
+    loss, acc = model.evaluate(x.astype("float32"), y, verbose=0)
+    assert loss > 16.2   # beyond what clipped probabilities could give
+    assert abs(result["loss"] - loss) < 1e-4
+    assert result["accuracy"] == acc == 0.5
+
+
+def test_confusion_matrix_consistent(trained, test_set):
+    x, y = test_set
+    result = evaluate_model(trained, metadata(), x, y)
+    cm = np.array(result["confusion"])
+    assert cm.shape == (CLASSES, CLASSES)
+    assert cm.sum() == len(y)
+    assert np.trace(cm) / len(y) == pytest.approx(result["accuracy"], abs=1e-12)
+    assert cm.sum(axis=1).tolist() == np.bincount(y, minlength=CLASSES).tolist()
+    pred = trained.predict(x.astype("float32"), verbose=0).argmax(axis=1)
+    assert cm.sum(axis=0).tolist() == np.bincount(pred, minlength=CLASSES).tolist()
+    assert [r["support"] for r in result["per_class"]] == cm.sum(axis=1).tolist()
+    counts = [p["count"] for p in result["most_confused"]]
+    assert counts == sorted(counts, reverse=True) and len(counts) <= 5
+    for p in result["most_confused"]:
+        assert p["true"] != p["predicted"]
+        assert cm[int(p["true"]), int(p["predicted"])] == p["count"]
+
+
+def test_classification_metrics_exact():
+    y_true = [0, 0, 0, 1, 1, 2]
+    y_pred = [0, 0, 1, 1, 1, 1]
+    m = classification_metrics(y_true, y_pred, 4)
+    assert m["confusion"].tolist() == [[2, 1, 0, 0], [0, 2, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
+    assert m["precision"] == [1.0, 0.5, 0.0, 0.0]   # classes 2 and 3 never predicted -> 0.0
+    assert m["recall"] == [2 / 3, 1.0, 0.0, 0.0]
+    assert m["f1"][0] == pytest.approx(0.8, abs=1e-15)
+    assert m["f1"][1] == pytest.approx(2 / 3, abs=1e-15)
+    assert m["f1"][2:] == [0.0, 0.0]
+    assert m["support"] == [3, 2, 1, 0]
+    assert m["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 4, abs=1e-15)
+
+
+def test_crossentropy_matches_keras_formula():
+    p = np.array([[0.7, 0.2, 0.1], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+    y = np.array([0, 0, 0])
+    ours = sparse_crossentropy(p, y)
+    theirs = keras.losses.sparse_categorical_crossentropy(y, p).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_run_writes_eval_and_confusion(trained, tmp_path):
+    x_tr, y_tr = synthetic(40, 2)
+    x_te, y_te = synthetic(60, 3)
+    data = tmp_path / "tiny.npz"
+    np.savez(data, x_train=x_tr[..., 0], y_train=y_tr, x_test=x_te[..., 0], y_test=y_te)
+    run = tmp_path / "runs" / "tiny" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "spec.yaml").write_text("name: tiny\n")
+    runs.save_model(trained, run / "model.keras", metadata(data_path=str(data)))
+
+    result, folder = evaluate_run(None, runs_root=tmp_path / "runs", top_k=3, batch_size=32)
+    assert folder == run
+    direct = evaluate_model(trained, metadata(), x_te, y_te, top_k=3)
+    for key in ("samples", "accuracy", "confusion", "per_class", "macro_f1", "top_k_accuracy"):
+        assert result[key] == direct[key]
+    assert abs(result["loss"] - direct["loss"]) < 1e-6
+    assert result["split"] == "test" and result["model"] == str(run / "model.keras")
+
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["confusion"] == result["confusion"] and saved["samples"] == 60
+    with Image.open(run / "confusion.png") as png:
+        png.load()
+        side = int(report.figure_inches(CLASSES) * 100)
+        assert png.format == "PNG" and png.size == (side, side)
+
+    train_result, _ = evaluate_run(str(run), split="train", batch_size=32)
+    assert train_result["samples"] == 40 and train_result["split"] == "train"
+
+    # A bare .keras file: results land beside it.
+    bare = tmp_path / "elsewhere" / "mine.keras"
+    bare.parent.mkdir()
+    runs.save_model(trained, bare, metadata(data_path=str(data)))
+    _, folder = evaluate_run(str(bare))
+    assert folder == bare.parent
+    assert (bare.parent / "mine.eval.json").is_file()
+    assert (bare.parent / "mine.confusion.png").is_file()
+
+
+def test_model_without_metadata(trained, test_set, tmp_path):
+    plain = tmp_path / "plain.keras"
+    trained.save(plain)
+    model, meta = runs.load_model(plain)
+    assert meta == {}
+    x, y = test_set
+    result = evaluate_model(model, meta, x, y)
+    assert result["class_names"] == [str(i) for i in range(CLASSES)]
+    assert result["accuracy"] == evaluate_model(trained, metadata(), x, y)["accuracy"]
+    # Without metadata the data set is unknown: a clear error, not a crash.
+    with pytest.raises(CnntrainError, match="which data set"):
+        evaluate_run(str(plain))
+
+
+def test_wrong_labels_and_shapes(trained, test_set):
+    x, y = test_set
+    with pytest.raises(CnntrainError, match="classes"):
+        evaluate_model(trained, metadata(), x, y + 10)
+    with pytest.raises(CnntrainError, match="model takes"):
+        evaluate_model(trained, metadata(), np.zeros((3, 9, 9, 1), np.uint8), y[:3])
+
+
+def test_show_evaluation_escapes_names(tmp_path):
+    names = ["[bold]cat", "dog[/]", "x"]
+    y_true = np.array([0, 0, 1, 2, 2, 1])
+    probs = np.eye(3)[[0, 1, 1, 2, 0, 1]] * 0.9 + 0.1 / 3
+    from cnntrain.evaluate import metrics_from_probabilities
+    result = metrics_from_probabilities(probs, y_true, names, top_k=2)
+    console = Console(record=True, width=140, color_system=None)
+    report.show_evaluation(console, result)
+    text = console.export_text()
+    assert "[bold]cat" in text and "dog[/]" in text
+    assert "Confusion matrix" in text and "Most confused" in text
+    out = report.confusion_png(result, tmp_path / "c.png")
+    with Image.open(out) as png:
+        assert png.size == (int(report.figure_inches(3) * 100),) * 2

@@ -1,0 +1,214 @@
+"""predict.py and the prediction half of report.py, on a tiny real model and real image files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from cnntrain import report, runs
+from cnntrain.backend import keras
+from cnntrain.errors import CnntrainError
+from cnntrain.predict import predict_files
+
+SHAPE = (8, 8, 1)
+CLASSES = 10
+
+
+def synthetic(n: int, seed: int):
+    """Dark images (border 0-59) with a bright 2x2 block whose place depends on the class."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, CLASSES, n)
+    x = rng.integers(0, 60, (n, *SHAPE)).astype(np.uint8)
+    for i, c in enumerate(y):
+        r, col = divmod(int(c), 4)
+        x[i, 1 + 2 * r:3 + 2 * r, 2 * col:2 * col + 2, 0] = 230
+    return x, y.astype(np.int64)
+
+
+def metadata():
+    return {"class_names": [f"c{i}" for i in range(CLASSES)], "input_shape": list(SHAPE),
+            "normalize": "scale", "background": "dark", "dataset": "mnist", "data_path": None,
+            "image_size": None, "color_mode": None, "one_hot": False, "name": "tiny",
+            "cnntrain_version": "0.1.0"}
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([
+        keras.Input(SHAPE),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(CLASSES, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    x, y = synthetic(256, 0)
+    model.fit(x.astype("float32"), y, epochs=1, batch_size=32, verbose=0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    runs.save_model(model, path, metadata())
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return synthetic(12, 5)[0]
+
+
+def save_gray(array, path):
+    Image.fromarray(np.asarray(array)[..., 0], "L").save(path)
+    return path
+
+
+def probabilities(row):
+    return {t["class"]: t["probability"] for t in row["top"]}
+
+
+def reference(model, array):
+    return model.predict(np.asarray(array, np.float32)[None], verbose=0)[0]
+
+
+def assert_same(row, expected, tol=1e-6):
+    got = probabilities(row)
+    assert len(got) == CLASSES
+    for i, p in enumerate(expected):
+        assert abs(got[f"c{i}"] - float(p)) <= tol
+
+
+def test_png_predicts_like_the_array(model_file, samples, tmp_path):
+    path, model = model_file
+    files = [save_gray(a, tmp_path / f"img{i}.png") for i, a in enumerate(samples)]
+    rows, errors, info = predict_files([str(f) for f in files], target=str(path), top_k=CLASSES,
+                                       batch_size=5)
+    assert errors == []
+    assert info["model"] == str(path) and info["classes"] == CLASSES
+    assert [r["file"] for r in rows] == [str(f) for f in files]   # input order, across batches
+    expected = model.predict(samples.astype(np.float32), verbose=0)
+    for row, exp in zip(rows, expected):
+        assert row["inverted"] is False   # dark background, like the training images
+        assert_same(row, exp)
+
+
+def test_bad_files_get_their_own_errors(model_file, samples, tmp_path):
+    path, _ = model_file
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = [save_gray(samples[i], folder / f"good{i}.png") for i in range(3)]
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("this is not a picture\n")
+    whole = good[0].read_bytes()
+    (folder / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (folder / "readme.txt").write_text("ignored: not an image suffix")
+
+    rows, errors, _ = predict_files([str(folder)], target=str(path))
+    assert sorted(r["file"] for r in rows) == sorted(str(g) for g in good)
+    bad = {str(folder / n) for n in ("empty.png", "notes.jpg", "truncated.png")}
+    assert {e.file for e in errors} == bad
+    assert all(isinstance(e, CnntrainError) and e.message for e in errors)
+    by_file = {e.file: e.message for e in errors}
+    assert "empty" in by_file[str(folder / "empty.png")]
+
+
+def test_globs_and_missing_inputs(model_file, samples, tmp_path):
+    path, _ = model_file
+    for i in range(3):
+        save_gray(samples[i], tmp_path / f"a{i}.png")
+    Image.fromarray(samples[3][..., 0]).save(tmp_path / "b.bmp")
+    rows, errors, _ = predict_files([str(tmp_path / "a*.png"), str(tmp_path / "nothere.png")],
+                                    target=str(path))
+    assert [r["file"] for r in rows] == [str(tmp_path / f"a{i}.png") for i in range(3)]
+    assert len(errors) == 1 and errors[0].file == str(tmp_path / "nothere.png")
+
+
+def test_rgb_image_to_grayscale_model(model_file, samples, tmp_path):
+    path, model = model_file
+    gray = samples[0]
+    rgb = np.repeat(gray, 3, axis=-1)          # R = G = B, so the luma is the gray value exactly
+    Image.fromarray(rgb, "RGB").save(tmp_path / "rgb.png")
+    rows, errors, _ = predict_files([str(tmp_path / "rgb.png")], target=str(path), top_k=CLASSES)
+    assert errors == []
+    assert_same(rows[0], reference(model, gray))
+
+
+def test_light_background_is_inverted_in_auto_only(model_file, samples, tmp_path):
+    path, model = model_file
+    x, y = synthetic(50, 7)
+    dark = x[np.flatnonzero(y == 5)[0]]         # class 5's block sits in the middle, like a digit
+    light = 255 - dark                          # a dark stroke on white paper
+    f = save_gray(light, tmp_path / "light.png")
+    rows, _, info = predict_files([str(f)], target=str(path), top_k=CLASSES, invert="auto")
+    assert rows[0]["inverted"] is True and info["inverted"] == 1
+    assert_same(rows[0], reference(model, dark))
+
+    rows, _, _ = predict_files([str(f)], target=str(path), top_k=CLASSES, invert="no")
+    assert rows[0]["inverted"] is False
+    assert_same(rows[0], reference(model, light))
+
+    rows, _, _ = predict_files([str(save_gray(dark, tmp_path / "dark.png"))], target=str(path),
+                               top_k=CLASSES, invert="yes")
+    assert rows[0]["inverted"] is True
+    assert_same(rows[0], reference(model, light))
+
+    with pytest.raises(CnntrainError):
+        predict_files([str(f)], target=str(path), invert="maybe")
+
+
+def test_top_k_order_and_sum(model_file, samples, tmp_path):
+    path, _ = model_file
+    f = save_gray(samples[2], tmp_path / "x.png")
+    rows, _, _ = predict_files([str(f)], target=str(path), top_k=3)
+    top = rows[0]["top"]
+    assert len(top) == 3
+    probs = [t["probability"] for t in top]
+    assert probs == sorted(probs, reverse=True)
+    rows, _, _ = predict_files([str(f)], target=str(path), top_k=99)   # clamped to the classes
+    assert len(rows[0]["top"]) == CLASSES
+    assert sum(t["probability"] for t in rows[0]["top"]) == pytest.approx(1.0, abs=1e-5)
+    assert rows[0]["top"][:3] == top
+
+
+def test_model_without_metadata_and_run_folder(model_file, samples, tmp_path):
+    _, model = model_file
+    plain = tmp_path / "plain.keras"
+    model.save(plain)
+    x, y = synthetic(50, 7)
+    f = save_gray(255 - x[np.flatnonzero(y == 6)[0]], tmp_path / "light.png")
+    rows, _, info = predict_files([str(f)], target=str(plain), top_k=CLASSES)
+    assert {t["class"] for t in rows[0]["top"]} == {str(i) for i in range(CLASSES)}
+    assert rows[0]["inverted"] is False   # background unknown: never inverted in auto
+    assert info["background"] is None
+
+    run = tmp_path / "runs" / "tiny" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "spec.yaml").write_text("name: tiny\n")
+    runs.save_model(model, run / "model.keras", metadata())
+    rows, _, info = predict_files([str(f)], runs_root=tmp_path / "runs")
+    assert info["model"] == str(run / "model.keras") and rows[0]["inverted"] is True
+
+
+def test_predictions_csv_exact(tmp_path):
+    rows = [
+        {"file": "a,b.png", "top": [{"class": "cat", "probability": 0.75},
+                                    {"class": "dog", "probability": 0.25}], "inverted": False},
+        {"file": "dir/c.png", "top": [{"class": "[x]", "probability": 1.0},
+                                      {"class": "dog", "probability": 1e-9}], "inverted": True},
+    ]
+    out = report.predictions_csv(rows, tmp_path / "p.csv")
+    assert out.read_text(encoding="utf-8") == (
+        "file,rank,class,probability\n"
+        '"a,b.png",1,cat,0.750000\n'
+        '"a,b.png",2,dog,0.250000\n'
+        "dir/c.png,1,[x],1.000000\n"
+        "dir/c.png,2,dog,0.000000\n"
+    )
+
+
+def test_show_predictions_escapes_markup():
+    rows = [{"file": "[red]evil[/red].png", "top": [{"class": "[bold]c", "probability": 0.9},
+                                                    {"class": "d", "probability": 0.1}],
+             "inverted": True}]
+    console = Console(record=True, width=120, color_system=None)
+    report.show_predictions(console, rows, 2)
+    text = console.export_text()
+    assert "[red]evil[/red].png" in text and "[bold]c" in text and "inverted" in text
