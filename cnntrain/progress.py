@@ -56,6 +56,8 @@ class LiveBar(EpochLines):
     def on_train_end(self, logs=None):
         self.progress.stop()
 
+    close = on_train_end
+
     def __del__(self):
         try:
             self.progress.stop()

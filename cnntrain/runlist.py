@@ -47,7 +47,7 @@ def runs_table(rows) -> Table:
                             ("test acc", "right"), ("time", "right"), ("images/s", "right")):
         table.add_column(column, justify=justify)
     for r in rows:
-        table.add_row(escape(r["run"]), escape(r["status"]), _s(r["epochs"]), _pct(r["val_accuracy"]),
+        table.add_row(escape("/".join(Path(r["run"]).parts[-2:])), escape(r["status"]), _s(r["epochs"]), _pct(r["val_accuracy"]),
                       _pct(r["test_accuracy"]), f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] else "-",
                       f"{r['images_per_s']:,.0f}" if r["images_per_s"] else "-")
     return table

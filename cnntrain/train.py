@@ -325,6 +325,8 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                 model.fit(train_ds, validation_data=val_ds, epochs=spec["fit"]["epochs"], initial_epoch=initial,
                           callbacks=callbacks, verbose=0, shuffle=False)
             except KeyboardInterrupt:
+                for callback in callbacks:
+                    getattr(callback, "close", lambda: None)()  # leave the terminal clean
                 done = saver.state["epochs_done"]
                 raise CnntrainError(f"interrupted; {done} epoch(s) are saved in {run_dir}",
                                     hint=f"resume with: cnntrain fit --resume {run_dir}", exit_code=130) from None
