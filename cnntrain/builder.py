@@ -16,6 +16,18 @@ from cnntrain.spec import Spec, layer_entries
 # Input shapes of the built-in datasets, for building a model before any data is read.
 DATASET_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 DATASET_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+DATASET_TRAIN_IMAGES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+
+
+def train_images(spec: Spec) -> int | None:
+    """Training images per epoch for a built-in dataset, before any data is read."""
+    total = DATASET_TRAIN_IMAGES.get(spec["data"]["dataset"])
+    if total is None:
+        return None
+    total = min(total, spec["data"]["limit_train"] or total)
+    if spec["data"]["validation"] == "split":
+        total -= round(total * spec["data"]["validation_split"])
+    return total
 
 _EPOCHS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*epochs?\s*$")
 

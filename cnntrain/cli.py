@@ -119,13 +119,13 @@ def _build(spec):
 def summary(spec, overrides, as_json):
     """The model of SPEC layer by layer: output shape, parameters (with the formula),
     kernel, stride, padding, receptive field and multiply-accumulates, with totals."""
-    from cnntrain import insight, ui
+    from cnntrain import builder, insight, ui
     from cnntrain.spec import load_spec
 
     loaded = load_spec(spec, overrides)
     model = _build(loaded)
     rows = insight.describe(model)
-    totals = insight.totals(rows)
+    totals = insight.totals(rows, train_images=builder.train_images(loaded))
     if as_json:
         import dataclasses
         import json

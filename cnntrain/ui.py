@@ -89,6 +89,8 @@ def model_table(rows, totals: dict, title: str) -> Table:
                       f"{r.macs:,}" if r.macs else "")
     table.caption = (f"total {totals['params']:,} parameters ({totals['trainable']:,} trainable, "
                      f"{totals['non_trainable']:,} non-trainable); {totals['macs_per_image']:,} MACs per image")
+    if totals.get("train_flops_per_epoch"):
+        table.caption += f"; about {totals['train_flops_per_epoch'] / 1e12:.2f} TFLOPs to train one epoch"
     return table
 
 

@@ -88,6 +88,9 @@ def test_summary_agrees_with_keras():
     table = run("summary", CONFIGS / "seed" / "mnist.yaml")
     assert "(1 x 3 x 3 + 1) x 32 = 320" in table.stdout
     assert "total 305,194 parameters" in table.stdout
+    # 6 FLOPs per MAC per training image x 5,798,656 MACs x 54,000 images (60,000 less 10% validation)
+    assert data["totals"]["train_flops_per_epoch"] == 6 * 5_798_656 * 54_000
+    assert "about 1.88 TFLOPs to train one epoch" in table.stdout
     assert "holds 294,976 of the model's 305,194 parameters (96.7%)" in table.stderr
 
 
