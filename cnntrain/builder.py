@@ -36,7 +36,7 @@ def _public_classes(module, base):
     names = []
     for name in dir(module):
         obj = getattr(module, name, None)
-        if name[:1].isupper() and isinstance(obj, type) and issubclass(obj, base):
+        if name[:1].isupper() and isinstance(obj, type) and issubclass(obj, base) and obj is not base:
             names.append(name)
     return names
 
@@ -44,7 +44,7 @@ def _public_classes(module, base):
 def lookup_class(spec: Spec, path, name: str, module, base, what: str):
     """`module.name`, which must be a subclass of `base`, or a SpecError with suggestions."""
     obj = getattr(module, name, None) if not name.startswith("_") else None
-    if isinstance(obj, type) and issubclass(obj, base):
+    if isinstance(obj, type) and issubclass(obj, base) and obj is not base:  # the base class is abstract
         return obj
     names = _public_classes(module, base)
     same = [n for n in names if n.lower() == name.lower()]
@@ -203,7 +203,7 @@ def _by_name(spec, path, value, module, base, getter, what):
     if args is None:
         try:
             return getter(name)
-        except (ValueError, TypeError):
+        except Exception:  # Keras' get() raises ValueError, TypeError, even KeyError ('lossscaleoptimizer')
             # get() takes snake_case function names and class names, any case.
             names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
             snake = names + [re.sub(r"(?<=[a-z])(?=[A-Z])", "_", n).lower() for n in names if n[:1].isupper()]

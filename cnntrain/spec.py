@@ -67,9 +67,15 @@ CHOICES = {
     ("fit", "strategy"): ("auto", "one-device", "mirrored", "multi-worker"),
 }
 
-MAX_DEPTH = 50
-MAX_NODES = 100_000
-
+# Limits that keep a hostile or broken spec from hanging the CLI or filling memory. A real spec
+# is a few kilobytes, a dozen levels deep and a few hundred values.
+MAX_DEPTH = 50              # levels of nesting
+MAX_NODES = 100_000         # values after expanding aliases and merge keys ("billion laughs")
+MAX_BYTES = 1_000_000       # the size of a spec file
+MAX_FLOW_DEPTH = 100        # '[' and '{' open at once: PyYAML's scanner is quadratic in this
+MAX_INT = 2 ** 63           # integers beyond int64 fit nothing a spec sets, and may not print
+MAX_SEED = 2 ** 32 - 1      # NumPy's seed range, which keras.utils.set_random_seed uses
+MAX_SHOWN = 200             # characters of a value quoted in a message
 
 @dataclass
 class Spec:
@@ -110,82 +116,173 @@ def dotted(path) -> str:
 
 # ---------------------------------------------------------------- loading
 
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_MERGE, _VALUE = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
 
-def _construct(node, path, constructor, marks, key_marks, file, counter):
-    counter[0] += 1
-    if counter[0] > MAX_NODES or len(path) > MAX_DEPTH:
-        raise SpecError("the spec is nested too deeply or too large (aliases expanding?)",
-                        file=file, line=node.start_mark.line + 1, column=node.start_mark.column + 1,
-                        hint=f"a spec needs at most {MAX_DEPTH} levels; remove recursive aliases")
-    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        if node.tag != "tag:yaml.org,2002:map":
-            raise _tag_error(node, file)
-        constructor.flatten_mapping(node)
-        result = {}
+
+def _short(text, limit: int = MAX_SHOWN) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _at(node, file) -> dict:
+    return {"file": file, "line": node.start_mark.line + 1, "column": node.start_mark.column + 1}
+
+
+class _Builder:
+    """Turns a composed YAML node tree into Python values, recording the line and column of every
+    value and key, and refusing what a spec never needs: tags that build objects, complex keys,
+    unbounded nesting or expansion, numbers beyond int64."""
+
+    def __init__(self, loader, file):
+        self.loader, self.file = loader, file
+        self.marks, self.key_marks = {}, {}
+        self.count = 0
+
+    def value(self, node, path):
+        self.count += 1
+        if self.count > MAX_NODES or len(path) > MAX_DEPTH:
+            raise SpecError("the spec is nested too deeply or too large (aliases expanding?)", **_at(node, self.file),
+                            hint=f"a spec needs at most {MAX_DEPTH} levels; remove recursive aliases")
+        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != _MAP:
+                raise _tag_error(node, self.file)
+            return self.mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ:
+                raise _tag_error(node, self.file)
+            return [self.value(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self.scalar(node)
+
+    def mapping(self, node, path):
+        """Keys in order; `<<: *anchor` (or a list of them) merges mappings whose keys this one may
+        override, as YAML defines it. Merged values count against MAX_NODES like any other."""
+        merged, own = {}, []
         for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) or key is None:
-                raise SpecError(f"a mapping key must be a plain name, received: {key!r}", file=file,
-                                line=key_node.start_mark.line + 1, column=key_node.start_mark.column + 1)
-            if key in result:
-                raise SpecError(f"duplicate key '{key}'", file=file, line=key_node.start_mark.line + 1,
-                                column=key_node.start_mark.column + 1,
-                                hint=f"'{key}' is already set above at line {key_marks[path + (key,)][0]}")
-            key_marks[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            result[key] = _construct(value_node, path + (key,), constructor, marks, key_marks, file, counter)
+            if key_node.tag != _MERGE:
+                own.append((key_node, value_node))
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise SpecError("a merge key '<<' takes a mapping or a list of mappings",
+                                    **_at(source, self.file), hint="e.g. '<<: *defaults' where '&defaults {...}'")
+                for key, value in self.value(source, path).items():
+                    merged.setdefault(key, value)      # the first mapping listed wins, as YAML says
+        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        result, seen = merged, set()
+        for key_node, value_node in own:
+            key = self.key(key_node)
+            if key in seen:
+                raise SpecError(f"duplicate key '{_short(key, 60)}'", **_at(key_node, self.file),
+                                hint=f"'{_short(key, 60)}' is already set above at line "
+                                     f"{self.key_marks[path + (key,)][0]}")
+            seen.add(key)
+            self.key_marks[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            result[key] = self.value(value_node, path + (key,))
         return result
-    if isinstance(node, yaml.SequenceNode):
-        if node.tag != "tag:yaml.org,2002:seq":
-            raise _tag_error(node, file)
-        return [_construct(item, path + (i,), constructor, marks, key_marks, file, counter)
-                for i, item in enumerate(node.value)]
-    try:
-        return constructor.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError:
-        raise _tag_error(node, file) from None
+
+    def key(self, node):
+        if not isinstance(node, yaml.ScalarNode):
+            kind = "list" if isinstance(node, yaml.SequenceNode) else "mapping"
+            raise SpecError(f"a mapping key must be a plain name, received: a {kind}", **_at(node, self.file),
+                            hint="keys are names such as 'fit' or 'filters'; check for a stray '?' or brackets")
+        if node.tag == _VALUE:   # the key '=' (YAML 1.1's value key) is plain text here
+            return "="
+        key = self.scalar(node)
+        if not isinstance(key, (str, int, float, bool)):
+            raise SpecError(f"a mapping key must be a plain name, received: {_show(key)}", **_at(node, self.file))
+        return key
+
+    def scalar(self, node):
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError:
+            raise _tag_error(node, self.file) from None
+        except Exception as exc:  # noqa: BLE001 - PyYAML's own converters raise ValueError, KeyError, ...
+            kind = node.tag.rsplit(":", 1)[-1]
+            reason = str(exc).split(":")[0] if "Exceeds the limit" in str(exc) else str(exc)
+            reason = f" ({_short(reason, 100)})" if isinstance(exc, ValueError) else ""
+            raise SpecError(f"'{_short(node.value, 60)}' is not a valid YAML {_short(kind, 40)}{reason}",
+                            **_at(node, self.file), hint="quote it to keep it as text") from None
+        if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT <= value < MAX_INT:
+            raise SpecError("number too large: integers in a spec are at most 2**63 - 1", **_at(node, self.file),
+                            hint="no setting needs more; quote it if it is meant as text")
+        return value
 
 
 def _tag_error(node, file):
-    return SpecError(f"YAML tag '{node.tag}' is not allowed", file=file, line=node.start_mark.line + 1,
-                     column=node.start_mark.column + 1,
+    return SpecError(f"YAML tag '{_short(node.tag, 100)}' is not allowed", **_at(node, file),
                      hint="specs are plain YAML: no tags that build Python objects")
+
+
+def _flow_depth(text: str) -> int:
+    """The most '[' and '{' open at once, counted over the raw text (brackets inside quotes and
+    comments too: an over-estimate, which only matters far beyond any real spec)."""
+    depth = deepest = 0
+    for match in re.finditer(r"[\[\]{}]", text):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
 
 
 def parse_yaml(text: str, file: str = "<spec>"):
     """Plain YAML to Python values, with the line and column of every value and key."""
-    marks, key_marks = {}, {}
-    loader = yaml.SafeLoader(text)
+    if len(text) > MAX_BYTES:
+        raise SpecError(f"the spec is too large: {len(text):,} characters, at most {MAX_BYTES:,}", file=file,
+                        hint="a spec is a short YAML file; is this the right file?")
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise SpecError("the spec is nested too deeply", file=file,
+                        hint=f"a spec needs at most {MAX_DEPTH} levels of '[' and '{{'")
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
-            return None, marks, key_marks
-        return _construct(node, (), loader, marks, key_marks, file, [0]), marks, key_marks
+            return None, {}, {}
+        builder = _Builder(loader, file)
+        return builder.value(node, ()), builder.marks, builder.key_marks
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = _short(exc.problem or exc.context or "invalid YAML")
         raise SpecError(f"YAML syntax error: {problem}", file=file,
                         line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None,
                         hint="check the indentation and the ':' after each key on this line or the one above") from None
+    except yaml.reader.ReaderError as exc:
+        at = exc.position if isinstance(exc.position, int) else None
+        what = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "byte"
+        raise SpecError(f"the spec holds a {what}, which YAML does not allow ({_short(exc.reason, 80)})",
+                        file=file, line=None if at is None else text.count("\n", 0, at) + 1,
+                        column=None if at is None else at - text.rfind("\n", 0, at),
+                        hint="remove control characters; save the spec as plain UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"YAML syntax error: {exc}", file=file) from None
+        raise SpecError(f"YAML syntax error: {_short(exc)}", file=file) from None
     except RecursionError:
         raise SpecError("the spec is nested too deeply", file=file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_spec(path, overrides=()) -> Spec:
     """Read, override and validate a spec file."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)   # bounded: a huge file, or a device such as /dev/zero, is not read whole
     except FileNotFoundError:
         raise SpecError("no such spec file", file=str(path), hint="give the path of a .yaml spec, e.g. configs/mnist.yaml") from None
     except IsADirectoryError:
         raise SpecError("is a folder, not a spec file", file=str(path)) from None
     except OSError as exc:
-        raise SpecError(f"cannot read the spec: {exc.strerror}", file=str(path)) from None
+        raise SpecError(f"cannot read the spec: {exc.strerror or exc}", file=str(path)) from None
+    if len(raw) > MAX_BYTES:
+        raise SpecError(f"the spec is too large: more than {MAX_BYTES:,} bytes", file=str(path),
+                        hint="a spec is a short YAML file; is this the right file?")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -231,8 +328,8 @@ def _check_keys(spec, values, defaults, path):
             allowed = list(defaults)
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else f"expected one of: {', '.join(allowed)}"
-            where = f"in '{dotted(path)}'" if path else "at the top level"
-            raise spec.error(path + (key,), f"unknown key '{key}' {where}", hint, key=True)
+            where = f"in '{_short(dotted(path), 80)}'" if path else "at the top level"
+            raise spec.error(path + (key,), f"unknown key '{_short(key, 80)}' {where}", hint, key=True)
         sub = defaults[key]
         if isinstance(sub, dict):
             if not isinstance(values[key], dict):
@@ -254,17 +351,20 @@ def apply_override(spec: Spec, text: str):
     key, _, raw_value = text.partition("=")
     parts = [p for p in key.strip().split(".")]
     if not all(parts):
-        raise SpecError(f"--set key '{key}' has an empty part", hint="write dotted keys, e.g. fit.epochs")
+        raise SpecError(f"--set key '{_short(key, 80)}' has an empty part", hint="write dotted keys, e.g. fit.epochs")
+    text = _short(text, 120)   # as it is quoted in messages
     try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"--set {text}: the value is not valid YAML ({getattr(exc, 'problem', exc)})",
-                        hint="quote strings with special characters") from None
+        # The spec's own YAML rules: no object tags, bounded nesting and alias expansion.
+        value = parse_yaml(raw_value, f"--set {text}")[0] if raw_value.strip() else None
+    except SpecError as exc:
+        syntax = exc.message.startswith("YAML syntax error")
+        raise SpecError(f"the value is not valid YAML ({exc.message})", file=f"--set {text}",
+                        hint="quote strings with special characters" if syntax or not exc.hint else exc.hint) from None
     node, path = spec.values, ()
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
+            if not (part.isascii() and part.isdigit() and len(part) < 10) or int(part) >= len(node):
                 raise SpecError(f"--set {text}: '{dotted(path)}' is a list of {len(node)} items; "
                                 f"'{part}' is not an index in it", hint=f"use an index 0..{len(node) - 1}")
             part = int(part)
@@ -287,14 +387,17 @@ def apply_override(spec: Spec, text: str):
 
 
 def _show(value) -> str:
-    return f"{value!r} ({type(value).__name__})" if value is not None else "nothing (null)"
+    return f"{_short(repr(value))} ({type(value).__name__})" if value is not None else "nothing (null)"
 
 
-def _int(spec, path, value, minimum=None, optional=False):
+def _int(spec, path, value, minimum=None, optional=False, maximum=None):
     if optional and value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+    if (isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)):
         need = f"an integer >= {minimum}" if minimum is not None else "an integer"
+        if maximum is not None:
+            need = f"an integer in [{minimum}, {maximum}]"
         raise spec.error(path, f"'{dotted(path)}' must be {need}, received: {_show(value)}")
 
 
@@ -312,7 +415,7 @@ def validate(spec: Spec):
     if not isinstance(v["name"], str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v["name"]):
         raise spec.error(("name",), f"'name' must be a simple name (letters, digits, . _ -), received: {_show(v['name'])}",
                          "it names the run folder runs/<name>/")
-    _int(spec, ("seed",), v["seed"], 0)
+    _int(spec, ("seed",), v["seed"], 0, maximum=MAX_SEED)
     for path, choices in CHOICES.items():
         value = v[path[0]][path[1]]
         if value is None and path == ("data", "color_mode"):
@@ -343,6 +446,11 @@ def validate(spec: Spec):
     _layer_list(spec, ("fit", "callbacks"), v["fit"]["callbacks"], allow_empty=True)
     comp = v["compile"]
     _object_ref(spec, ("compile", "optimizer"), comp["optimizer"])
+    if isinstance(comp["optimizer"], dict):
+        (name, args), = comp["optimizer"].items()
+        if isinstance(args, dict) and isinstance(args.get("learning_rate"), dict):
+            # A schedule, built by the builder as {ClassName: {arguments}} like the optimizer itself.
+            _object_ref(spec, ("compile", "optimizer", name, "learning_rate"), args["learning_rate"])
     _object_ref(spec, ("compile", "loss"), comp["loss"])
     if not isinstance(comp["metrics"], list):
         raise spec.error(("compile", "metrics"), f"'compile.metrics' must be a list, received: {_show(comp['metrics'])}",

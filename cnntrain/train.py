@@ -207,11 +207,16 @@ def environment(spec: Spec, device_info: dict, options: FitOptions) -> dict:
 
 def fit(spec: Spec, options: FitOptions, reporter) -> Path:
     """Train `spec`; return the run folder. `reporter` is a ui.Reporter."""
-    if options.resume:
+    if _locks_early(spec, options):
         # Lock before the slow steps: a second fit on this folder is refused at once.
         with runs.RunLock(options.resume):
             return _fit(spec, options, reporter)
     return _fit(spec, options, reporter)
+
+
+def _locks_early(spec, options) -> bool:
+    # Workers of one multi-worker fit share the folder; each locks its own part later.
+    return bool(options.resume) and (options.strategy or spec["fit"]["strategy"]) != "multi-worker"
 
 
 def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
@@ -295,7 +300,11 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     else:
         run_dir = runs.new_run_dir(spec["output"]["dir"], spec["name"])
 
-    with contextlib.nullcontext() if options.resume else runs.RunLock(run_dir):
+    with contextlib.nullcontext() if _locks_early(spec, options) else runs.RunLock(run_dir):
+        if options.out and not options.resume and plan.is_chief and runs.is_run(run_dir):
+            # Checked again under the lock: a fit with the same --out may have finished meanwhile.
+            raise CnntrainError("this folder already holds a run", file=str(run_dir),
+                                hint=f"resume it with 'cnntrain fit --resume {run_dir}', or choose a new --out")
         state = {"epochs_done": 0, "best": None, "best_epoch": None, "history": [], "weights": None,
                  "monitor": monitor, "callbacks": []}
         if options.resume and (run_dir / runs.BACKUP / STATE).exists():
@@ -392,11 +401,11 @@ def _finish(spec, run_dir, model, data, saver, guard, meter, metadata, started, 
     }
     runs.save_model(model, run_dir / "model.keras", {**metadata, "epoch": state["epochs_done"]})
     if not (run_dir / "best.keras").exists():
-        shutil.copyfile(run_dir / "model.keras", run_dir / "best.keras")
+        runs.copy_file(run_dir / "model.keras", run_dir / "best.keras")
     runs.write_json(run_dir / "metrics.json", metrics)
     from cnntrain.curves import curves_png
     curves_png(state["history"], run_dir / "curves.png", title=spec["name"])
-    shutil.rmtree(run_dir / runs.BACKUP, ignore_errors=True)
+    runs.remove_backup(run_dir)
     reporter.summary(metrics, run_dir)
     return run_dir
 
