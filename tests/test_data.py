@@ -1,7 +1,6 @@
 """The data set readers, on tiny files written here in each real format."""
 from __future__ import annotations
 
-import gzip
 import os
 import subprocess
 import sys

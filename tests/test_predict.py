@@ -7,45 +7,18 @@ from PIL import Image
 from rich.console import Console
 
 from cnntrain import report, runs
-from cnntrain.backend import keras
 from cnntrain.errors import CnntrainError
 from cnntrain.predict import predict_files
-
-SHAPE = (8, 8, 1)
-CLASSES = 10
-
-
-def synthetic(n: int, seed: int):
-    """Dark images (border 0-59) with a bright 2x2 block whose place depends on the class."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, CLASSES, n)
-    x = rng.integers(0, 60, (n, *SHAPE)).astype(np.uint8)
-    for i, c in enumerate(y):
-        r, col = divmod(int(c), 4)
-        x[i, 1 + 2 * r:3 + 2 * r, 2 * col:2 * col + 2, 0] = 230
-    return x, y.astype(np.int64)
-
+from tiny_models import CLASSES, part_trained, synthetic
+from tiny_models import metadata as tiny_metadata
 
 def metadata():
-    return {"class_names": [f"c{i}" for i in range(CLASSES)], "input_shape": list(SHAPE),
-            "normalize": "scale", "background": "dark", "dataset": "mnist", "data_path": None,
-            "image_size": None, "color_mode": None, "one_hot": False, "name": "tiny",
-            "cnntrain_version": "0.1.0"}
+    return tiny_metadata([f"c{i}" for i in range(CLASSES)])
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    keras.utils.set_random_seed(2)
-    model = keras.Sequential([
-        keras.Input(SHAPE),
-        keras.layers.Rescaling(1 / 255),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(CLASSES, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    x, y = synthetic(256, 0)
-    model.fit(x.astype("float32"), y, epochs=1, batch_size=32, verbose=0)
+    model = part_trained(2)
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     runs.save_model(model, path, metadata())
     return path, model
