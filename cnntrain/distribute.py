@@ -83,7 +83,11 @@ def make(kind: str, device_info: dict, *, devices=None, connect_timeout: float =
         raise CnntrainError(f"unknown strategy '{kind}'", hint=f"use one of: {', '.join(KINDS)}")
     gpus = device_info["gpus_used"]
     if kind == "auto":
-        kind = "mirrored" if gpus > 1 else "one-device"
+        if gpus <= 1:
+            # TensorFlow's default strategy: no distribution layer at all. OneDeviceStrategy
+            # would wrap every step and the input pipeline, and halved throughput here.
+            return Plan("default", tf.distribute.get_strategy(), 1)
+        kind = "mirrored"
     if kind == "one-device":
         device = "/gpu:0" if gpus else "/cpu:0"
         return Plan("one-device", tf.distribute.OneDeviceStrategy(device), 1)
