@@ -302,3 +302,27 @@ def build_callbacks(spec: Spec) -> list:
                                "callback"))
     return built
 
+
+def build_all(spec: Spec):
+    """Everything a fit will build, before any data: what `cnntrain check` proves about a spec.
+
+    The normalization layer gets placeholder statistics; the real ones come from the
+    training split at fit time.
+    """
+    import numpy as np
+
+    from cnntrain import pipeline
+
+    front = []
+    normalize = spec["preprocess"]["normalize"]
+    if normalize != "none":
+        front = [pipeline.normalization_layer(normalize, np.zeros((1, *input_shape(spec)), np.uint8))]
+    model = build_model(spec, front=front)
+    check_output(spec, model, None)
+    build_layers(spec, ("augment",))
+    build_callbacks(spec)
+    build_optimizer(spec, steps_per_epoch=1)
+    build_loss(spec)
+    build_metrics(spec)
+    return model
+

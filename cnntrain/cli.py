@@ -92,24 +92,9 @@ def check(spec, overrides):
 
 
 def _build(spec):
-    from cnntrain import builder, pipeline
+    from cnntrain import builder
 
-    front = []
-    normalize = spec["preprocess"]["normalize"]
-    if normalize != "none":
-        import numpy as np
-
-        # Placeholder statistics: the real ones come from the training data at fit time.
-        shape = builder.input_shape(spec)
-        front = [pipeline.normalization_layer(normalize, np.zeros((1, *shape), np.uint8))]
-    model = builder.build_model(spec, front=front)
-    builder.check_output(spec, model, None)
-    builder.build_layers(spec, ("augment",))
-    builder.build_callbacks(spec)
-    builder.build_optimizer(spec, steps_per_epoch=1)
-    builder.build_loss(spec)
-    builder.build_metrics(spec)
-    return model
+    return builder.build_all(spec)
 
 
 @cli.command()

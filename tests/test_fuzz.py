@@ -495,14 +495,7 @@ def builder_specs(draw, names):
 def build_everything(spec):
     from cnntrain import builder
 
-    model = builder.build_model(spec)
-    builder.check_output(spec, model, None)
-    builder.build_layers(spec, ("augment",))
-    builder.build_callbacks(spec)
-    builder.build_optimizer(spec, steps_per_epoch=3)
-    builder.build_loss(spec)
-    builder.build_metrics(spec)
-    return model
+    return builder.build_all(spec)
 
 
 @pytest.fixture(scope="module")
