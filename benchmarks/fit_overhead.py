@@ -1,6 +1,6 @@
 """Training images/s of `cnntrain fit` against a plain hand-written Keras `model.fit`.
 
-    python benchmarks/fit_overhead.py [--images 12000] [--epochs 2] [--rounds 5]
+    python benchmarks/fit_overhead.py [--images 12000] [--epochs 3] [--rounds 5]
                                       [--data-dir /work/shared/data] [--control] [--explain]
 
 Both sides train the chapter's MNIST model (configs/seed/mnist.yaml: Conv32-Conv32-
@@ -35,9 +35,16 @@ of the process, all threads (images per CPU-second, from on_epoch_begin to the e
 the epoch's last batch, the same callback on both sides), which a busy machine
 disturbs less than wall time, though not to nothing.
 --control runs the plain side twice per round: the spread of that A/A ratio is the
-resolution of the measurement on this machine at that time. --explain adds two
-diagnostic sides per round, plain Keras fed by cnntrain's tf.data pipeline and plain
-Keras with cnntrain's per-batch NanGuard, to attribute a gap.
+resolution of the measurement on this machine at that time. The summary also gives,
+per side, how long a steady epoch waited between on_epoch_begin and its first batch
+(Keras builds the epoch's input iterator there, and tears down the previous one).
+
+--explain adds diagnostic sides to every round, to attribute a gap: plain Keras fed by
+cnntrain's tf.data pipeline ("pipeline"), plain Keras with cnntrain's per-batch NanGuard
+("nanguard"), and the real cnntrain path with ONE thing changed by a monkeypatch for
+that run only: TensorFlow's default strategy instead of OneDeviceStrategy('/cpu:0')
+("strategy"), tf.data autotuning off ("autotune"), or both ("both"). The "cnntrain"
+side itself is never patched.
 """
 from __future__ import annotations
 
@@ -254,7 +261,7 @@ def run_keras(args, x, y, *, dataset=None, extra_callbacks=()) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=12000, help="training images per epoch (default 12000)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per run; the first is not counted (default 2)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run; the first is not counted (default 3)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--data-dir", default="/work/shared/data", help="folder holding mnist.npz")
     parser.add_argument("--explain", nargs="?", const=",".join(EXPLAIN), default="", metavar="LIST",
