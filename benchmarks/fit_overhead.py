@@ -41,10 +41,10 @@ per side, how long a steady epoch waited between on_epoch_begin and its first ba
 
 --explain adds diagnostic sides to every round, to attribute a gap: plain Keras fed by
 cnntrain's tf.data pipeline ("pipeline"), plain Keras with cnntrain's per-batch NanGuard
-("nanguard"), and the real cnntrain path with ONE thing changed by a monkeypatch for
-that run only: TensorFlow's default strategy instead of OneDeviceStrategy('/cpu:0')
-("strategy"), tf.data autotuning off ("autotune"), or both ("both"). The "cnntrain"
-side itself is never patched.
+("nanguard"), the real cnntrain path with --set fit.strategy=one-device
+("one-device": OneDeviceStrategy('/cpu:0'), what fit.strategy auto used to pick on one
+device), and the real path with tf.data autotuning switched off by a monkeypatch for
+that run only ("autotune"). The "cnntrain" side itself is never patched.
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def load_mnist(data_dir: str | None, n: int, tmp: Path):
 # ---------------------------------------------------------------- the two sides
 
 
-def run_cnntrain(args, data_dir: str, out: Path, patch=contextlib.nullcontext) -> dict:
+def run_cnntrain(args, data_dir: str, out: Path, patch=contextlib.nullcontext, extra=()) -> dict:
     from cnntrain import ui
     from cnntrain.spec import load_spec
     from cnntrain.train import FitOptions, fit
@@ -141,7 +141,7 @@ def run_cnntrain(args, data_dir: str, out: Path, patch=contextlib.nullcontext) -
         def summary(self, metrics, run_dir):
             pass
 
-    spec = load_spec(SPEC, cnntrain_overrides(args))
+    spec = load_spec(SPEC, cnntrain_overrides(args) + list(extra))
     assert spec["fit"]["batch_size"] == BATCH and not spec["augment"], "the seed spec changed"
     keras.backend.clear_session()
     with patch():
@@ -173,22 +173,6 @@ def _patched(module, name, replacement):
         setattr(module, name, original)
 
 
-def default_strategy():
-    """fit.strategy 'auto' on one CPU trains under OneDeviceStrategy('/cpu:0'); this trains
-    under TensorFlow's default strategy instead, as a plain script does."""
-    from cnntrain import distribute
-    from cnntrain.backend import tf
-
-    def make(original):
-        def wrapped(kind, device_info, **kwargs):
-            plan = original(kind, device_info, **kwargs)
-            if plan.kind == "one-device" and plan.num_workers == 1:
-                plan.strategy = tf.distribute.get_strategy()
-            return plan
-        return wrapped
-    return _patched(distribute, "make", make)
-
-
 def autotune_off():
     """tf.data autotuning off in cnntrain's datasets (map and prefetch keep AUTOTUNE,
     which then means: as many as there are cores / a small fixed buffer)."""
@@ -209,15 +193,7 @@ def autotune_off():
     return both()
 
 
-def both_fixes():
-    @contextlib.contextmanager
-    def both():
-        with default_strategy(), autotune_off():
-            yield
-    return both()
-
-
-EXPLAIN = ("pipeline", "nanguard", "strategy", "autotune", "both")
+EXPLAIN = ("pipeline", "nanguard", "one-device", "autotune")
 
 
 def cnntrain_overrides(args) -> list[str]:
@@ -267,8 +243,8 @@ def main(argv=None) -> int:
     parser.add_argument("--explain", nargs="?", const=",".join(EXPLAIN), default="", metavar="LIST",
                         help="diagnostic sides, comma-separated (default: all): pipeline = plain Keras fed by "
                              "cnntrain's tf.data pipeline; nanguard = plain Keras with cnntrain's NanGuard; "
-                             "strategy = cnntrain under the default strategy instead of OneDeviceStrategy; "
-                             "autotune = cnntrain with tf.data autotuning off; both = strategy + autotune")
+                             "one-device = cnntrain with --set fit.strategy=one-device (OneDeviceStrategy); "
+                             "autotune = cnntrain with tf.data autotuning off (monkeypatched)")
     parser.add_argument("--control", action="store_true",
                         help="also run the plain Keras side a second time (an A/A test: the noise floor)")
     args = parser.parse_args(argv)
@@ -306,11 +282,11 @@ def main(argv=None) -> int:
             sides["keras+tf.data"] = on_pipeline
         if "nanguard" in explain:
             sides["keras+NanGuard"] = lambda r: run_keras(args, x, y, extra_callbacks=[NanGuard()])
-        for key, label, patch in (("strategy", "cnntrain default-strategy", default_strategy),
-                                  ("autotune", "cnntrain autotune-off", autotune_off),
-                                  ("both", "cnntrain both fixes", both_fixes)):
-            if key in explain:
-                sides[label] = (lambda p, k: lambda r: run_cnntrain(args, data_dir, tmp / f"run-{k}-{r}", p))(patch, key)
+        if "one-device" in explain:
+            sides["cnntrain one-device"] = lambda r: run_cnntrain(args, data_dir, tmp / f"run-od-{r}",
+                                                                  extra=["fit.strategy=one-device"])
+        if "autotune" in explain:
+            sides["cnntrain autotune-off"] = lambda r: run_cnntrain(args, data_dir, tmp / f"run-at-{r}", autotune_off)
         if args.control:
             sides["keras again"] = lambda r: run_keras(args, x, y)
 

@@ -40,9 +40,9 @@ def prepare(spec: Spec, *, data_dir=None, offline=False) -> Splits:
     data = load(spec, data_dir=data_dir, offline=offline)
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     if d["limit_train"]:
-        x_train, y_train = x_train[:d["limit_train"]], y_train[:d["limit_train"]]
+        x_train, y_train = _subset(x_train, y_train, d["limit_train"], spec["seed"])
     if d["limit_test"] and x_test is not None:
-        x_test, y_test = x_test[:d["limit_test"]], y_test[:d["limit_test"]]
+        x_test, y_test = _subset(x_test, y_test, d["limit_test"], spec["seed"] + 1)
     x_val = y_val = None
     if d["validation"] == "split":
         x_train, y_train, x_val, y_val = pipeline.split_validation(x_train, y_train, d["validation_split"], spec["seed"])
@@ -59,3 +59,12 @@ def prepare(spec: Spec, *, data_dir=None, offline=False) -> Splits:
     if len(x_train) == 0:
         raise CnntrainError("no training images left after the validation split", file=data.source)
     return Splits(x_train, y_train, x_val, y_val, x_test, y_test, list(data.class_names), data.source)
+
+
+def _subset(x, y, n, seed):
+    """n images drawn at random (seeded), in their original order. Not the first n: image
+    folders and archives come sorted by class, so the first n could all be one class."""
+    if n >= len(x):
+        return x, y
+    keep = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
+    return x[keep], y[keep]

@@ -28,8 +28,8 @@ DEFAULTS = {
         "validation_split": 0.1,  # fraction of the training images, stratified by class
         "image_size": None,      # [height, width] to resize image_folder images to
         "color_mode": None,      # rgb | grayscale for image_folder; default: from the images
-        "limit_train": None,     # use only the first N training images (quick trials)
-        "limit_test": None,      # use only the first N test images
+        "limit_train": None,     # use N training images, drawn at random (seeded): quick trials
+        "limit_test": None,      # use N test images, drawn the same way
     },
     "preprocess": {
         "normalize": "scale",    # none: raw 0-255 | scale: to [0, 1] | standardize: per-channel z-score

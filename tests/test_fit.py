@@ -176,3 +176,18 @@ def test_killed_fit_resumes_to_the_exact_epoch_count(tiny_spec, mnist_dir, tmp_p
     assert metrics["epochs"] == 12
     assert metrics["best"]["value"] >= before["best"]
     assert not (run / runs.BACKUP).exists()
+
+
+def test_limit_draws_from_every_class_of_sorted_data(tmp_path):
+    """Image folders come sorted by class: a limit must not take the first N (one class)."""
+    import numpy as np
+
+    from cnntrain.inputs import _subset
+
+    x = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
+    y = np.repeat(np.arange(10), 10)
+    xs, ys = _subset(x, y, 30, seed=3)
+    assert len(xs) == 30 and len(set(ys.tolist())) >= 8
+    assert list(xs.ravel()) == sorted(xs.ravel())          # original order kept
+    assert np.array_equal(_subset(x, y, 30, seed=3)[0], xs)  # seeded
+    assert _subset(x, y, 500, seed=3)[0] is x
