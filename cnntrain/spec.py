@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from cnntrain.errors import SpecError
+from cnntrain.yamlmarks import MAX_BYTES, parse_yaml, shorten, show
 
 REQUIRED = object()
 
@@ -67,15 +68,8 @@ CHOICES = {
     ("fit", "strategy"): ("auto", "one-device", "mirrored", "multi-worker"),
 }
 
-# Limits that keep a hostile or broken spec from hanging the CLI or filling memory. A real spec
-# is a few kilobytes, a dozen levels deep and a few hundred values.
-MAX_DEPTH = 50              # levels of nesting
-MAX_NODES = 100_000         # values after expanding aliases and merge keys ("billion laughs")
-MAX_BYTES = 1_000_000       # the size of a spec file
-MAX_FLOW_DEPTH = 100        # '[' and '{' open at once: PyYAML's scanner is quadratic in this
-MAX_INT = 2 ** 63           # integers beyond int64 fit nothing a spec sets, and may not print
 MAX_SEED = 2 ** 32 - 1      # NumPy's seed range, which keras.utils.set_random_seed uses
-MAX_SHOWN = 200             # characters of a value quoted in a message
+
 
 @dataclass
 class Spec:
@@ -113,159 +107,6 @@ class Spec:
 def dotted(path) -> str:
     return ".".join(str(p) for p in path)
 
-
-# ---------------------------------------------------------------- loading
-
-_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
-_MERGE, _VALUE = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
-
-
-def _short(text, limit: int = MAX_SHOWN) -> str:
-    text = str(text)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _at(node, file) -> dict:
-    return {"file": file, "line": node.start_mark.line + 1, "column": node.start_mark.column + 1}
-
-
-class _Builder:
-    """Turns a composed YAML node tree into Python values, recording the line and column of every
-    value and key, and refusing what a spec never needs: tags that build objects, complex keys,
-    unbounded nesting or expansion, numbers beyond int64."""
-
-    def __init__(self, loader, file):
-        self.loader, self.file = loader, file
-        self.marks, self.key_marks = {}, {}
-        self.count = 0
-
-    def value(self, node, path):
-        self.count += 1
-        if self.count > MAX_NODES or len(path) > MAX_DEPTH:
-            raise SpecError("the spec is nested too deeply or too large (aliases expanding?)", **_at(node, self.file),
-                            hint=f"a spec needs at most {MAX_DEPTH} levels; remove recursive aliases")
-        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, yaml.MappingNode):
-            if node.tag != _MAP:
-                raise _tag_error(node, self.file)
-            return self.mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ:
-                raise _tag_error(node, self.file)
-            return [self.value(item, path + (i,)) for i, item in enumerate(node.value)]
-        return self.scalar(node)
-
-    def mapping(self, node, path):
-        """Keys in order; `<<: *anchor` (or a list of them) merges mappings whose keys this one may
-        override, as YAML defines it. Merged values count against MAX_NODES like any other."""
-        merged, own = {}, []
-        for key_node, value_node in node.value:
-            if key_node.tag != _MERGE:
-                own.append((key_node, value_node))
-                continue
-            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-            for source in sources:
-                if not isinstance(source, yaml.MappingNode):
-                    raise SpecError("a merge key '<<' takes a mapping or a list of mappings",
-                                    **_at(source, self.file), hint="e.g. '<<: *defaults' where '&defaults {...}'")
-                for key, value in self.value(source, path).items():
-                    merged.setdefault(key, value)      # the first mapping listed wins, as YAML says
-        self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        result, seen = merged, set()
-        for key_node, value_node in own:
-            key = self.key(key_node)
-            if key in seen:
-                raise SpecError(f"duplicate key '{_short(key, 60)}'", **_at(key_node, self.file),
-                                hint=f"'{_short(key, 60)}' is already set above at line "
-                                     f"{self.key_marks[path + (key,)][0]}")
-            seen.add(key)
-            self.key_marks[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            result[key] = self.value(value_node, path + (key,))
-        return result
-
-    def key(self, node):
-        if not isinstance(node, yaml.ScalarNode):
-            kind = "list" if isinstance(node, yaml.SequenceNode) else "mapping"
-            raise SpecError(f"a mapping key must be a plain name, received: a {kind}", **_at(node, self.file),
-                            hint="keys are names such as 'fit' or 'filters'; check for a stray '?' or brackets")
-        if node.tag == _VALUE:   # the key '=' (YAML 1.1's value key) is plain text here
-            return "="
-        key = self.scalar(node)
-        if not isinstance(key, (str, int, float, bool)):
-            raise SpecError(f"a mapping key must be a plain name, received: {_show(key)}", **_at(node, self.file))
-        return key
-
-    def scalar(self, node):
-        try:
-            value = self.loader.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError:
-            raise _tag_error(node, self.file) from None
-        except Exception as exc:  # noqa: BLE001 - PyYAML's own converters raise ValueError, KeyError, ...
-            kind = node.tag.rsplit(":", 1)[-1]
-            reason = str(exc).split(":")[0] if "Exceeds the limit" in str(exc) else str(exc)
-            reason = f" ({_short(reason, 100)})" if isinstance(exc, ValueError) else ""
-            raise SpecError(f"'{_short(node.value, 60)}' is not a valid YAML {_short(kind, 40)}{reason}",
-                            **_at(node, self.file), hint="quote it to keep it as text") from None
-        if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT <= value < MAX_INT:
-            raise SpecError("number too large: integers in a spec are at most 2**63 - 1", **_at(node, self.file),
-                            hint="no setting needs more; quote it if it is meant as text")
-        return value
-
-
-def _tag_error(node, file):
-    return SpecError(f"YAML tag '{_short(node.tag, 100)}' is not allowed", **_at(node, file),
-                     hint="specs are plain YAML: no tags that build Python objects")
-
-
-def _flow_depth(text: str) -> int:
-    """The most '[' and '{' open at once, counted over the raw text (brackets inside quotes and
-    comments too: an over-estimate, which only matters far beyond any real spec)."""
-    depth = deepest = 0
-    for match in re.finditer(r"[\[\]{}]", text):
-        if match.group() in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif depth:
-            depth -= 1
-    return deepest
-
-
-def parse_yaml(text: str, file: str = "<spec>"):
-    """Plain YAML to Python values, with the line and column of every value and key."""
-    if len(text) > MAX_BYTES:
-        raise SpecError(f"the spec is too large: {len(text):,} characters, at most {MAX_BYTES:,}", file=file,
-                        hint="a spec is a short YAML file; is this the right file?")
-    if _flow_depth(text) > MAX_FLOW_DEPTH:
-        raise SpecError("the spec is nested too deeply", file=file,
-                        hint=f"a spec needs at most {MAX_DEPTH} levels of '[' and '{{'")
-    loader = None
-    try:
-        loader = yaml.SafeLoader(text)
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}, {}
-        builder = _Builder(loader, file)
-        return builder.value(node, ()), builder.marks, builder.key_marks
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = _short(exc.problem or exc.context or "invalid YAML")
-        raise SpecError(f"YAML syntax error: {problem}", file=file,
-                        line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None,
-                        hint="check the indentation and the ':' after each key on this line or the one above") from None
-    except yaml.reader.ReaderError as exc:
-        at = exc.position if isinstance(exc.position, int) else None
-        what = f"character #x{exc.character:04x}" if isinstance(exc.character, int) else "byte"
-        raise SpecError(f"the spec holds a {what}, which YAML does not allow ({_short(exc.reason, 80)})",
-                        file=file, line=None if at is None else text.count("\n", 0, at) + 1,
-                        column=None if at is None else at - text.rfind("\n", 0, at),
-                        hint="remove control characters; save the spec as plain UTF-8 text") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"YAML syntax error: {_short(exc)}", file=file) from None
-    except RecursionError:
-        raise SpecError("the spec is nested too deeply", file=file) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
 
 
 def load_spec(path, overrides=()) -> Spec:
@@ -328,8 +169,8 @@ def _check_keys(spec, values, defaults, path):
             allowed = list(defaults)
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else f"expected one of: {', '.join(allowed)}"
-            where = f"in '{_short(dotted(path), 80)}'" if path else "at the top level"
-            raise spec.error(path + (key,), f"unknown key '{_short(key, 80)}' {where}", hint, key=True)
+            where = f"in '{shorten(dotted(path), 80)}'" if path else "at the top level"
+            raise spec.error(path + (key,), f"unknown key '{shorten(key, 80)}' {where}", hint, key=True)
         sub = defaults[key]
         if isinstance(sub, dict):
             if not isinstance(values[key], dict):
@@ -337,7 +178,7 @@ def _check_keys(spec, values, defaults, path):
                     values[key] = {}
                     continue
                 raise spec.error(path + (key,), f"'{dotted(path + (key,))}' must be a mapping, received: "
-                                 f"{_show(values[key])}", f"write its keys indented below '{key}:'")
+                                 f"{show(values[key])}", f"write its keys indented below '{key}:'")
             _check_keys(spec, values[key], sub, path + (key,))
 
 
@@ -351,8 +192,8 @@ def apply_override(spec: Spec, text: str):
     key, _, raw_value = text.partition("=")
     parts = [p for p in key.strip().split(".")]
     if not all(parts):
-        raise SpecError(f"--set key '{_short(key, 80)}' has an empty part", hint="write dotted keys, e.g. fit.epochs")
-    text = _short(text, 120)   # as it is quoted in messages
+        raise SpecError(f"--set key '{shorten(key, 80)}' has an empty part", hint="write dotted keys, e.g. fit.epochs")
+    text = shorten(text, 120)   # as it is quoted in messages
     try:
         # The spec's own YAML rules: no object tags, bounded nesting and alias expansion.
         value = parse_yaml(raw_value, f"--set {text}")[0] if raw_value.strip() else None
@@ -369,7 +210,7 @@ def apply_override(spec: Spec, text: str):
                                 f"'{part}' is not an index in it", hint=f"use an index 0..{len(node) - 1}")
             part = int(part)
         elif not isinstance(node, dict):
-            raise SpecError(f"--set {text}: '{dotted(path)}' is {_show(node)}, not a mapping",
+            raise SpecError(f"--set {text}: '{dotted(path)}' is {show(node)}, not a mapping",
                             hint=f"set the whole value instead: --set {dotted(path)}='{{...}}'")
         if last:
             node[part] = value
@@ -386,10 +227,6 @@ def apply_override(spec: Spec, text: str):
 # ---------------------------------------------------------------- validation
 
 
-def _show(value) -> str:
-    return f"{_short(repr(value))} ({type(value).__name__})" if value is not None else "nothing (null)"
-
-
 def _int(spec, path, value, minimum=None, optional=False, maximum=None):
     if optional and value is None:
         return
@@ -398,7 +235,7 @@ def _int(spec, path, value, minimum=None, optional=False, maximum=None):
         need = f"an integer >= {minimum}" if minimum is not None else "an integer"
         if maximum is not None:
             need = f"an integer in [{minimum}, {maximum}]"
-        raise spec.error(path, f"'{dotted(path)}' must be {need}, received: {_show(value)}")
+        raise spec.error(path, f"'{dotted(path)}' must be {need}, received: {show(value)}")
 
 
 def _number(spec, path, value, low, high, *, high_open=True):
@@ -407,13 +244,13 @@ def _number(spec, path, value, low, high, *, high_open=True):
         ok = low <= value < high if high_open else low <= value <= high
     if not ok:
         bracket = ")" if high_open else "]"
-        raise spec.error(path, f"'{dotted(path)}' must be a number in [{low}, {high}{bracket}, received: {_show(value)}")
+        raise spec.error(path, f"'{dotted(path)}' must be a number in [{low}, {high}{bracket}, received: {show(value)}")
 
 
 def validate(spec: Spec):
     v = spec.values
     if not isinstance(v["name"], str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v["name"]):
-        raise spec.error(("name",), f"'name' must be a simple name (letters, digits, . _ -), received: {_show(v['name'])}",
+        raise spec.error(("name",), f"'name' must be a simple name (letters, digits, . _ -), received: {show(v['name'])}",
                          "it names the run folder runs/<name>/")
     _int(spec, ("seed",), v["seed"], 0, maximum=MAX_SEED)
     for path, choices in CHOICES.items():
@@ -423,10 +260,10 @@ def validate(spec: Spec):
         if value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1)
             hint = f"did you mean '{close[0]}'?" if close else None
-            raise spec.error(path, f"'{dotted(path)}' must be one of {', '.join(choices)}, received: {_show(value)}", hint)
+            raise spec.error(path, f"'{dotted(path)}' must be one of {', '.join(choices)}, received: {show(value)}", hint)
     data = v["data"]
     if data["path"] is not None and not isinstance(data["path"], str):
-        raise spec.error(("data", "path"), f"'data.path' must be a path, received: {_show(data['path'])}")
+        raise spec.error(("data", "path"), f"'data.path' must be a path, received: {show(data['path'])}")
     _number(spec, ("data", "validation_split"), data["validation_split"], 0.0, 1.0)
     if data["validation"] == "split" and data["validation_split"] == 0:
         raise spec.error(("data", "validation_split"), "'data.validation_split' is 0 but data.validation is 'split'",
@@ -453,7 +290,7 @@ def validate(spec: Spec):
             _object_ref(spec, ("compile", "optimizer", name, "learning_rate"), args["learning_rate"])
     _object_ref(spec, ("compile", "loss"), comp["loss"])
     if not isinstance(comp["metrics"], list):
-        raise spec.error(("compile", "metrics"), f"'compile.metrics' must be a list, received: {_show(comp['metrics'])}",
+        raise spec.error(("compile", "metrics"), f"'compile.metrics' must be a list, received: {show(comp['metrics'])}",
                          "e.g. metrics: [accuracy]")
     for i, metric in enumerate(comp["metrics"]):
         _object_ref(spec, ("compile", "metrics", i), metric)
@@ -462,12 +299,12 @@ def validate(spec: Spec):
     _int(spec, ("fit", "batch_size"), fit["batch_size"], 1)
     _int(spec, ("fit", "epochs"), fit["epochs"], 1)
     if not isinstance(fit["monitor"], str):
-        raise spec.error(("fit", "monitor"), f"'fit.monitor' must be a metric name, received: {_show(fit['monitor'])}",
+        raise spec.error(("fit", "monitor"), f"'fit.monitor' must be a metric name, received: {show(fit['monitor'])}",
                          "e.g. val_accuracy or val_loss")
     if not isinstance(fit["tensorboard"], bool):
-        raise spec.error(("fit", "tensorboard"), f"'fit.tensorboard' must be true or false, received: {_show(fit['tensorboard'])}")
+        raise spec.error(("fit", "tensorboard"), f"'fit.tensorboard' must be true or false, received: {show(fit['tensorboard'])}")
     if not isinstance(v["output"]["dir"], str) or not v["output"]["dir"]:
-        raise spec.error(("output", "dir"), f"'output.dir' must be a folder path, received: {_show(v['output']['dir'])}")
+        raise spec.error(("output", "dir"), f"'output.dir' must be a folder path, received: {show(v['output']['dir'])}")
 
 
 def _shape(spec, path, value, length):
@@ -476,7 +313,7 @@ def _shape(spec, path, value, length):
     if (not isinstance(value, list) or len(value) != length
             or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value)):
         example = "[28, 28, 1]" if length == 3 else "[32, 32]"
-        raise spec.error(path, f"'{dotted(path)}' must be a list of {length} positive integers, received: {_show(value)}",
+        raise spec.error(path, f"'{dotted(path)}' must be a list of {length} positive integers, received: {show(value)}",
                          f"e.g. {example}")
 
 
@@ -488,7 +325,7 @@ def _object_ref(spec, path, value):
         (name, args), = value.items()
         if isinstance(name, str) and (args is None or isinstance(args, dict)):
             return
-    raise spec.error(path, f"'{dotted(path)}' must be a name or {{ClassName: {{arguments}}}}, received: {_show(value)}",
+    raise spec.error(path, f"'{dotted(path)}' must be a name or {{ClassName: {{arguments}}}}, received: {show(value)}",
                      "e.g. adam, or {Adam: {learning_rate: 0.001}}")
 
 
@@ -507,7 +344,7 @@ def _layer_list(spec, path, items, *, allow_empty):
         _set(spec.values, path, [])
         return
     if not isinstance(items, list) or (not items and not allow_empty):
-        raise spec.error(path, f"'{dotted(path)}' must be a list of layers, received: {_show(items)}",
+        raise spec.error(path, f"'{dotted(path)}' must be a list of layers, received: {show(items)}",
                          "write one '- ClassName: {arguments}' per line, e.g. '- Conv2D: {filters: 32, kernel_size: 3}'")
     for i, item in enumerate(items):
         if isinstance(item, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", item):
@@ -517,7 +354,7 @@ def _layer_list(spec, path, items, *, allow_empty):
             if isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 continue
         raise spec.error(path + (i,), f"item {i + 1} of '{dotted(path)}' must be a class name or "
-                         f"{{ClassName: arguments}}, received: {_show(item)}",
+                         f"{{ClassName: arguments}}, received: {show(item)}",
                          "e.g. '- Flatten' or '- Dense: {units: 10, activation: softmax}'; "
                          "check the indentation of the arguments")
 

@@ -98,10 +98,10 @@ class RunState(keras.callbacks.Callback):
         self.mode = monitor_mode(monitor)
         self.metadata, self.guard, self.others = metadata, guard, others
         self.backup = run_dir / runs.BACKUP
-        self.epoch_start = time.time()
+        self.epoch_start = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = time.time()
+        self.epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.where is not None:
@@ -109,7 +109,7 @@ class RunState(keras.callbacks.Callback):
         row = {"epoch": epoch + 1}
         row.update({k: float(v) for k, v in (logs or {}).items()})
         row["learning_rate"] = _current_lr(self.model)
-        row["seconds"] = round(time.time() - self.epoch_start, 3)
+        row["seconds"] = round(time.perf_counter() - self.epoch_start, 3)
         self.state["history"] = [r for r in self.state["history"] if r["epoch"] < epoch + 1] + [row]
         value = row.get(self.monitor)
         best = self.state["best"]
@@ -408,11 +408,3 @@ def _finish(spec, run_dir, model, data, saver, guard, meter, metadata, started, 
     runs.remove_backup(run_dir)
     reporter.summary(metrics, run_dir)
     return run_dir
-
-
-def previous_spec_text(run_dir) -> str:
-    try:
-        return (Path(run_dir) / "spec.yaml").read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CnntrainError(f"cannot read the run's spec: {exc.strerror}", file=str(Path(run_dir) / "spec.yaml")) from None
-

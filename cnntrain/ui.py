@@ -6,8 +6,6 @@ one line per epoch), `quiet` (only the final line), `json` (one JSON object on s
 from __future__ import annotations
 
 import json
-import sys
-import time
 
 from rich.console import Console
 from rich.markup import escape
@@ -92,11 +90,3 @@ def model_table(rows, totals: dict, title: str) -> Table:
     if totals.get("train_flops_per_epoch"):
         table.caption += f"; about {totals['train_flops_per_epoch'] / 1e12:.2f} TFLOPs to train one epoch"
     return table
-
-
-def elapsed(start: float) -> str:
-    return f"{time.perf_counter() - start:.1f} s"
-
-
-def is_terminal() -> bool:
-    return sys.stdout.isatty()

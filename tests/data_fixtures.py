@@ -88,6 +88,15 @@ def write_cifar_dir(folder, members: dict):
     return str(folder)
 
 
+def truncate_half(path):
+    """Cut a file to its first half, as an interrupted download or copy leaves it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    return path
+
+
 def write_tar(path, members: dict, mode="w:gz"):
     """members: name -> bytes (a file) or None (a folder)."""
     with tarfile.open(path, mode) as tar:
