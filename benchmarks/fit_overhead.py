@@ -126,13 +126,13 @@ def load_mnist(data_dir: str | None, n: int, tmp: Path):
 
 
 def run_cnntrain(args, data_dir: str, out: Path, patch=contextlib.nullcontext, extra=()) -> dict:
-    from cnntrain import ui
+    from cnntrain.views import reporter
     from cnntrain.spec import load_spec
     from cnntrain.train import FitOptions, fit
 
     clock = EpochClock()
 
-    class Reporter(ui.Reporter):
+    class Reporter(reporter.Reporter):
         """The quiet reporter, whose (otherwise empty) progress callback is our clock."""
 
         def callback(self, steps, epochs):
@@ -176,7 +176,7 @@ def _patched(module, name, replacement):
 def autotune_off():
     """tf.data autotuning off in cnntrain's datasets (map and prefetch keep AUTOTUNE,
     which then means: as many as there are cores / a small fixed buffer)."""
-    from cnntrain import pipeline
+    from cnntrain.feed import pipeline
     from cnntrain.backend import tf
 
     def no_autotune(original):
@@ -254,7 +254,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--explain: unknown {', '.join(sorted(unknown))}; choose from {', '.join(EXPLAIN)}")
 
-    from cnntrain import pipeline
+    from cnntrain.feed import pipeline
     from cnntrain.train import NanGuard
 
     with tempfile.TemporaryDirectory(prefix="cnntrain-fit-bench-") as tmp:

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from cnntrain.backend import keras, tf  # noqa: E402
-from cnntrain.pipeline import normalization_layer, train_dataset  # noqa: E402
+from cnntrain.model.normalization import normalization_layer
+from cnntrain.feed.pipeline import train_dataset
 
 
 def chapter_layers():

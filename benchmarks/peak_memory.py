@@ -8,7 +8,7 @@ kernel when it exits (os.wait4's ru_maxrss: the high-water mark of the child's
 resident set, what /usr/bin/time -v calls "Maximum resident set size"). Per data set:
 
   import       python -c "import cnntrain.backend"   (TensorFlow + Keras alone; once)
-  load data    python -c "cnntrain.datasets.load_dataset(NAME, data_dir=...)"
+  load data    python -c "cnntrain.data.load_dataset(NAME, data_dir=...)"
                (the loader alone, no TensorFlow: the uint8 arrays of the WHOLE set)
   fit          python -m cnntrain fit configs/NAME.yaml --epochs 1
                --set data.limit_train=N --data-dir DIR --offline --quiet --out TMP
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
             if not has_data(name, data_dir):
                 data_dir, note = str(tmp / "data"), f"RANDOM data ({args.data_dir} lacks it)"
                 fake_data(name, Path(data_dir))
-            load = ("from cnntrain.datasets import load_dataset as L; "
+            load = ("from cnntrain.data import load_dataset as L; "
                     f"d = L({name!r}, data_dir={data_dir!r}, offline=True); "
                     "print(f'arrays {d.x_train.shape} + {d.x_test.shape} uint8 = '"
                     "f'{(d.x_train.nbytes + d.x_test.nbytes) / 2**20:.0f} MiB from {d.source}')")

@@ -38,7 +38,7 @@ def make_pngs(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 
 def make_model(path: Path):
-    from cnntrain import runs
+    from cnntrain.runs import model_file
     from cnntrain.backend import keras
 
     keras.utils.set_random_seed(0)
@@ -53,7 +53,7 @@ def make_model(path: Path):
         keras.layers.Dense(10, activation="softmax"),
     ])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    runs.save_model(model, path, {
+    model_file.save_model(model, path, {
         "class_names": [str(i) for i in range(10)], "input_shape": [28, 28, 1], "normalize": "scale",
         "background": "dark", "dataset": "mnist", "data_path": None, "image_size": None,
         "color_mode": None, "one_hot": False, "name": "mnist", "cnntrain_version": "0.1.0"})
@@ -67,8 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
 
-    from cnntrain import images
-    from cnntrain.predict import predict_files
+    from cnntrain.data import image_files
+    from cnntrain.assess.predict import predict_files
 
     with tempfile.TemporaryDirectory(prefix="cnntrain-bench-") as tmp:
         tmp = Path(tmp)
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         best, median = min(times), statistics.median(times)
 
         t0 = time.perf_counter()
-        decoded = np.stack([images.read_image(f, height=28, width=28, channels=1) for f in files])
+        decoded = np.stack([image_files.read_image(f, height=28, width=28, channels=1) for f in files])
         decode_s = time.perf_counter() - t0
         model.predict(decoded[:args.batch_size].astype(np.float32), verbose=0)
         t0 = time.perf_counter()

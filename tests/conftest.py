@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real datasets in real formats, and a tiny spec that trains in seconds."""
+"""Shared fixtures: every test isolated from the user's caches and from the network, tiny real
+datasets in real formats, and a tiny spec that trains in seconds. Helpers are in tests/helpers/."""
 import os
 import textwrap
 
@@ -7,17 +8,22 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from helpers.formats import digits  # noqa: E402
+from helpers.runs import TINY_SPEC  # noqa: E402
 
-def digits(n, seed=0, size=28):
-    """n learnable 'digits': class k is a bright bar at row band k on a dark background."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 10
-    rng.shuffle(y)
-    x = rng.integers(0, 40, size=(n, size, size), dtype=np.uint8)
-    band = size // 10
-    for i, label in enumerate(y):
-        x[i, label * band:(label + 1) * band + 1, 4:size - 4] = 230
-    return x, y.astype(np.uint8)
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Never the user's Keras cache or data folder, and never a download."""
+    from cnntrain.data import lookup
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("CNNTRAIN_DATA_DIR", raising=False)
+
+    def no_network(**kwargs):
+        raise AssertionError("a test tried to download")
+
+    monkeypatch.setattr(lookup, "_get_file", no_network)
 
 
 @pytest.fixture
@@ -29,32 +35,6 @@ def mnist_dir(tmp_path):
     x_test, y_test = digits(50, seed=2)
     np.savez(folder / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return folder
-
-
-TINY_SPEC = """\
-name: tiny
-seed: 7
-data:
-  dataset: mnist
-  validation_split: 0.2
-preprocess:
-  normalize: scale
-model:
-  input_shape: [28, 28, 1]
-  layers:
-    - Conv2D: {{filters: 4, kernel_size: 3, strides: 2}}
-    - Activation: relu
-    - MaxPooling2D: {{pool_size: 2}}
-    - Flatten
-    - Dense: {{units: 10, activation: softmax}}
-compile:
-  optimizer: {{Adam: {{learning_rate: 0.01}}}}
-fit:
-  batch_size: 32
-  epochs: {epochs}
-output:
-  dir: {runs}
-"""
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cnntrain import builder
+from cnntrain.model import build
 from cnntrain.backend import keras
 from cnntrain.errors import SpecError
 from cnntrain.spec import load_spec, spec_from_text
@@ -30,27 +30,27 @@ def build_error(text, what="model"):
     spec = spec_of(text)
     with pytest.raises(SpecError) as info:
         if what == "model":
-            builder.build_model(spec)
+            build.build_model(spec)
         elif what == "optimizer":
-            builder.build_optimizer(spec, 10)
+            build.build_optimizer(spec, 10)
         elif what == "loss":
-            builder.build_loss(spec)
+            build.build_loss(spec)
         elif what == "callbacks":
-            builder.build_callbacks(spec)
+            build.build_callbacks(spec)
         elif what == "augment":
-            builder.build_layers(spec, ("augment",))
+            build.build_layers(spec, ("augment",))
     return str(info.value)
 
 
 def test_chapter_mnist_has_exactly_305194_parameters():
-    model = builder.build_model(load_spec(CONFIGS / "seed" / "mnist.yaml"))
+    model = build.build_model(load_spec(CONFIGS / "seed" / "mnist.yaml"))
     counts = [layer.count_params() for layer in model.layers if layer.count_params()]
     assert counts == [320, 9248, 294976, 650]
     assert model.count_params() == 305_194
 
 
 def test_chapter_cifar10_architecture():
-    model = builder.build_model(load_spec(CONFIGS / "seed" / "cifar10.yaml"))
+    model = build.build_model(load_spec(CONFIGS / "seed" / "cifar10.yaml"))
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [32, 32, 64, 64, 128, 128]
     assert [c.padding for c in convs] == ["same"] * 4 + ["valid"] * 2
@@ -61,13 +61,13 @@ def test_chapter_cifar10_architecture():
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_every_config_builds(path):
-    model = builder.build_all(load_spec(path))
+    model = build.build_all(load_spec(path))
     assert model.output_shape == (None, 10)
 
 
 def test_layer_forms_scalar_list_mapping_and_bare_name():
     spec = spec_of(BASE.replace("    - Flatten\n", "    - Activation: relu\n    - Reshape: [[72]]\n    - Flatten\n"))
-    model = builder.build_model(spec)
+    model = build.build_model(spec)
     assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "Activation", "Reshape", "Flatten", "Dense"]
 
 
@@ -75,7 +75,7 @@ def test_nested_keras_objects_become_keras_serialized_configs():
     spec = spec_of(BASE.replace("{filters: 2, kernel_size: 3}",
                                 "{filters: 2, kernel_size: 3, kernel_regularizer: {L2: {l2: 0.0005}}, "
                                 "kernel_initializer: HeNormal}"))
-    conv = builder.build_model(spec).layers[0]
+    conv = build.build_model(spec).layers[0]
     assert isinstance(conv.kernel_regularizer, keras.regularizers.L2)
     assert conv.kernel_regularizer.l2 == pytest.approx(0.0005)
     assert isinstance(conv.kernel_initializer, keras.initializers.HeNormal)
@@ -84,25 +84,25 @@ def test_nested_keras_objects_become_keras_serialized_configs():
 def test_schedule_in_epochs_becomes_steps():
     spec = spec_of(BASE + "compile:\n  optimizer:\n    SGD:\n      momentum: 0.9\n      learning_rate:\n"
                           "        CosineDecay: {initial_learning_rate: 0.1, decay_steps: '3 epochs'}\n")
-    optimizer = builder.build_optimizer(spec, steps_per_epoch=50)
+    optimizer = build.build_optimizer(spec, steps_per_epoch=50)
     assert isinstance(optimizer, keras.optimizers.SGD)
     assert optimizer._learning_rate.decay_steps == 150
 
 
 def test_weight_decay_and_label_smoothing():
     spec = spec_of(BASE + "compile:\n  optimizer: {AdamW: {weight_decay: 0.0005}}\n  label_smoothing: 0.1\n")
-    assert builder.build_optimizer(spec).weight_decay == pytest.approx(0.0005)
-    loss = builder.build_loss(spec)
+    assert build.build_optimizer(spec).weight_decay == pytest.approx(0.0005)
+    loss = build.build_loss(spec)
     assert isinstance(loss, keras.losses.CategoricalCrossentropy)
     assert loss.label_smoothing == pytest.approx(0.1)
-    assert builder.uses_one_hot(spec)
-    assert not builder.uses_one_hot(spec_of(BASE))
+    assert build.uses_one_hot(spec)
+    assert not build.uses_one_hot(spec_of(BASE))
 
 
 def test_callbacks_inherit_the_monitor():
     spec = spec_of(BASE + "fit:\n  monitor: val_accuracy\n  callbacks:\n    - EarlyStopping: {patience: 3}\n"
                           "    - ReduceLROnPlateau\n")
-    early, plateau = builder.build_callbacks(spec)
+    early, plateau = build.build_callbacks(spec)
     assert (early.monitor, early.patience, early.mode) == ("val_accuracy", 3, "max")
     assert plateau.monitor == "val_accuracy"
 
@@ -159,8 +159,8 @@ def test_broken_entries_give_exact_messages(name, text, what, message):
 
 def test_output_must_match_the_classes():
     spec = spec_of(BASE.replace("units: 10", "units: 3"))
-    model = builder.build_model(spec)
+    model = build.build_model(spec)
     with pytest.raises(SpecError) as info:
-        builder.check_output(spec, model, 10)
+        build.check_output(spec, model, 10)
     assert str(info.value) == ("spec.yaml:7:7: the model's output has 3 units but the data has 10 classes\n"
                                "  hint: set units: 10 on the last Dense layer")

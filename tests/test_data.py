@@ -2,31 +2,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(__file__))
-import data_fixtures as fx  # noqa: E402
+from helpers import formats as fx
+from helpers.cli import modules_after
 
-from cnntrain.datasets import DATASETS, Dataset, find_dataset, load_dataset, verify_dataset  # noqa: E402
-from cnntrain.datasets import lookup  # noqa: E402
-from cnntrain.errors import CnntrainError  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Never touch the user's Keras cache or data folder."""
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.delenv("CNNTRAIN_DATA_DIR", raising=False)
-
-    def no_network(**kwargs):
-        raise AssertionError("a test tried to download")
-
-    monkeypatch.setattr(lookup, "_get_file", no_network)
+from cnntrain.data import DATASETS, Dataset, find_dataset, load_dataset, verify_dataset
+from cnntrain.data import lookup
+from cnntrain.errors import CnntrainError
 
 
 def load_error(*args, **kwargs) -> CnntrainError:
@@ -555,6 +541,4 @@ def test_verify_reports_checksums(tmp_path):
 
 
 def test_no_tensorflow_import():
-    code = "import sys, cnntrain.datasets; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False False"
+    assert modules_after("import cnntrain.data") == []

@@ -9,11 +9,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from cnntrain import runs
+from cnntrain.runs import model_file
 from cnntrain.cli import cli
-
-RUN_FILES = {"spec.yaml", "env.json", "model.keras", "best.keras", "history.csv", "metrics.json", "curves.png"}
-
+from helpers.procs import outputs
+from helpers.runs import RUN_FILES
 
 def free_ports(n):
     sockets = [socket.socket() for _ in range(n)]
@@ -31,20 +30,6 @@ def start(args, env):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def reap(procs, timeout):
-    outputs = []
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=timeout)
-            outputs.append((proc.returncode, out, err))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    return outputs
-
-
 def test_two_workers_on_loopback_train_one_run(tiny_spec, mnist_dir, tmp_path):
     spec = tiny_spec(epochs=1)
     ports = free_ports(2)
@@ -54,11 +39,11 @@ def test_two_workers_on_loopback_train_one_run(tiny_spec, mnist_dir, tmp_path):
     run = tmp_path / "multi"
     procs = [start([spec, "--strategy", "multi-worker", "--workers", workers, "--task-index", i, "--out", run,
                     "--quiet", "--connect-timeout", 60], env) for i in (0, 1)]
-    results = reap(procs, timeout=180)
+    results = outputs(procs, timeout=180)
     for code, out, err in results:
         assert code == 0, err
-    assert {p.name for p in run.iterdir()} == RUN_FILES | {".lock"}  # worker 1 cleaned up after itself
-    model, meta = runs.load_model(run / "model.keras")
+    assert {p.name for p in run.iterdir()} == RUN_FILES  # worker 1 cleaned up after itself
+    model, meta = model_file.load_model(run / "model.keras")
     assert meta["class_names"] == [str(i) for i in range(10)]
     multi = json.loads((run / "metrics.json").read_text())
     single = CliRunner().invoke(cli, ["fit", str(spec), "--data-dir", str(mnist_dir), "--out", str(tmp_path / "one"),
@@ -73,7 +58,7 @@ def test_a_missing_worker_times_out_with_a_message(tiny_spec, mnist_dir, tmp_pat
     ports = free_ports(2)
     env = {**os.environ, "CNNTRAIN_DATA_DIR": str(mnist_dir)}
     workers = ",".join(f"127.0.0.1:{p}" for p in ports)
-    (code, out, err), = reap([start([tiny_spec(), "--strategy", "multi-worker", "--workers", workers,
+    (code, out, err), = outputs([start([tiny_spec(), "--strategy", "multi-worker", "--workers", workers,
                                      "--task-index", 0, "--out", tmp_path / "run", "--connect-timeout", 3], env)],
                              timeout=120)
     assert code != 0
@@ -86,7 +71,7 @@ def test_a_missing_worker_times_out_with_a_message(tiny_spec, mnist_dir, tmp_pat
 def test_mirrored_on_two_logical_cpus_matches_one_device(tiny_spec, mnist_dir, tmp_path):
     spec = tiny_spec(epochs=2)
     env = {**os.environ, "CNNTRAIN_DATA_DIR": str(mnist_dir)}
-    results = reap([start([spec, "--strategy", "mirrored", "--devices", "cpu:0,cpu:1", "--out", tmp_path / "m"], env),
+    results = outputs([start([spec, "--strategy", "mirrored", "--devices", "cpu:0,cpu:1", "--out", tmp_path / "m"], env),
                     start([spec, "--strategy", "one-device", "--out", tmp_path / "o"], env)], timeout=180)
     for code, out, err in results:
         assert code == 0, err

@@ -1,4 +1,4 @@
-"""evaluate.py and the evaluation half of report.py, on a tiny real model."""
+"""evaluate.py and the evaluation half of tables.py, on a tiny real model."""
 from __future__ import annotations
 
 import json
@@ -8,12 +8,14 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from cnntrain import report, runs
+from cnntrain.figures import confusion
+from cnntrain.runs import model_file
+from cnntrain.views import tables
 from cnntrain.backend import keras
 from cnntrain.errors import CnntrainError
-from tiny_models import CLASSES, metadata, part_trained, synthetic
-from cnntrain.evaluate import (classification_metrics, evaluate_model, evaluate_run,
-                               sparse_crossentropy)
+from helpers.models import CLASSES, metadata, part_trained, synthetic
+from cnntrain.assess.metrics import classification_metrics, sparse_crossentropy
+from cnntrain.assess.evaluate import evaluate_model, evaluate_run
 
 @pytest.fixture(scope="module")
 def trained():
@@ -109,7 +111,7 @@ def test_evaluate_run_writes_eval_and_confusion(trained, tmp_path):
     run = tmp_path / "runs" / "tiny" / "20260101-000000"
     run.mkdir(parents=True)
     (run / "spec.yaml").write_text("name: tiny\n")
-    runs.save_model(trained, run / "model.keras", metadata(data_path=str(data)))
+    model_file.save_model(trained, run / "model.keras", metadata(data_path=str(data)))
 
     result, folder = evaluate_run(None, runs_root=tmp_path / "runs", top_k=3, batch_size=32)
     assert folder == run
@@ -123,7 +125,7 @@ def test_evaluate_run_writes_eval_and_confusion(trained, tmp_path):
     assert saved["confusion"] == result["confusion"] and saved["samples"] == 60
     with Image.open(run / "confusion.png") as png:
         png.load()
-        side = int(report.figure_inches(CLASSES) * 100)
+        side = int(confusion.figure_inches(CLASSES) * 100)
         assert png.format == "PNG" and png.size == (side, side)
 
     train_result, _ = evaluate_run(str(run), split="train", batch_size=32)
@@ -132,7 +134,7 @@ def test_evaluate_run_writes_eval_and_confusion(trained, tmp_path):
     # A bare .keras file: results land beside it.
     bare = tmp_path / "elsewhere" / "mine.keras"
     bare.parent.mkdir()
-    runs.save_model(trained, bare, metadata(data_path=str(data)))
+    model_file.save_model(trained, bare, metadata(data_path=str(data)))
     _, folder = evaluate_run(str(bare))
     assert folder == bare.parent
     assert (bare.parent / "mine.eval.json").is_file()
@@ -142,7 +144,7 @@ def test_evaluate_run_writes_eval_and_confusion(trained, tmp_path):
 def test_model_without_metadata(trained, test_set, tmp_path):
     plain = tmp_path / "plain.keras"
     trained.save(plain)
-    model, meta = runs.load_model(plain)
+    model, meta = model_file.load_model(plain)
     assert meta == {}
     x, y = test_set
     result = evaluate_model(model, meta, x, y)
@@ -165,13 +167,13 @@ def test_show_evaluation_escapes_names(tmp_path):
     names = ["[bold]cat", "dog[/]", "x"]
     y_true = np.array([0, 0, 1, 2, 2, 1])
     probs = np.eye(3)[[0, 1, 1, 2, 0, 1]] * 0.9 + 0.1 / 3
-    from cnntrain.evaluate import metrics_from_probabilities
+    from cnntrain.assess.metrics import metrics_from_probabilities
     result = metrics_from_probabilities(probs, y_true, names, top_k=2)
     console = Console(record=True, width=140, color_system=None)
-    report.show_evaluation(console, result)
+    tables.show_evaluation(console, result)
     text = console.export_text()
     assert "[bold]cat" in text and "dog[/]" in text
     assert "Confusion matrix" in text and "Most confused" in text
-    out = report.confusion_png(result, tmp_path / "c.png")
+    out = confusion.confusion_png(result, tmp_path / "c.png")
     with Image.open(out) as png:
-        assert png.size == (int(report.figure_inches(3) * 100),) * 2
+        assert png.size == (int(confusion.figure_inches(3) * 100),) * 2

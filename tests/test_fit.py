@@ -10,23 +10,12 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from cnntrain import runs
+from cnntrain.runs import folder, model_file
 from cnntrain.cli import cli
+from helpers.cli import run_cli
+from helpers.marks import gpu_count, needs_gpu, needs_no_gpu
+from helpers.runs import RUN_FILES
 from cnntrain.spec import load_spec
-
-RUN_FILES = {".lock", "spec.yaml", "env.json", "model.keras", "best.keras", "history.csv", "metrics.json",
-             "curves.png"}
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
-
-
-def fit(*args):
-    result = CliRunner().invoke(cli, ["fit", *map(str, args)])
-    return result
-
 
 def history(run):
     with open(run / "history.csv") as f:
@@ -35,7 +24,7 @@ def history(run):
 
 def test_fit_writes_a_complete_run_folder(tiny_spec, mnist_dir, tmp_path):
     spec = tiny_spec(epochs=2)
-    result = fit(spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    result = run_cli("fit", spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} == RUN_FILES
@@ -46,8 +35,8 @@ def test_fit_writes_a_complete_run_folder(tiny_spec, mnist_dir, tmp_path):
     assert set(metrics["test"]) == {"loss", "accuracy"}
     assert metrics["parameters"] == (1 * 9 + 1) * 4 + (6 * 6 * 4 + 1) * 10
     env = json.loads((run / "env.json").read_text())
-    assert env["seed"] == 7 and env["device"] == "cpu"
-    model, meta = runs.load_model(run / "model.keras")
+    assert env["seed"] == 7 and env["device"] == ("gpu" if gpu_count() else "cpu")
+    model, meta = model_file.load_model(run / "model.keras")
     assert meta["class_names"] == [str(i) for i in range(10)]
     assert meta["background"] == "dark" and meta["normalize"] == "scale"
     assert model.layers[0].name == "scale"
@@ -63,8 +52,8 @@ def test_fit_json_prints_only_json(tiny_spec, mnist_dir, tmp_path):
 
 
 def test_out_folder_holding_a_run_is_refused(tiny_spec, mnist_dir, tmp_path):
-    fit(tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", tmp_path / "run")
-    result = fit(tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    result = run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", tmp_path / "run")
     assert result.exit_code == 1
     assert result.stderr == (f"{tmp_path / 'run'}: this folder already holds a run\n  hint: resume it with "
                              f"'cnntrain fit --resume {tmp_path / 'run'}', or choose a new --out\n")
@@ -78,7 +67,7 @@ def test_nan_loss_keeps_the_last_good_epoch(tiny_spec, mnist_dir, tmp_path):
         "optimizer: {Adam: {learning_rate: 0.01}}",
         "optimizer: {SGD: {learning_rate: {ExponentialDecay: {initial_learning_rate: 0.05, decay_steps: 5, "
         "decay_rate: 1.0e+38, staircase: true}}}}"))
-    result = fit(spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    result = run_cli("fit", spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert "warning: the loss became NaN at epoch 2, step " in result.output
     assert "model.keras holds the last good weights, from epoch 1" in result.output
@@ -90,7 +79,7 @@ def test_nan_loss_keeps_the_last_good_epoch(tiny_spec, mnist_dir, tmp_path):
 def test_nan_loss_in_the_first_epoch_saves_nothing(tiny_spec, mnist_dir, tmp_path):
     spec = tiny_spec(epochs=3)
     spec.write_text(spec.read_text().replace("learning_rate: 0.01", "learning_rate: .nan"))
-    result = fit(spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    result = run_cli("fit", spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
     assert result.exit_code == 1
     # Step 1's loss is computed with the initial weights; the NaN update shows from step 2.
     assert result.stderr.endswith("error: the loss became NaN at epoch 1, step 2, before any epoch finished; nothing "
@@ -103,7 +92,7 @@ def test_nan_loss_in_the_first_epoch_saves_nothing(tiny_spec, mnist_dir, tmp_pat
 def test_deterministic_runs_repeat_exactly(tiny_spec, mnist_dir, tmp_path):
     spec = tiny_spec(epochs=2, extra="augment:\n  - RandomTranslation: {height_factor: 0.1, width_factor: 0.1}\n")
     for name in ("a", "b"):
-        result = fit(spec, "--data-dir", mnist_dir, "--deterministic", "--out", tmp_path / name)
+        result = run_cli("fit", spec, "--data-dir", mnist_dir, "--deterministic", "--out", tmp_path / name)
         assert result.exit_code == 0, result.output
     drop = ("seconds",)
     a = [{k: v for k, v in row.items() if k not in drop} for row in history(tmp_path / "a")]
@@ -112,20 +101,31 @@ def test_deterministic_runs_repeat_exactly(tiny_spec, mnist_dir, tmp_path):
 
 
 def test_gpu_on_a_machine_without_one(tiny_spec, mnist_dir):
-    result = fit(tiny_spec(), "--data-dir", mnist_dir, "--device", "gpu")
+    needs_no_gpu()
+    result = run_cli("fit", tiny_spec(), "--data-dir", mnist_dir, "--device", "gpu")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: --device gpu: TensorFlow sees no GPU on this machine\n")
 
 
+def test_fit_on_the_gpu(tiny_spec, mnist_dir, tmp_path):
+    needs_gpu()
+    result = run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--device", "gpu", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "env.json").read_text())["device"] == "gpu"
+    cpu = run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--device", "cpu", "--out", tmp_path / "cpu")
+    assert cpu.exit_code == 0, cpu.output
+    assert json.loads((tmp_path / "cpu" / "env.json").read_text())["device"] == "cpu"
+
+
 def test_locked_run_folder_is_refused(tiny_spec, mnist_dir, tmp_path):
     run = tmp_path / "run"
-    fit(tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run)
-    (run / runs.BACKUP).mkdir()
-    (run / runs.BACKUP / "state.json").write_text(json.dumps({"epochs_done": 0, "best": None, "best_epoch": None,
+    run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run)
+    (run / folder.BACKUP).mkdir()
+    (run / folder.BACKUP / "state.json").write_text(json.dumps({"epochs_done": 0, "best": None, "best_epoch": None,
                                                               "history": [], "weights": None,
                                                               "monitor": "val_accuracy", "callbacks": []}))
-    with runs.RunLock(run):
-        result = fit("--resume", run, "--data-dir", mnist_dir)
+    with folder.RunLock(run):
+        result = run_cli("fit", "--resume", run, "--data-dir", mnist_dir)
     assert result.exit_code == 1
     assert result.stderr == (f"{run}: another cnntrain fit is writing to this run folder\n"
                              "  hint: wait for it to finish, or train into another folder with --out\n")
@@ -133,13 +133,13 @@ def test_locked_run_folder_is_refused(tiny_spec, mnist_dir, tmp_path):
 
 def test_resume_refuses_a_changed_spec(tiny_spec, mnist_dir, tmp_path):
     run = tmp_path / "run"
-    fit(tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run)
-    (run / runs.BACKUP).mkdir()
-    result = fit(tiny_spec(epochs=1), "--resume", run, "--set", "fit.batch_size=16")
+    run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run)
+    (run / folder.BACKUP).mkdir()
+    result = run_cli("fit", tiny_spec(epochs=1), "--resume", run, "--set", "fit.batch_size=16")
     assert result.exit_code == 1
     assert result.stderr.startswith(f"{run}: the spec differs from the one this run was started with:\n")
     assert "-  batch_size: 32\n+  batch_size: 16\n" in result.output
-    finished = fit("--resume", tmp_path / "nothing")
+    finished = run_cli("fit", "--resume", tmp_path / "nothing")
     assert finished.exit_code == 1
 
 
@@ -149,7 +149,7 @@ def test_killed_fit_resumes_to_the_exact_epoch_count(tiny_spec, mnist_dir, tmp_p
     env = {**os.environ, "CNNTRAIN_DATA_DIR": str(mnist_dir)}
     proc = subprocess.Popen([sys.executable, "-m", "cnntrain", "fit", str(spec), "--out", str(run), "--quiet"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = run / runs.BACKUP / "state.json"
+    state = run / folder.BACKUP / "state.json"
     deadline = time.time() + 120
     try:
         while time.time() < deadline:
@@ -167,7 +167,7 @@ def test_killed_fit_resumes_to_the_exact_epoch_count(tiny_spec, mnist_dir, tmp_p
     before = json.loads(state.read_text())
     assert 2 <= before["epochs_done"] < 12
     assert not (run / "model.keras").exists()
-    result = fit("--resume", run, "--data-dir", mnist_dir)
+    result = run_cli("fit", "--resume", run, "--data-dir", mnist_dir)
     assert result.exit_code == 0, result.output
     assert f"resuming {run} after epoch {before['epochs_done']} of 12" in result.output
     rows = history(run)
@@ -175,14 +175,14 @@ def test_killed_fit_resumes_to_the_exact_epoch_count(tiny_spec, mnist_dir, tmp_p
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 12
     assert metrics["best"]["value"] >= before["best"]
-    assert not (run / runs.BACKUP).exists()
+    assert not (run / folder.BACKUP).exists()
 
 
 def test_limit_draws_from_every_class_of_sorted_data(tmp_path):
     """Image folders come sorted by class: a limit must not take the first N (one class)."""
     import numpy as np
 
-    from cnntrain.inputs import _subset
+    from cnntrain.data.splits import _subset
 
     x = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
     y = np.repeat(np.arange(10), 10)

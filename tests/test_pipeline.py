@@ -4,11 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnntrain import augment as aug
-from cnntrain import pipeline
+from cnntrain.feed import augment as aug
+from cnntrain.model import normalization
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError
-from cnntrain.pipeline import eval_dataset, normalization_layer, split_validation, train_dataset
+from cnntrain.feed.pipeline import eval_dataset, train_dataset
+from cnntrain.model.normalization import normalization_layer
+from cnntrain.data.splits import split_validation
 
 
 def _images(n=8, h=6, w=6, c=3, seed=0):
@@ -68,7 +70,7 @@ def test_split_accepts_column_labels_and_rejects_bad_fractions():
     _, y_tr, _, y_val = split_validation(np.arange(20), y, 0.5, seed=0)
     assert y_val.shape == (10, 1) and y_tr.shape == (10, 1)
     for bad in (0.0, 1.0, -0.1):
-        with pytest.raises(CnntrainError):
+        with pytest.raises(CnntrainError, match=rf"^validation fraction must be between 0 and 1 \(exclusive\), got {bad}\n"):
             split_validation(np.arange(20), y, bad, seed=0)
     with pytest.raises(CnntrainError, match="no validation"):
         split_validation(np.arange(3), np.array([0, 1, 2]), 0.1, seed=0)
@@ -81,20 +83,20 @@ def test_normalization_choices():
     scale = normalization_layer("scale", _images())
     assert isinstance(scale, keras.layers.Rescaling) and scale.name == "scale"
     np.testing.assert_allclose(scale(np.full((1, 2, 2, 1), 255.0, np.float32)).numpy(), 1.0, rtol=1e-6)
-    with pytest.raises(CnntrainError):
+    with pytest.raises(CnntrainError, match=r"^unknown normalization 'minmax'\n  hint: preprocess.normalize is one of none, scale, standardize$"):
         normalization_layer("minmax", _images())
 
 
 def test_standardize_uses_training_stats_in_chunks(monkeypatch):
-    monkeypatch.setattr(pipeline, "_STATS_CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(normalization, "_STATS_CHUNK_BYTES", 1)  # one image per chunk
     x_train, x_test = _images(7, seed=1), _images(5, seed=2) // 2
-    mean, var = pipeline.channel_stats(x_train)
+    mean, var = normalization.channel_stats(x_train)
     ref = x_train.astype(np.float64)
     np.testing.assert_allclose(mean, ref.mean(axis=(0, 1, 2)), rtol=1e-12)
     np.testing.assert_allclose(var, ref.var(axis=(0, 1, 2)), rtol=1e-12)
     assert not np.allclose(mean, x_test.mean(axis=(0, 1, 2)))
     floats = x_train.astype(np.float64) / 7 + 1000  # the float path: two passes
-    f_mean, f_var = pipeline.channel_stats(floats)
+    f_mean, f_var = normalization.channel_stats(floats)
     np.testing.assert_allclose(f_mean, floats.mean(axis=(0, 1, 2)), rtol=1e-12)
     np.testing.assert_allclose(f_var, floats.var(axis=(0, 1, 2)), rtol=1e-9)
 
@@ -167,11 +169,11 @@ def test_eval_dataset_in_order_without_augmentation():
 
 
 def test_arguments_checked():
-    with pytest.raises(CnntrainError):
+    with pytest.raises(CnntrainError, match=r"^batch_size must be at least 1, got 0$"):
         train_dataset(_images(), np.zeros(8, int), batch_size=0, augment=[], seed=0)
     with pytest.raises(CnntrainError, match="outside 0..2"):
         eval_dataset(_images(), np.arange(8), batch_size=2, num_classes=3)
-    with pytest.raises(CnntrainError):
+    with pytest.raises(CnntrainError, match=r"^expected 8 integer labels, got an array shaped \(7,\)$"):
         train_dataset(_images(), np.zeros(7, int), batch_size=2, augment=[], seed=0)
 
 

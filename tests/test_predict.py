@@ -1,4 +1,4 @@
-"""predict.py and the prediction half of report.py, on a tiny real model and real image files."""
+"""predict.py and the prediction half of tables.py, on a tiny real model and real image files."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +6,12 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from cnntrain import report, runs
+from cnntrain.runs.model_file import save_model
+from cnntrain.views import csvfile, tables
 from cnntrain.errors import CnntrainError
-from cnntrain.predict import predict_files
-from tiny_models import CLASSES, part_trained, synthetic
-from tiny_models import metadata as tiny_metadata
+from cnntrain.assess.predict import predict_files
+from helpers.models import CLASSES, part_trained, synthetic
+from helpers.models import metadata as tiny_metadata
 
 def metadata():
     return tiny_metadata([f"c{i}" for i in range(CLASSES)])
@@ -20,7 +21,7 @@ def metadata():
 def model_file(tmp_path_factory):
     model = part_trained(2)
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    runs.save_model(model, path, metadata())
+    save_model(model, path, metadata())
     return path, model
 
 
@@ -123,7 +124,7 @@ def test_light_background_is_inverted_in_auto_only(model_file, samples, tmp_path
     assert rows[0]["inverted"] is True
     assert_same(rows[0], reference(model, light))
 
-    with pytest.raises(CnntrainError):
+    with pytest.raises(CnntrainError, match=r"^unknown invert choice 'maybe'\n  hint: --invert is auto"):
         predict_files([str(f)], target=str(path), invert="maybe")
 
 
@@ -155,7 +156,7 @@ def test_model_without_metadata_and_run_folder(model_file, samples, tmp_path):
     run = tmp_path / "runs" / "tiny" / "20260101-000000"
     run.mkdir(parents=True)
     (run / "spec.yaml").write_text("name: tiny\n")
-    runs.save_model(model, run / "model.keras", metadata())
+    save_model(model, run / "model.keras", metadata())
     rows, _, info = predict_files([str(f)], runs_root=tmp_path / "runs")
     assert info["model"] == str(run / "model.keras") and rows[0]["inverted"] is True
 
@@ -167,7 +168,7 @@ def test_predictions_csv_exact(tmp_path):
         {"file": "dir/c.png", "top": [{"class": "[x]", "probability": 1.0},
                                       {"class": "dog", "probability": 1e-9}], "inverted": True},
     ]
-    out = report.predictions_csv(rows, tmp_path / "p.csv")
+    out = csvfile.predictions_csv(rows, tmp_path / "p.csv")
     assert out.read_text(encoding="utf-8") == (
         "file,rank,class,probability\n"
         '"a,b.png",1,cat,0.750000\n'
@@ -182,6 +183,6 @@ def test_show_predictions_escapes_markup():
                                                     {"class": "d", "probability": 0.1}],
              "inverted": True}]
     console = Console(record=True, width=120, color_system=None)
-    report.show_predictions(console, rows, 2)
+    tables.show_predictions(console, rows, 2)
     text = console.export_text()
     assert "[red]evil[/red].png" in text and "[bold]c" in text and "inverted" in text

@@ -27,19 +27,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(__file__))
-import data_fixtures as fx  # noqa: E402
-from conftest import digits  # noqa: E402
+from helpers import formats as fx
+from helpers.cli import run_cli
+from helpers.formats import digits
+from helpers.procs import reaped
+from helpers.runs import RUN_FILES
 
-from cnntrain import runs, train  # noqa: E402  (train imports TensorFlow: once, at collection)
-from cnntrain.cli import cli  # noqa: E402
+from cnntrain.train import callbacks, fit  # noqa: E402  (imports TensorFlow: once, at collection)
+from cnntrain.runs import atomic, folder, model_file
 from cnntrain.spec import load_spec  # noqa: E402
 
-RUN_FILES = {".lock", "spec.yaml", "env.json", "model.keras", "best.keras", "history.csv", "metrics.json",
-             "curves.png"}
 TEMPORARY = re.compile(r"^\..+\.tmp")
 FULL_HINT = ("  hint: free some disk space or choose another folder with --out; the files already in the run "
              "folder are intact\n")
@@ -47,16 +46,6 @@ READ_ONLY_HINT = ("  hint: the folder is read-only or not writable by you: choos
                   "files already in the run folder are intact\n")
 LOCKED = "another cnntrain fit is writing to this run folder\n  hint: wait for it to finish, or train into " \
          "another folder with --out\n"
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
-    monkeypatch.delenv("CNNTRAIN_DATA_DIR", raising=False)
-
-
-def run_cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def start_fit(args, mnist_dir, log: Path) -> subprocess.Popen:
@@ -67,20 +56,10 @@ def start_fit(args, mnist_dir, log: Path) -> subprocess.Popen:
                                 env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
-@contextlib.contextmanager
-def reaped(proc: subprocess.Popen):
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=60)
-
-
 def epochs_done(run: Path) -> int:
     """The epochs an unfinished run has committed (its backup/state.json), 0 before the first."""
     try:
-        return json.loads((run / runs.BACKUP / "state.json").read_text())["epochs_done"]
+        return json.loads((run / folder.BACKUP / "state.json").read_text())["epochs_done"]
     except (OSError, ValueError, KeyError):
         return 0
 
@@ -102,23 +81,23 @@ def history_epochs(run: Path) -> list[int]:
 
 
 def temporaries(run: Path) -> list[str]:
-    return [p.name for folder in (run, run / runs.BACKUP) if folder.is_dir()
+    return [p.name for folder in (run, run / folder.BACKUP) if folder.is_dir()
             for p in folder.iterdir() if TEMPORARY.match(p.name)]
 
 
 def assert_resumable(run: Path):
     """What a killed fit must leave: a committed state whose files are all there and load."""
     assert load_spec(run / "spec.yaml")
-    state = json.loads((run / runs.BACKUP / "state.json").read_text())
+    state = json.loads((run / folder.BACKUP / "state.json").read_text())
     done = state["epochs_done"]
     if state["weights"]:
-        assert (run / runs.BACKUP / state["weights"]).is_file()
+        assert (run / folder.BACKUP / state["weights"]).is_file()
     assert [row["epoch"] for row in state["history"]] == list(range(1, done + 1))
     if (run / "history.csv").exists():
         # history.csv is written just before the state: it may be one epoch ahead, never behind
         assert history_epochs(run) in (list(range(1, done + 1)), list(range(1, done + 2)))
     if (run / "best.keras").exists():
-        runs.load_model(run / "best.keras")
+        model_file.load_model(run / "best.keras")
     return done
 
 
@@ -129,9 +108,9 @@ def assert_complete(run: Path, epochs: int, extra=()):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == epochs and metrics["stopped"] == "completed"
     assert 1 <= metrics["best"]["epoch"] <= epochs
-    _, meta = runs.load_model(run / "model.keras")
+    _, meta = model_file.load_model(run / "model.keras")
     assert meta["epoch"] == epochs
-    _, best = runs.load_model(run / "best.keras")
+    _, best = model_file.load_model(run / "best.keras")
     assert 1 <= best["epoch"] <= epochs
     assert load_spec(run / "spec.yaml")["fit"]["epochs"] == epochs
     json.loads((run / "env.json").read_text())
@@ -148,7 +127,7 @@ SIGNALS = [signal.SIGKILL, signal.SIGINT, signal.SIGKILL]   # the middle one is 
 
 def steady_epoch_seconds(run: Path) -> float:
     """The fastest epoch so far, the first left out (it includes tracing the training step)."""
-    history = json.loads((run / runs.BACKUP / "state.json").read_text())["history"]
+    history = json.loads((run / folder.BACKUP / "state.json").read_text())["history"]
     return min(float(row["seconds"]) for row in history[1:])
 
 
@@ -198,7 +177,7 @@ class Killed(BaseException):
 def die_at(monkeypatch, name: str, occurrence: int):
     """The `occurrence`-th atomic write of a file named `name` dies half way through: its temporary
     file stays behind half written, as after a SIGKILL, and the fit stops."""
-    real = runs.atomic_path
+    real = atomic.atomic_path
     seen = []
 
     @contextlib.contextmanager
@@ -215,8 +194,8 @@ def die_at(monkeypatch, name: str, occurrence: int):
         with real(path, suffix) as tmp:
             yield tmp
 
-    monkeypatch.setattr(runs, "atomic_path", atomic_path)
-    return lambda: monkeypatch.setattr(runs, "atomic_path", real)
+    monkeypatch.setattr(atomic, "atomic_path", atomic_path)
+    return lambda: monkeypatch.setattr(atomic, "atomic_path", real)
 
 
 def test_kill_before_the_commit_of_an_epoch(tiny_spec, mnist_dir, tmp_path, monkeypatch):
@@ -254,7 +233,7 @@ def test_kill_while_deleting_the_resume_state(tiny_spec, mnist_dir, tmp_path, mo
         run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run, "--quiet")
     monkeypatch.setattr(shutil, "rmtree", real)
     # backup/ was renamed before the deletion began: the run is already finished.
-    assert runs.is_finished(run)
+    assert folder.is_finished(run)
     assert_complete(run, 1, extra={".backup.deleting"} & {p.name for p in run.iterdir()})
 
 
@@ -280,13 +259,13 @@ def test_second_fit_on_a_busy_run_folder_is_refused(tiny_spec, mnist_dir, tmp_pa
         assert (run / "spec.yaml").read_bytes() == spec_before
         first.kill()
     # The kernel released the dead process's lock: the folder can be resumed now.
-    with runs.RunLock(run):
+    with folder.RunLock(run):
         pass
 
 
 def test_fits_without_out_never_share_a_folder(tmp_path):
     """Fits of one spec started in the same second get their own runs/<name>/<time>[-n]/ folders."""
-    folders = [runs.new_run_dir(tmp_path / "runs", "tiny") for _ in range(3)]
+    folders = [folder.new_run_dir(tmp_path / "runs", "tiny") for _ in range(3)]
     assert len(set(folders)) == 3 and all(f.is_dir() for f in folders)
 
 
@@ -336,7 +315,7 @@ def test_disk_full_then_read_only_while_training(tiny_spec, mnist_dir, small_dis
     disk made read-only is refused cleanly; once the disk is writable with space again, the resume
     completes the run."""
     run = small_disk / "run"
-    original = train.RunState.on_epoch_end
+    original = callbacks.RunState.on_epoch_end
     filled = []
 
     def on_epoch_end(self, epoch, logs=None):
@@ -345,7 +324,7 @@ def test_disk_full_then_read_only_while_training(tiny_spec, mnist_dir, small_dis
             fill(small_disk)
             filled.append(epoch)
 
-    monkeypatch.setattr(train.RunState, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(callbacks.RunState, "on_epoch_end", on_epoch_end)
     result = run_cli("fit", tiny_spec(epochs=3), "--data-dir", mnist_dir, "--out", run, "--quiet")
     assert result.exit_code == 1
     failed = re.fullmatch(rf"({re.escape(str(run))}/[\w./-]+): cannot write: No space left on device\n"
@@ -356,7 +335,7 @@ def test_disk_full_then_read_only_while_training(tiny_spec, mnist_dir, small_dis
     # Epoch 1 is intact and nothing half-written is left.
     assert assert_resumable(run) == 1
     assert history_epochs(run) == [1]
-    assert runs.load_model(run / "best.keras")[1]["epoch"] == 1
+    assert model_file.load_model(run / "best.keras")[1]["epoch"] == 1
     assert temporaries(run) == []
 
     remount(small_disk, "ro")
@@ -381,7 +360,7 @@ def test_disk_full_at_the_final_save(tiny_spec, mnist_dir, tmp_path, monkeypatch
     before the rename fails, as a full disk does on file systems that allocate late). The fit says
     so without a traceback, keeps the resume state, and a resume finishes the run."""
     run = tmp_path / "run"
-    real_fsync, real_finish = runs._fsync, train._finish
+    real_fsync, real_finish = atomic._fsync, fit._finish
     full, finishes = [], []
 
     def fsync(path):
@@ -395,8 +374,8 @@ def test_disk_full_at_the_final_save(tiny_spec, mnist_dir, tmp_path, monkeypatch
         finishes.append(True)
         return real_finish(*args, **kwargs)
 
-    monkeypatch.setattr(runs, "_fsync", fsync)
-    monkeypatch.setattr(train, "_finish", finish)
+    monkeypatch.setattr(atomic, "_fsync", fsync)
+    monkeypatch.setattr(fit, "_finish", finish)
     result = run_cli("fit", tiny_spec(epochs=2), "--data-dir", mnist_dir, "--out", run, "--quiet")
     assert result.exit_code == 1
     assert result.stderr == f"{run / 'model.keras'}: cannot write: No space left on device\n{FULL_HINT}"
@@ -416,14 +395,14 @@ def test_write_error_gives_the_short_reason_and_a_fitting_hint():
     h5py_error = OSError(errno.ENOSPC, "Unable to synchronously create file (file write failed: time = Wed Nov 25\n"
                                        ", filename = 'w.h5', file descriptor = 4, errno = 28, error message = 'No "
                                        "space left on device', buf = 0x5649, total write size = 96)")
-    assert str(runs.write_error("run/w.h5", h5py_error)) + "\n" == \
+    assert str(atomic.write_error("run/w.h5", h5py_error)) + "\n" == \
         f"run/w.h5: cannot write: No space left on device\n{FULL_HINT}"
-    assert str(runs.write_error("run/a", OSError(errno.EROFS, "x"))) + "\n" == \
+    assert str(atomic.write_error("run/a", OSError(errno.EROFS, "x"))) + "\n" == \
         f"run/a: cannot write: Read-only file system\n{READ_ONLY_HINT}"
-    assert str(runs.write_error("run/a", OSError(errno.EIO, "x"))) == (
+    assert str(atomic.write_error("run/a", OSError(errno.EIO, "x"))) == (
         "run/a: cannot write: Input/output error\n  hint: check the disk and the folder, or choose another folder "
         "with --out; the files already in the run folder are intact")
-    assert runs.write_error("run/a", OSError("disk gone\nmore")).message == "cannot write: disk gone"
+    assert atomic.write_error("run/a", OSError("disk gone\nmore")).message == "cannot write: disk gone"
 
 
 @pytest.fixture
@@ -543,7 +522,7 @@ def lambda_model(tmp_path):
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(code), keras.layers.Rescaling(1 / 255),
                               keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
     path = tmp_path / "lambda.keras"
-    runs.save_model(model, path, metadata())
+    model_file.save_model(model, path, metadata())
     marker.unlink()   # building the model ran the code once, here
     image = tmp_path / "digit.png"
     Image.fromarray(digits(1)[0][0]).save(image)
@@ -599,7 +578,7 @@ def trained_model(tmp_path_factory):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train[..., None].astype("float32"), y_train, epochs=1, batch_size=32, verbose=0)
     path = tmp_path_factory.mktemp("trained") / "model.keras"
-    runs.save_model(model, path, metadata(epoch=1))
+    model_file.save_model(model, path, metadata(epoch=1))
     return path, x_test
 
 

@@ -1,11 +1,11 @@
 """Spec loading, defaults, validation and overrides: no TensorFlow involved."""
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
 from cnntrain.errors import SpecError
+from helpers.cli import modules_after
+
 from cnntrain.spec import DEFAULTS, load_spec, spec_from_text
 
 GOOD = """\
@@ -72,9 +72,7 @@ def test_resolved_spec_round_trips():
 
 
 def test_import_does_not_load_tensorflow():
-    code = "import sys, cnntrain.spec, cnntrain.cli; print('tensorflow' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    assert modules_after("import cnntrain.spec, cnntrain.cli") == []
 
 
 BROKEN = [

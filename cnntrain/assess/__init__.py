@@ -1,0 +1,1 @@
+"""A trained model at work: figures from predictions (metrics), evaluate, predict."""

@@ -1,0 +1,154 @@
+"""Evaluate a saved model: loss, accuracy, top-k, per-class figures, the confusion matrix.
+
+One pass of `model.predict` over an ordered, unaugmented pipeline gives the class
+probabilities; every figure is computed from them here, so the numbers agree with
+Keras' own `model.evaluate` (the loss to float rounding, the accuracy exactly).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cnntrain.assess.metrics import metrics_from_probabilities
+from cnntrain.errors import CnntrainError
+from cnntrain.feed.pipeline import eval_dataset
+from cnntrain.runs.atomic import write_json
+from cnntrain.runs.model_file import check_input_shape, class_names_of, load_model, resolve_model
+
+# ---------------------------------------------------------------- the model
+
+
+def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5) -> dict:
+    """Every figure from one pass of model.predict over float32 batches in order."""
+    names = class_names_of(model, metadata or {})
+    k_classes = len(names)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 2 and y.shape[1] == k_classes:  # one-hot labels
+        y = y.argmax(axis=1)
+    y = y.astype(np.int64)
+    if len(y) == 0:
+        raise CnntrainError("no examples to evaluate")
+    if y.min() < 0 or y.max() >= k_classes:
+        raise CnntrainError(f"labels run from {int(y.min())} to {int(y.max())} but the model has "
+                            f"{k_classes} classes", hint="evaluate on the data set the model was trained on")
+    check_input_shape(model, metadata or {}, np.asarray(x).shape)
+
+    ds = eval_dataset(x, y, batch_size=int(batch_size))
+    both = _with_logits(model)
+    if both is not None:
+        probs, logits = (np.asarray(a) for a in both.predict(ds, verbose=0))
+    else:
+        probs, logits = np.asarray(model.predict(ds, verbose=0)), None
+    if probs.ndim != 2 or probs.shape != (len(y), k_classes):
+        raise CnntrainError(f"the model produced outputs shaped {probs.shape}; expected "
+                            f"({len(y)}, {k_classes}) class probabilities")
+    return metrics_from_probabilities(probs, y, names, top_k=top_k, logits=logits)
+
+
+def _with_logits(model):
+    """The model with a second output, the logits its final softmax takes, or None.
+
+    Keras' model.evaluate computes the crossentropy of a softmax output from these
+    logits (not from the probabilities, whose log is clipped at 1e-7), so a
+    confidently wrong answer can cost far more than -log(1e-7) = 16.1. Taking the
+    same logits here makes the loss agree with model.evaluate for every answer.
+    Returns None when the last layer is not a recognisable softmax (Keras then
+    clips too, as sparse_crossentropy does).
+    """
+    from cnntrain.backend import keras
+
+    try:
+        last = model.layers[-1]
+        act = getattr(last, "activation", None)
+        is_softmax = getattr(act, "__name__", "") == "softmax"
+        if isinstance(last, keras.layers.Softmax) and last.axis in (-1, [-1], (-1,)):
+            logits = last.input
+        elif isinstance(last, keras.layers.Activation) and is_softmax:
+            logits = last.input
+        elif is_softmax and last.weights:
+            # Dense / Conv with activation="softmax": the same layer without the activation.
+            linear = type(last).from_config({**last.get_config(), "activation": "linear",
+                                                 "name": f"{last.name}_logits"})
+            logits = linear(last.input)
+            linear.set_weights(last.get_weights())
+        else:
+            return None
+        return keras.Model(model.inputs, [model.outputs[0], logits])
+    except Exception:  # noqa: BLE001 - any model we cannot take apart: Keras clips, so do we
+        return None
+
+
+# ---------------------------------------------------------------- runs and files
+
+
+def _load_data(metadata: dict, *, data_dir, offline, split):
+    from cnntrain.data import load_dataset
+
+    name = metadata.get("dataset")
+    if not name:
+        raise CnntrainError("the model file does not say which data set it was trained on",
+                            hint="it has no cnntrain metadata (a plain Keras file); evaluate it from "
+                                 "Python with evaluate_model, or use a model saved by 'cnntrain fit'")
+    size = metadata.get("image_size")
+    path = metadata.get("data_path")
+    if path and data_dir and not Path(path).exists():
+        # The data moved since training: look in data_dir instead (for a folder of images,
+        # a folder of the same name there).
+        path = str(Path(data_dir) / Path(path).name) if name == "image_folder" else None
+    data = load_dataset(name, path=path, data_dir=data_dir, offline=offline,
+                        image_size=tuple(size) if size else None, color_mode=metadata.get("color_mode"))
+    if split == "test":
+        if data.x_test is None or data.y_test is None or len(data.x_test) == 0:
+            raise CnntrainError(f"the data set has no test split ({data.source})",
+                                hint="evaluate on the training split with --split train, or supply test data")
+        return data, data.x_test, data.y_test
+    if split == "train":
+        return data, data.x_train, data.y_train
+    raise CnntrainError(f"unknown split {split!r}", hint="the split is 'test' or 'train'")
+
+
+def _align_labels(y, data_names, model_names):
+    """Relabel y from the data set's class order to the model's, by class name."""
+    data_names = [str(c) for c in (data_names or [])]
+    if not data_names or data_names == list(model_names):
+        return y
+    missing = [c for c in data_names if c not in model_names]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:5])
+        raise CnntrainError(f"the data holds classes the model does not know: {shown}",
+                            hint="evaluate on the data set the model was trained on")
+    mapping = np.array([model_names.index(c) for c in data_names], dtype=np.int64)
+    return mapping[np.asarray(y, dtype=np.int64)]
+
+
+def output_paths(model_file: Path, run_dir: Path | None) -> tuple[Path, Path, Path]:
+    """(folder, eval json, confusion png) where the evaluation of `model_file` is written."""
+    if run_dir is not None:
+        return run_dir, run_dir / "eval.json", run_dir / "confusion.png"
+    folder = model_file.parent
+    return folder, folder / f"{model_file.stem}.eval.json", folder / f"{model_file.stem}.confusion.png"
+
+
+def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline=False, split="test",
+                 top_k=5, batch_size=256, unsafe=False) -> tuple[dict, Path | None]:
+    """Evaluate a run's model.keras (or a .keras file) on its data set; write eval.json and confusion.png."""
+    from cnntrain.figures import confusion
+
+    if split not in ("test", "train"):
+        raise CnntrainError(f"unknown split {split!r}", hint="the split is 'test' or 'train'")
+    model_file, run_dir = resolve_model(target, runs_root)
+    model, metadata = load_model(model_file, unsafe=unsafe)
+    names = class_names_of(model, metadata)
+    data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline, split=split)
+    y = _align_labels(y, getattr(data, "class_names", None), names)
+    result = evaluate_model(model, metadata, x, y, batch_size=batch_size, top_k=top_k)
+    result = {"model": str(model_file), "dataset": metadata.get("dataset"), "split": split,
+              "source": str(getattr(data, "source", "") or ""), **result}
+
+    folder, json_path, png_path = output_paths(model_file, run_dir)
+    write_json(json_path, result)
+    confusion.confusion_png(result, png_path)
+    return result, folder

@@ -1,0 +1,107 @@
+"""Classify image files with a saved model: read, maybe invert, predict in batches, top-k.
+
+Files are decoded by a small thread pool one batch ahead of the model, so at most
+two batches of decoded images are held at once however many files are given.
+An unreadable file gives its own error and the others go on.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from cnntrain.data import image_files
+from cnntrain.errors import CnntrainError
+from cnntrain.runs.model_file import class_names_of, input_shape_of, load_model, resolve_model
+
+INVERT_CHOICES = ("auto", "yes", "no")
+
+
+def top_classes(probabilities, class_names, k: int) -> list[dict]:
+    """The k most probable classes, most probable first (ties: lower class index first)."""
+    p = np.asarray(probabilities)
+    order = np.argsort(-p, kind="stable")[:k]
+    return [{"class": class_names[i], "probability": float(p[i])} for i in order]
+
+
+def _decode(path: Path, shape, mode: str, background: str | None):
+    """(image, inverted) or a CnntrainError; never raises, so one bad file stops nothing."""
+    h, w, c = shape
+    try:
+        image = image_files.read_image(path, height=h, width=w, channels=c)
+    except CnntrainError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - an unexpected decoder failure is still this file's error
+        return CnntrainError(f"cannot read image: {exc}", file=str(path))
+    flip = mode == "yes" or (mode == "auto" and background is not None
+                             and image_files.looks_inverted(image, background))
+    return (image_files.invert(image) if flip else image), bool(flip)
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def predict_arrays(model, batch: np.ndarray) -> np.ndarray:
+    """Class probabilities for uint8 (N, H, W, C) images, fed as float32 0-255 like training."""
+    out = model.predict_on_batch(np.asarray(batch, dtype=np.float32))
+    return np.asarray(out)
+
+
+def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, invert="auto",
+                  batch_size=256, unsafe=False) -> tuple[list[dict], list[CnntrainError], dict]:
+    """Rows [{"file", "top": [{"class", "probability"}], "inverted"}] in input order,
+    the per-file errors, and {"model", "classes", ...}."""
+    if invert not in INVERT_CHOICES:
+        raise CnntrainError(f"unknown invert choice {invert!r}",
+                            hint="--invert is auto (only images whose background is the opposite of "
+                                 "the training images), yes or no")
+    if int(batch_size) < 1:
+        raise CnntrainError(f"batch size must be at least 1, got {batch_size}")
+    paths, errors = image_files.expand_paths([str(a) for a in inputs])
+    model_file, _run = resolve_model(target, runs_root)
+    model, metadata = load_model(model_file, unsafe=unsafe)
+    names = class_names_of(model, metadata)
+    shape = input_shape_of(model, metadata)
+    if shape[2] not in (1, 3):
+        raise CnntrainError(f"the model takes {shape[2]} channels; image files give 1 (grayscale) or 3 (RGB)",
+                            file=str(model_file))
+    background = metadata.get("background")
+    background = background if background in ("dark", "light") else None
+    k = max(1, min(int(top_k), len(names)))
+    info = {"model": str(model_file), "classes": len(names), "input_shape": list(shape),
+            "background": background, "files": len(paths)}
+
+    rows: list[dict] = []
+    chunks = list(_chunks(paths, int(batch_size)))
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnntrain-read") as pool:
+        def submit(chunk):
+            return [(p, pool.submit(_decode, p, shape, invert, background)) for p in chunk]
+
+        pending = submit(chunks[0]) if chunks else None
+        for i in range(len(chunks)):
+            current = pending
+            # Decode the next batch while the model works on this one.
+            pending = submit(chunks[i + 1]) if i + 1 < len(chunks) else None
+            good, flags, files = [], [], []
+            for path, future in current:
+                result = future.result()
+                if isinstance(result, CnntrainError):
+                    errors.append(result)
+                    continue
+                good.append(result[0])
+                flags.append(result[1])
+                files.append(path)
+            if not good:
+                continue
+            probs = predict_arrays(model, np.stack(good))
+            for path, flag, p in zip(files, flags, probs):
+                rows.append({"file": str(path), "top": top_classes(p, names, k), "inverted": flag})
+            del good
+    info["predicted"] = len(rows)
+    info["inverted"] = sum(1 for r in rows if r["inverted"])
+    return rows, errors, info

@@ -1,0 +1,84 @@
+"""`cnntrain evaluate` and `cnntrain predict`: a trained model on test data and on image files."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from cnntrain.commands.options import data_options, json_option, runs_option, unsafe_option
+
+
+@click.command()
+@click.argument("target", required=False, metavar="[RUN | MODEL.keras]")
+@data_options
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="Which split of the model's dataset to evaluate on.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="k of top-k accuracy.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@runs_option
+@unsafe_option
+@json_option("Print the figures as JSON.")
+def evaluate(target, data_dir, offline, split, top_k, batch_size, runs_root, unsafe, as_json):
+    """Test loss, accuracy, top-k accuracy, per-class precision/recall/F1 and the confusion
+    matrix of a run's model (default: the newest finished run) or of a .keras file.
+
+    Writes eval.json and confusion.png into the run folder."""
+    from cnntrain.views import console, tables
+    from cnntrain.assess.evaluate import evaluate_run
+
+    if unsafe:
+        console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
+    result, folder = evaluate_run(target, runs_root=runs_root, data_dir=data_dir, offline=offline, split=split,
+                                  top_k=top_k, batch_size=batch_size, unsafe=unsafe)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    tables.show_evaluation(console.out, result)
+    if folder:
+        console.err.print(f"wrote eval.json and confusion.png to {console.escape(str(folder))}")
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="IMAGE... | DIR | GLOB")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), help="A .keras model file.")
+@click.option("--run", "run", help="A run folder (default: the newest finished run).")
+@runs_option
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown per image.")
+@click.option("--invert", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+              help="Invert images whose background is the opposite of the training images' (auto: detect).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@unsafe_option
+@json_option("Print the predictions as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the predictions to a CSV file.")
+def predict(inputs, model_path, run, runs_root, top_k, invert, batch_size, unsafe, as_json, csv_path):
+    """Classify image files (PNG, JPEG, BMP, GIF, TIFF, WebP), folders of them, or glob
+    patterns, with the top-k classes and their probabilities.
+
+    Images are converted and resized to the model's input; the model applies its own
+    preprocessing. A file that cannot be read gets its own error line, the others are
+    still predicted, and the exit status is 1."""
+    from cnntrain.views import console, csvfile, tables
+    from cnntrain.assess.predict import predict_files
+
+    if model_path and run:
+        raise click.UsageError("give --model or --run, not both")
+    if unsafe:
+        console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
+    rows, errors, info = predict_files(list(inputs), target=model_path or run, runs_root=runs_root, top_k=top_k,
+                                       invert=invert, batch_size=batch_size, unsafe=unsafe)
+    for row in rows:
+        if row.get("inverted") and not as_json:
+            console.err.print(f"note: {console.escape(row['file'])} has a light background; inverted it to match the "
+                         "training images (--invert no to keep it)")
+    if csv_path:
+        csvfile.predictions_csv(rows, csv_path)
+    if as_json:
+        click.echo(json.dumps({"model": str(info.get("model")), "predictions": rows,
+                               "errors": [{"file": e.file, "error": e.message} for e in errors]}, indent=2))
+    elif rows:
+        tables.show_predictions(console.out, rows, top_k)
+    for error in errors:
+        click.echo(str(error) if error.location else f"error: {error}", err=True)
+    if errors:
+        sys.exit(1)

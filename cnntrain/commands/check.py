@@ -1,0 +1,55 @@
+"""`cnntrain check` and `cnntrain summary`: a spec, validated and built, and its layer arithmetic."""
+from __future__ import annotations
+
+import click
+
+from cnntrain.commands.options import spec_options
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@spec_options
+def check(spec, overrides):
+    """Validate SPEC and build its model; prints one OK line or the error."""
+    from cnntrain.spec import load_spec
+
+    loaded = load_spec(spec, overrides)
+    model = _build(loaded)
+    click.echo(f"OK {spec}: {loaded['name']}, {len(model.layers)} layers, {model.count_params():,} parameters")
+
+
+def _build(spec):
+    from cnntrain.model import build
+
+    return build.build_all(spec)
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@spec_options
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def summary(spec, overrides, as_json):
+    """The model of SPEC layer by layer: output shape, parameters (with the formula),
+    kernel, stride, padding, receptive field and multiply-accumulates, with totals."""
+    from cnntrain.data import splits
+    from cnntrain.insight import layers
+    from cnntrain.views import console, tables
+    from cnntrain.spec import load_spec
+
+    loaded = load_spec(spec, overrides)
+    model = _build(loaded)
+    rows = layers.describe(model)
+    totals = layers.totals(rows, train_images=splits.train_images(loaded))
+    if as_json:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps({"layers": [dataclasses.asdict(r) for r in rows], "totals": totals}, indent=2))
+        return
+    console.out.print(tables.model_table(rows, totals, f"{loaded['name']} ({spec})"))
+    for r in rows:
+        if r.formula or r.size_arithmetic:
+            parts = [p for p in (r.formula and f"params {r.formula}", r.size_arithmetic and f"size {r.size_arithmetic}") if p]
+            console.out.print(f"  {console.escape(r.name)}: " + "; ".join(parts))
+    for warning in layers.warnings(model, rows):
+        console.err.print(f"warning: {console.escape(warning)}", style="yellow")

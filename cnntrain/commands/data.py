@@ -1,0 +1,49 @@
+"""`cnntrain data` and `cnntrain augment`: where the datasets are, and what augmentation does to them."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from cnntrain.commands.options import data_options, spec_options
+
+
+@click.command()
+@click.argument("action", type=click.Choice(["list", "verify"]), default="list")
+@click.argument("name", required=False)
+@click.option("--path", help="A dataset file or folder (as data.path in a spec).")
+@data_options
+def data(action, name, path, data_dir, offline):
+    """Where each dataset is found (list), or load one and check its shapes, counts and
+    checksums (verify NAME)."""
+    from cnntrain import data as datasets
+    from cnntrain.views import console, tables
+
+    if action == "list":
+        rows = [(dataset, str(location), exists)
+                for dataset in ([name] if name else [d for d in datasets.DATASETS if d != "image_folder"])
+                for location, exists in datasets.find_dataset(dataset, path=path, data_dir=data_dir)]
+        console.out.print(tables.datasets_table(rows))
+        return
+    if not name:
+        raise click.UsageError("verify needs a dataset name, e.g. 'cnntrain data verify mnist'")
+    report = datasets.verify_dataset(name, path=path, data_dir=data_dir, offline=offline)
+    click.echo(json.dumps(report, indent=2))
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@spec_options
+@data_options
+@click.option("--out", type=click.Path(dir_okay=False), default="augment.png", show_default=True, help="PNG to write.")
+@click.option("--images", type=click.IntRange(1, 16), default=6, show_default=True, help="Training images shown.")
+@click.option("--versions", type=click.IntRange(1, 16), default=7, show_default=True, help="Augmented versions of each.")
+def augment(spec, overrides, data_dir, offline, out, images, versions):
+    """A picture of a few training images and augmented versions of each, as the spec's
+    augment section makes them during fit."""
+    from cnntrain.insight.augment_grid import augment_grid
+    from cnntrain.spec import load_spec
+
+    path = augment_grid(load_spec(spec, overrides), out, data_dir=data_dir, offline=offline, images=images,
+                        versions=versions)
+    click.echo(f"wrote {path}")

@@ -1,0 +1,97 @@
+"""`cnntrain fit` and `cnntrain runs`: training into a run folder, and the table of runs."""
+from __future__ import annotations
+
+import click
+
+from cnntrain.commands.options import data_options, json_option, spec_options
+from cnntrain.errors import CnntrainError
+from cnntrain.spec.schema import STRATEGIES
+
+
+@click.command()
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@spec_options
+@click.option("--epochs", type=click.IntRange(min=1), help="Same as --set fit.epochs=N.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Same as --set fit.batch_size=N.")
+@click.option("--seed", type=click.IntRange(min=0), help="Same as --set seed=N.")
+@data_options
+@click.option("--out", type=click.Path(file_okay=False), help="Write the run to this folder instead of runs/<name>/<time>/.")
+@click.option("--resume", is_flag=False, flag_value="latest", default=None, metavar="[RUN]",
+              help="Continue an unfinished run (default: the newest one) from its last finished epoch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
+              help="Where to train.")
+@click.option("--mixed-precision", is_flag=True, help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU.")
+@click.option("--jit", is_flag=True, help="Compile with XLA (often faster on a GPU, slower on a CPU).")
+@click.option("--deterministic", is_flag=True, help="Turn on TensorFlow's op determinism: same seed, same history.")
+@click.option("--strategy", type=click.Choice(STRATEGIES),
+              help="tf.distribute strategy (default: the spec's fit.strategy, auto).")
+@click.option("--devices", help="For mirrored: devices to use, e.g. gpu:0,gpu:1 (cpu:0,cpu:1 splits the CPU).")
+@click.option("--workers", metavar="HOST:PORT,...", help="For multi-worker: every worker's address, the chief first "
+              "(else TF_CONFIG is read).")
+@click.option("--task-index", type=click.IntRange(min=0), help="For multi-worker: this worker's index in --workers.")
+@click.option("--connect-timeout", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Seconds the workers have to find each other.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final line.")
+@json_option("Print the final metrics as JSON on stdout, nothing else.")
+def fit(spec, overrides, epochs, batch_size, seed, data_dir, offline, out, resume, device, mixed_precision, jit,
+        deterministic, strategy, devices, workers, task_index, connect_timeout, quiet, as_json):
+    """Train the model of SPEC and write a run folder: spec.yaml, model.keras, best.keras,
+    history.csv, metrics.json, env.json, curves.png.
+
+    A killed or interrupted fit continues with --resume (the SPEC may then be left out)."""
+    from cnntrain.runs import folder
+    from cnntrain.spec import load_spec
+
+    overrides = list(overrides)
+    for key, value in (("fit.epochs", epochs), ("fit.batch_size", batch_size), ("seed", seed)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    run_dir = None
+    if resume:
+        run_dir = folder.resolve_run(None if resume == "latest" else resume, unfinished=True)
+        if not (run_dir / folder.BACKUP).is_dir():
+            raise CnntrainError("this run is finished; there is nothing to resume", file=str(run_dir),
+                                hint="start a new fit, e.g. with --epochs to train longer")
+        saved = load_spec(run_dir / "spec.yaml")
+        if spec or overrides:
+            wanted = load_spec(spec or run_dir / "spec.yaml", overrides)
+            if wanted.to_yaml() != saved.to_yaml():
+                import difflib
+
+                diff = "".join(difflib.unified_diff(saved.to_yaml().splitlines(True), wanted.to_yaml().splitlines(True),
+                                                    f"{run_dir}/spec.yaml", spec or "--set"))
+                raise CnntrainError(f"the spec differs from the one this run was started with:\n{diff.rstrip()}",
+                                    file=str(run_dir), hint="resume without changes, or start a new fit")
+        loaded = saved
+    else:
+        if not spec:
+            raise click.UsageError("Missing argument 'SPEC' (or use --resume).")
+        loaded = load_spec(spec, overrides)
+    from cnntrain.train import fit as training
+    from cnntrain.views import console, reporter
+
+    options = training.FitOptions(data_dir=data_dir, offline=offline, out=out, resume=str(run_dir) if run_dir else None,
+                                  device=device, mixed_precision=mixed_precision, jit=jit, deterministic=deterministic,
+                                  strategy=strategy, devices=tuple(d.strip() for d in (devices or "").split(",") if d.strip()),
+                                  workers=workers, task_index=task_index, connect_timeout=connect_timeout)
+    training.fit(loaded, options, reporter.Reporter(console.choose_mode(quiet, as_json)))
+
+
+@click.command("runs")
+@click.option("--dir", "root", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Where the run folders are.")
+@json_option("Print the table as JSON.")
+def runs_command(root, as_json):
+    """The runs under --dir with their key figures, newest first."""
+    from cnntrain.runs.listing import run_rows
+    from cnntrain.views import console, tables
+
+    rows = run_rows(root)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        console.err.print(f"no runs under {console.escape(root)}/ yet: train one with 'cnntrain fit SPEC'")
+    else:
+        console.out.print(tables.runs_table(rows))

@@ -1,0 +1,47 @@
+"""`cnntrain filters` and `cnntrain activations`: pictures of what a trained model learned."""
+from __future__ import annotations
+
+import click
+
+from cnntrain.commands.options import runs_option, unsafe_option
+
+
+def _model_of(target, runs_root, unsafe):
+    from cnntrain.runs.model_file import load_model, resolve_model
+
+    model_file, _ = resolve_model(target, runs_root)
+    return load_model(model_file, unsafe=unsafe)
+
+
+@click.command()
+@click.argument("target", required=False, metavar="[RUN | MODEL.keras]")
+@click.option("--out", type=click.Path(dir_okay=False), default="filters.png", show_default=True)
+@runs_option
+@unsafe_option
+def filters(target, out, runs_root, unsafe):
+    """The learned kernels of the first convolution as a grid of small images."""
+    from cnntrain.insight.maps import filters_figure
+
+    model, _ = _model_of(target, runs_root, unsafe)
+    info = filters_figure(model, out)
+    click.echo(f"wrote {info['path']}: {info['shown']} filters of {info['layer']}")
+
+
+@click.command()
+@click.argument("target", metavar="RUN | MODEL.keras")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default="activations.png", show_default=True)
+@click.option("--maps", type=click.IntRange(1, 64), default=16, show_default=True, help="Feature maps per layer.")
+@runs_option
+@unsafe_option
+def activations(target, image, out, maps, runs_root, unsafe):
+    """IMAGE and the feature maps it produces at every convolution and pooling layer."""
+    from cnntrain.runs.model_file import input_shape_of
+    from cnntrain.data.image_files import read_image
+    from cnntrain.insight.maps import activations_figure
+
+    model, metadata = _model_of(target, runs_root, unsafe)
+    height, width, channels = input_shape_of(model, metadata)
+    pixels = read_image(image, height=height, width=width, channels=channels)
+    info = activations_figure(model, pixels, out, max_maps=maps)
+    click.echo(f"wrote {info['path']}: {len(info['layers'])} layers")

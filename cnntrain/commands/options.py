@@ -1,0 +1,31 @@
+"""Options that several commands share, each defined once."""
+from __future__ import annotations
+
+import click
+
+SET_HELP = "Override a spec value, e.g. --set fit.epochs=3 (repeatable; the value is YAML)."
+RUNS_HELP = "Where the run folders are."
+
+
+def spec_options(f):
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(f)
+
+
+def data_options(f):
+    f = click.option("--offline", is_flag=True, help="Never download: use only local files.")(f)
+    f = click.option("--data-dir", type=click.Path(file_okay=False), envvar="CNNTRAIN_DATA_DIR",
+                     help="Folder holding the dataset files [env: CNNTRAIN_DATA_DIR].")(f)
+    return f
+
+
+def runs_option(f):
+    return click.option("--runs", "runs_root", default="runs", show_default=True, help=RUNS_HELP)(f)
+
+
+def unsafe_option(f):
+    return click.option("--unsafe", is_flag=True,
+                        help="Allow model files that contain code (Lambda layers). Only for files you trust.")(f)
+
+
+def json_option(help_text: str):
+    return click.option("--json", "as_json", is_flag=True, help=help_text)

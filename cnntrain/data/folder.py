@@ -1,0 +1,181 @@
+"""The one-folder-per-class image layout, from a folder on disk or from the
+members of an archive:
+
+    ROOT/train/<class>/*.png   ROOT/test/<class>/*.png   (test optional)
+    ROOT/<class>/*.png                                    (no test split)
+
+Class names are the sorted class folder names, the same indices in both splits.
+Images may sit in nested folders inside their class folder.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from . import decode
+from .checks import fail
+from .decode import Item
+
+_EXTS = ", ".join(decode.IMAGE_EXTENSIONS)
+
+
+def _hidden(part: str) -> bool:
+    # .DS_Store, ._name (macOS resource forks, which look like images but are
+    # not), .git, and the __MACOSX folder zips made on a Mac carry.
+    return part.startswith(".") or part == "__MACOSX"
+
+
+class Node:
+    __slots__ = ("dirs", "files")
+
+    def __init__(self):
+        self.dirs: dict[str, Node] = {}
+        self.files: list[str] = []
+
+    def at(self, parts: Iterable[str]) -> Node:
+        node = self
+        for p in parts:
+            node = node.dirs.setdefault(p, Node())
+        return node
+
+    def images(self, prefix: str) -> list[str]:
+        """Image paths under this node, at any depth, sorted."""
+        found = [posixpath.join(prefix, f) for f in self.files if decode.is_image_name(f)]
+        for name, child in self.dirs.items():
+            found += child.images(posixpath.join(prefix, name))
+        return sorted(found)
+
+
+def tree(files: Iterable[str], dirs: Iterable[str] = ()) -> Node:
+    """A tree of relative POSIX paths, hidden entries left out."""
+    root = Node()
+    for d in dirs:
+        parts = d.split("/")
+        if not any(_hidden(p) for p in parts):
+            root.at(parts)
+    for f in files:
+        parts = f.split("/")
+        if not any(_hidden(p) for p in parts):
+            root.at(parts[:-1]).files.append(parts[-1])
+    return root
+
+
+def scan(root: str) -> Node:
+    files, dirs, seen = [], [], set()
+
+    def unreadable(e: OSError):
+        raise fail(f"cannot be read ({e.strerror or e})", e.filename or root)
+
+    # followlinks: data folders are often symlinked in; `seen` stops link cycles.
+    for here, subdirs, names in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            subdirs[:] = []
+            continue
+        seen.add(real)
+        subdirs[:] = [d for d in subdirs if not _hidden(d)]
+        rel = os.path.relpath(here, root).replace(os.sep, "/")
+        rel = "" if rel == "." else rel + "/"
+        dirs += [rel + d for d in subdirs]
+        files += [rel + n for n in names]
+    return tree(files, dirs)
+
+
+def plan(root: Node, where: Callable[[str], tuple[str, str]]):
+    """(class_names, [(relpath, label)] train, [(relpath, label)] test or None).
+    `where(rel)` gives (file, name) for a message about folder `rel`."""
+    node, prefix = root, ""
+    # Archives usually wrap the layout in one top folder (cifar10-jpeg/train/...);
+    # a lone folder without images of its own is such a wrapper, not a class.
+    while ("train" not in node.dirs and not any(map(decode.is_image_name, node.files))
+           and len(node.dirs) == 1):
+        name, child = next(iter(node.dirs.items()))
+        if any(map(decode.is_image_name, child.files)):
+            break
+        node, prefix = child, posixpath.join(prefix, name)
+    if "train" in node.dirs:
+        splits = {"train": posixpath.join(prefix, "train"), "test": None}
+        if "test" in node.dirs:
+            splits["test"] = posixpath.join(prefix, "test")
+    else:
+        splits = {"train": prefix, "test": None}
+    train_node = root.at(splits["train"].split("/")) if splits["train"] else root
+    classes = sorted(train_node.dirs)
+    file, shown = where(splits["train"])
+    if not classes:
+        raise fail(f"{shown} holds no class folders; expected one subfolder per class "
+                   f"({shown}/<class>/*.png), optionally under train/ and test/", file,
+                   hint="arrange images as train/<class>/<image> (and test/<class>/<image>)")
+    if len(classes) < 2:
+        raise fail(f"{shown} holds one class folder ('{classes[0]}'); expected at least 2 "
+                   "classes to classify", file)
+    stray = [f for f in train_node.files if decode.is_image_name(f)]
+    if stray:
+        raise fail(f"{shown} holds images outside any class folder (e.g. '{stray[0]}'); expected "
+                   "every image inside its class folder", file)
+    out = {"train": _split(train_node, splits["train"], classes, classes, where), "test": None}
+    if splits["test"]:
+        test_node = root.at(splits["test"].split("/"))
+        extra = sorted(set(test_node.dirs) - set(classes))
+        if extra:
+            tfile, tshown = where(posixpath.join(splits["test"], extra[0]))
+            raise fail(f"test class folder {tshown} has no training counterpart; expected the "
+                       f"test classes to be among the training classes {classes}", tfile,
+                       hint="add training images for it, or remove it from test/")
+        out["test"] = _split(test_node, splits["test"], sorted(test_node.dirs), classes, where)
+    return classes, out["train"], out["test"]
+
+
+def _split(node: Node, prefix: str, names: list[str], classes: list[str], where):
+    found = []
+    for name in names:
+        rel = posixpath.join(prefix, name)
+        paths = node.dirs[name].images(rel)
+        if not paths:
+            file, shown = where(rel)
+            raise fail(f"class folder {shown} holds no images; expected files ending in {_EXTS}",
+                       file, hint="add images to it, or remove the empty folder")
+        label = classes.index(name)
+        found += [(p, label) for p in paths]
+    return found
+
+
+def load(root: Node, make: Callable[[str], Item], where, image_size, color_mode):
+    """Decodes a planned layout: (x_train, y_train, x_test, y_test, classes)."""
+    classes, train, test = plan(root, where)
+    train_items = [make(p) for p, _ in train]
+    if color_mode is None:
+        first_class = [it for it, (_, y) in zip(train_items, train) if y == 0]
+        color_mode = decode.guess_color_mode(first_class)
+    reference = train_items[0]
+    resize = image_size is not None
+    size = (image_size[1], image_size[0]) if resize else decode.probe(reference)[1]
+    x_train = decode.decode_all(train_items, color_mode, size, resize, reference)
+    y_train = np.fromiter((y for _, y in train), dtype=np.int64, count=len(train))
+    del train_items
+    if test is None:
+        return x_train, y_train, None, None, classes
+    x_test = decode.decode_all([make(p) for p, _ in test], color_mode, size, resize, reference)
+    y_test = np.fromiter((y for _, y in test), dtype=np.int64, count=len(test))
+    return x_train, y_train, x_test, y_test, classes
+
+
+def read_dir(root: str, image_size=None, color_mode=None):
+    def where(rel):
+        path = os.path.join(root, *rel.split("/")) if rel else root
+        return path, f"'{path}'"
+
+    return load(scan(root), lambda rel: Item(os.path.join(root, *rel.split("/")), os.path.join(
+        root, *rel.split("/"))), where, image_size, color_mode)
+
+
+def read_members(archive: str, files: dict[str, bytes], dirs: Iterable[str],
+                 image_size=None, color_mode=None):
+    def where(rel):
+        return archive, f"'{rel or '.'}' (in the archive)"
+
+    return load(tree(files, dirs), lambda rel: Item(files[rel], archive, rel), where,
+                image_size, color_mode)

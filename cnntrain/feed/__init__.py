@@ -1,0 +1,1 @@
+"""What feeds the model during fit and evaluate: tf.data pipelines and the fused augmenter."""

@@ -1,0 +1,84 @@
+"""tf.data for training and evaluation: indices shuffled, batches gathered, augmented, prefetched.
+
+Images stay uint8 in memory until a batch is gathered; normalization is NOT done here but by a
+layer at the front of the model (cnntrain.model.normalization), so that `predict` and `evaluate`
+on a saved model apply exactly what training applied.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cnntrain.backend import tf
+from cnntrain.data.splits import as_images, as_labels
+from cnntrain.errors import CnntrainError
+from cnntrain.feed.augment import build_augmenter
+
+
+def _checked(x, y, batch_size, num_classes):
+    x = as_images(x)
+    y = as_labels(y, len(x))
+    if int(batch_size) < 1:
+        raise CnntrainError(f"batch_size must be at least 1, got {batch_size}")
+    if len(x) == 0:
+        raise CnntrainError("no examples to feed")
+    # tf.one_hot turns an out-of-range label into a row of zeros without a word.
+    if num_classes is not None and (y.min() < 0 or y.max() >= int(num_classes)):
+        raise CnntrainError(f"labels run from {y.min()} to {y.max()}, outside 0..{int(num_classes) - 1}",
+                            hint="the number of classes must cover every label in the data")
+    return x, y.astype(np.int32 if y.max() < 2**31 else np.int64)
+
+
+def _gatherer(x: np.ndarray, y: np.ndarray, num_classes: int | None):
+    # The arrays become two eager tensors captured by the map function (not graph
+    # constants), and the pipeline moves only indices until a batch is gathered: the
+    # shuffle buffer holds N integers, not N images.
+    images = tf.constant(x)
+    labels = tf.constant(y)
+
+    def gather(idx):
+        batch = tf.cast(tf.gather(images, idx), tf.float32)
+        target = tf.gather(labels, idx)
+        if num_classes is not None:
+            target = tf.one_hot(target, int(num_classes), dtype=tf.float32)
+        return batch, target
+
+    return gather
+
+
+def train_dataset(x, y, *, batch_size: int, augment: list, seed: int,
+                  num_classes: int | None = None) -> tf.data.Dataset:
+    """Shuffled (anew each epoch), batched, augmented (images, labels) batches.
+
+    Images come out float32 in 0-255 (the model normalizes); the last partial batch
+    is kept; labels are one-hot float32 when `num_classes` is given.
+    """
+    x, y = _checked(x, y, batch_size, num_classes)
+    n = len(x)
+    gather = _gatherer(x, y, num_classes)
+    augmenter = build_augmenter(augment, seed) if augment else None
+
+    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    batches = order.batch(int(batch_size), drop_remainder=False)
+    if augmenter is None:
+        ds = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        # One stateless seed per batch, different every epoch yet fixed by `seed`:
+        # augmentation is reproducible even though batches are mapped in parallel.
+        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+
+        def gather_and_augment(idx, batch_seed):
+            images, target = gather(idx)
+            return augmenter(images, seed=batch_seed), target
+
+        ds = tf.data.Dataset.zip(batches, seeds).map(gather_and_augment,
+                                                     num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(x, y, *, batch_size: int, num_classes: int | None = None) -> tf.data.Dataset:
+    """(images, labels) batches in order, float32 0-255, no augmentation."""
+    x, y = _checked(x, y, batch_size, num_classes)
+    gather = _gatherer(x, y, num_classes)
+    ds = tf.data.Dataset.range(len(x)).batch(int(batch_size)).map(
+        gather, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,24 @@
+"""curves.png: loss and accuracy per epoch, training against validation."""
+from __future__ import annotations
+
+from cnntrain.figures import new_figure, save_png
+
+
+def curves_png(history: list[dict], path, title: str = ""):
+    epochs = [row["epoch"] for row in history]
+    metrics = [k for k in ("loss", "accuracy") if any(k in row for row in history)]
+    fig = new_figure(5 * max(1, len(metrics)), 3.6)
+    axes = fig.subplots(1, max(1, len(metrics)), squeeze=False)
+    for ax, key in zip(axes[0], metrics):
+        for name, style in ((key, "-o"), (f"val_{key}", "--s")):
+            points = [(e, row[name]) for e, row in zip(epochs, history) if name in row]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, style, markersize=3, label="validation" if name.startswith("val_") else "training")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{title}: {len(epochs)} epochs" if title else f"{len(epochs)} epochs")
+    fig.tight_layout()
+    return save_png(fig, path)

@@ -1,0 +1,1 @@
+"""Looking inside a model: layer arithmetic, filters and feature maps, the augmentation grid."""

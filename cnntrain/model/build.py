@@ -1,0 +1,312 @@
+"""Spec entries to Keras objects, looked up in Keras itself.
+
+A layer named `Conv2D` in a spec is `keras.layers.Conv2D`, its arguments are that
+constructor's arguments; optimizers, losses, metrics, schedules and callbacks are
+found the same way in their Keras modules. No alias tables: Keras is the catalogue.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+
+from cnntrain.backend import keras
+from cnntrain.data.catalog import DATASET_CLASSES, DATASET_SHAPES
+from cnntrain.model.normalization import normalization_layer
+from cnntrain.spec import Spec, layer_entries
+
+_EPOCHS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*epochs?\s*$")
+
+
+def _public_classes(module, base):
+    names = []
+    for name in dir(module):
+        obj = getattr(module, name, None)
+        if name[:1].isupper() and isinstance(obj, type) and issubclass(obj, base) and obj is not base:
+            names.append(name)
+    return names
+
+
+def lookup_class(spec: Spec, path, name: str, module, base, what: str):
+    """`module.name`, which must be a subclass of `base`, or a SpecError with suggestions."""
+    obj = getattr(module, name, None) if not name.startswith("_") else None
+    if isinstance(obj, type) and issubclass(obj, base) and obj is not base:  # the base class is abstract
+        return obj
+    names = _public_classes(module, base)
+    same = [n for n in names if n.lower() == name.lower()]
+    close = same or difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    module_name = module.__name__.replace("keras.api.", "keras.").replace("keras._tf_keras.", "")
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    hint += f"{what.capitalize()} names are {module_name} class names (case matters)."
+    return _raise(spec.error(path, f"unknown {what} '{name}'", hint, key=True))
+
+
+def _raise(error):
+    raise error
+
+
+def keras_value(value):
+    """Arguments in the spec's syntax to what Keras' own `get()` functions accept.
+
+    `{L2: {l2: 0.0005}}` becomes `{"class_name": "L2", "config": {"l2": 0.0005}}`, the
+    serialized form that keras.regularizers/initializers/constraints deserialize.
+    """
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key, inner), = value.items()
+            if isinstance(key, str) and key[:1].isupper() and (inner is None or isinstance(inner, dict)):
+                return {"class_name": key, "config": keras_value(inner or {})}
+        return {k: keras_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [keras_value(v) for v in value]
+    return value
+
+
+def _allowed_kwargs(cls, base):
+    allowed = set()
+    for klass in (cls, base):
+        params = inspect.signature(klass.__init__).parameters
+        allowed |= {p for p, info in params.items() if info.kind not in (info.VAR_KEYWORD, info.VAR_POSITIONAL)}
+    return allowed - {"self"}
+
+
+def construct(spec: Spec, path, name, args, module, base, what: str):
+    """Build one object from its spec entry: `Name`, `Name: scalar`, `Name: [args]` or `Name: {kwargs}`."""
+    cls = lookup_class(spec, path + (name,), name, module, base, what)
+    if isinstance(args, dict):
+        allowed = _allowed_kwargs(cls, base) | {"input_shape", "input_dim", "batch_size"}
+        for key in args:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                hint += f"See the arguments of keras.{module.__name__.split('.')[-1]}.{name}."
+                raise spec.error(path + (name, key), f"{name} has no argument '{key}'", hint, key=True)
+    try:
+        if args is None:
+            return cls()
+        if isinstance(args, dict):
+            return cls(**{k: keras_value(v) for k, v in args.items()})
+        if isinstance(args, list):
+            return cls(*keras_value(args))
+        return cls(args)
+    except Exception as exc:  # Keras raises ValueError, TypeError and others for bad arguments
+        raise spec.error(path, f"{name}: {_first_lines(exc)}", _arg_hint(cls, name, exc)) from None
+
+
+def _first_lines(exc, n=3) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    text = text.replace(".__init__()", "")
+    lines = text.splitlines()
+    return " ".join(line.strip() for line in lines[:n]) + (" ..." if len(lines) > n else "")
+
+
+def _arg_hint(cls, name, exc):
+    if "required positional argument" in str(exc):
+        params = inspect.signature(cls.__init__).parameters
+        required = [p for p, info in params.items()
+                    if p != "self" and info.default is info.empty and info.kind == info.POSITIONAL_OR_KEYWORD]
+        return f"{name} needs: {', '.join(required)}, e.g. '- {name}: {{{required[0]}: ...}}'"
+    return f"see the documentation of keras.layers.{name}" if issubclass(cls, keras.layers.Layer) else None
+
+
+# ---------------------------------------------------------------- model
+
+
+def input_shape(spec: Spec, data_shape=None) -> tuple:
+    shape = spec["model"]["input_shape"]
+    if shape is not None:
+        return tuple(shape)
+    if data_shape is not None:
+        return tuple(data_shape)
+    dataset = spec["data"]["dataset"]
+    if dataset in DATASET_SHAPES:
+        return DATASET_SHAPES[dataset]
+    size = spec["data"]["image_size"]
+    if size is not None and spec["data"]["color_mode"] is not None:
+        return (*size, 1 if spec["data"]["color_mode"] == "grayscale" else 3)
+    raise spec.error(("model",), "model.input_shape is not set and cannot be known before reading the images",
+                     "set model.input_shape: [height, width, channels], e.g. [64, 64, 3]")
+
+
+def build_layers(spec: Spec, path) -> list:
+    items = spec.values
+    for part in path:
+        items = items[part]
+    return [construct(spec, path + (i,), name, args, keras.layers, keras.layers.Layer, "layer")
+            for i, name, args in layer_entries(items)]
+
+
+def build_model(spec: Spec, *, shape=None, front=()) -> "keras.Sequential":
+    """The spec's Sequential model, built; `front` layers (normalization) go first."""
+    shape = input_shape(spec, shape)
+    model = keras.Sequential(name=re.sub(r"[^A-Za-z0-9_]", "_", spec["name"]))
+    model.add(keras.Input(shape=shape, name="image"))
+    for layer in front:
+        model.add(layer)
+    for (i, name, _), layer in zip(layer_entries(spec["model"]["layers"]), build_layers(spec, ("model", "layers"))):
+        before = model.output_shape if model.layers else (None, *shape)
+        try:
+            model.add(layer)
+        except Exception as exc:
+            raise spec.error(("model", "layers", i), f"{name} cannot take its input of shape {_shape(before)}: "
+                             f"{_first_lines(exc)}",
+                             "the output shrank too far or has the wrong rank: check strides, kernel sizes, "
+                             "padding and pooling above (cnntrain summary shows every shape)") from None
+    return model
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join("batch" if d is None else str(d) for d in shape) + ")"
+
+
+def check_output(spec: Spec, model, num_classes: int | None):
+    """The last layer must give one score per class."""
+    if num_classes is None:
+        num_classes = DATASET_CLASSES.get(spec["data"]["dataset"])
+    out = model.output_shape
+    last = len(spec["model"]["layers"]) - 1
+    if len(out) != 2:
+        raise spec.error(("model", "layers", last), f"the model's output has shape {_shape(out)}, expected (batch, classes)",
+                         "end the model with Flatten (or GlobalAveragePooling2D) and Dense(units: number of classes)")
+    if num_classes is not None and out[-1] != num_classes:
+        raise spec.error(("model", "layers", last), f"the model's output has {out[-1]} units but the data has "
+                         f"{num_classes} classes", f"set units: {num_classes} on the last Dense layer")
+
+
+# ---------------------------------------------------------------- compile
+
+
+def _ref(value):
+    """A spec reference `name` or `{Name: {args}}` as (name, args)."""
+    if isinstance(value, str):
+        return value, None
+    (name, args), = value.items()
+    return name, args or {}
+
+
+def _by_name(spec, path, value, module, base, getter, what):
+    name, args = _ref(value)
+    if args is None:
+        try:
+            return getter(name)
+        except Exception:  # Keras' get() raises ValueError, TypeError, even KeyError ('lossscaleoptimizer')
+            # get() takes snake_case function names and class names, any case.
+            names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+            snake = names + [re.sub(r"(?<=[a-z])(?=[A-Z])", "_", n).lower() for n in names if n[:1].isupper()]
+            lower = [n.lower() for n in names if n[:1].isupper()]  # 'adamw', 'rmsprop'
+            close = (difflib.get_close_matches(name, sorted(set(snake)), n=1, cutoff=0.6)
+                     or difflib.get_close_matches(name, lower, n=1, cutoff=0.6))
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise spec.error(path, f"unknown {what} '{name}'",
+                             hint + f"Use a name known to keras.{module.__name__.split('.')[-1]}.get() "
+                             f"or {{ClassName: {{arguments}}}}") from None
+    return _construct_ref(spec, path, name, args, module, base, what)
+
+
+def _construct_ref(spec, path, name, args, module, base, what):
+    # Errors point at the mapping under `path`, whose only key is `name`.
+    cls = lookup_class(spec, path + (name,), name, module, base, what)
+    try:
+        return cls(**{k: keras_value(v) for k, v in args.items()})
+    except Exception as exc:
+        raise spec.error(path + (name,), f"{name}: {_first_lines(exc)}",
+                         f"see the arguments of keras.{module.__name__.split('.')[-1]}.{name}") from None
+
+
+def build_optimizer(spec: Spec, steps_per_epoch: int | None = None):
+    path = ("compile", "optimizer")
+    value = spec["compile"]["optimizer"]
+    name, args = _ref(value)
+    if args is not None and isinstance(args.get("learning_rate"), dict):
+        args = dict(args)
+        args["learning_rate"] = build_schedule(spec, path + (name, "learning_rate"), args["learning_rate"],
+                                               steps_per_epoch)
+        value = {name: args}
+    return _by_name(spec, path, value, keras.optimizers, keras.optimizers.Optimizer, keras.optimizers.get, "optimizer")
+
+
+def build_schedule(spec, path, value, steps_per_epoch):
+    """A keras.optimizers.schedules class; any '<N> epochs' argument becomes N x steps_per_epoch steps."""
+    name, args = _ref(value)
+    resolved = {}
+    for key, arg in (args or {}).items():
+        match = _EPOCHS.match(arg) if isinstance(arg, str) else None
+        if match:
+            resolved[key] = max(1, round(float(match.group(1)) * (steps_per_epoch or 1)))
+        else:
+            resolved[key] = arg
+    base = keras.optimizers.schedules.LearningRateSchedule
+    return _construct_ref(spec, path, name, resolved, keras.optimizers.schedules, base, "learning-rate schedule")
+
+
+def uses_one_hot(spec: Spec) -> bool:
+    """Whether labels must be one-hot: categorical losses and label smoothing need them."""
+    name, _ = _ref(spec["compile"]["loss"])
+    return spec["compile"]["label_smoothing"] > 0 or name.lower().startswith("categorical")
+
+
+def build_loss(spec: Spec):
+    path = ("compile", "loss")
+    value = spec["compile"]["loss"]
+    smoothing = spec["compile"]["label_smoothing"]
+    if smoothing > 0:
+        name, args = _ref(value)
+        if name.replace("_", "").lower() not in ("sparsecategoricalcrossentropy", "categoricalcrossentropy"):
+            raise spec.error(("compile", "label_smoothing"), f"label_smoothing needs a categorical crossentropy loss, "
+                             f"received loss: {name}", "set compile.loss: categorical_crossentropy, or label_smoothing: 0")
+        args = {k: v for k, v in (args or {}).items()}
+        return _construct_ref(spec, path, "CategoricalCrossentropy", {**args, "label_smoothing": smoothing},
+                              keras.losses, keras.losses.Loss, "loss")
+    return _by_name(spec, path, value, keras.losses, keras.losses.Loss, keras.losses.get, "loss")
+
+
+def build_metrics(spec: Spec) -> list:
+    metrics = []
+    for i, value in enumerate(spec["compile"]["metrics"]):
+        path = ("compile", "metrics", i)
+        if isinstance(value, str):
+            if value not in ("accuracy", "acc"):
+                _by_name(spec, path, value, keras.metrics, keras.metrics.Metric, keras.metrics.get, "metric")
+            metrics.append(value)
+        else:
+            metrics.append(_by_name(spec, path, value, keras.metrics, keras.metrics.Metric, keras.metrics.get, "metric"))
+    return metrics
+
+
+def build_callbacks(spec: Spec) -> list:
+    items = spec["fit"]["callbacks"]
+    built = []
+    for i, name, args in layer_entries(items):
+        if isinstance(args, dict) and name in ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint") \
+                and "monitor" not in args:
+            args = {**args, "monitor": spec["fit"]["monitor"]}
+            if spec["fit"]["monitor"].endswith(("accuracy", "acc")) and "mode" not in args:
+                args["mode"] = "max"
+        elif args is None and name in ("EarlyStopping", "ReduceLROnPlateau"):
+            args = {"monitor": spec["fit"]["monitor"]}
+        built.append(construct(spec, ("fit", "callbacks", i), name, args, keras.callbacks, keras.callbacks.Callback,
+                               "callback"))
+    return built
+
+
+def build_all(spec: Spec):
+    """Everything a fit will build, before any data: what `cnntrain check` proves about a spec.
+
+    The normalization layer gets placeholder statistics; the real ones come from the
+    training split at fit time.
+    """
+    import numpy as np
+
+    front = []
+    normalize = spec["preprocess"]["normalize"]
+    if normalize != "none":
+        front = [normalization_layer(normalize, np.zeros((1, *input_shape(spec)), np.uint8))]
+    model = build_model(spec, front=front)
+    check_output(spec, model, None)
+    build_layers(spec, ("augment",))
+    build_callbacks(spec)
+    build_optimizer(spec, steps_per_epoch=1)
+    build_loss(spec)
+    build_metrics(spec)
+    return model
+

@@ -1,0 +1,69 @@
+"""Every key a spec may have with its default, and every list of choices: the one place names are listed.
+
+Imports nothing of TensorFlow, so the CLI can check a spec before the 5 s TensorFlow import.
+"""
+from __future__ import annotations
+
+REQUIRED = object()
+
+# Every key a spec may have, with its default. `model.layers` is the only required one.
+DEFAULTS = {
+    "name": None,                # default: the spec file's name without .yaml
+    "seed": 42,                  # seeds Python, NumPy and TensorFlow
+    "data": {
+        "dataset": "mnist",      # mnist | fashion_mnist | cifar10 | image_folder
+        "path": None,            # a file or folder; default: --data-dir, $CNNTRAIN_DATA_DIR, Keras' cache
+        "validation": "split",   # split: hold out validation_split of train | test: the test split | none
+        "validation_split": 0.1,  # fraction of the training images, stratified by class
+        "image_size": None,      # [height, width] to resize image_folder images to
+        "color_mode": None,      # rgb | grayscale for image_folder; default: from the images
+        "limit_train": None,     # use N training images, drawn at random (seeded): quick trials
+        "limit_test": None,      # use N test images, drawn the same way
+    },
+    "preprocess": {
+        "normalize": "scale",    # none: raw 0-255 | scale: to [0, 1] | standardize: per-channel z-score
+    },
+    "augment": [],               # keras.layers preprocessing layers, training batches only
+    "model": {
+        "input_shape": None,     # [height, width, channels]; default: the dataset's shape
+        "layers": REQUIRED,      # keras.layers class names with their constructor arguments
+    },
+    "compile": {
+        "optimizer": "adam",     # a name, or {ClassName: {arguments}} from keras.optimizers
+        "loss": "sparse_categorical_crossentropy",
+        "metrics": ["accuracy"],
+        "label_smoothing": 0.0,  # > 0 switches to one-hot labels with categorical crossentropy
+    },
+    "fit": {
+        "batch_size": 128,       # images per step (global, across all replicas)
+        "epochs": 10,
+        "monitor": "val_accuracy",  # what best.keras, and callbacks without a monitor, watch
+        "callbacks": [],         # keras.callbacks class names with arguments, e.g. EarlyStopping
+        "tensorboard": False,    # write TensorBoard logs to the run folder
+        "strategy": "auto",      # auto | one-device | mirrored | multi-worker
+    },
+    "output": {
+        "dir": "runs",           # run folders go to DIR/<name>/<timestamp>/
+    },
+}
+
+
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "image_folder")
+VALIDATION_CHOICES = ("split", "test", "none")
+COLOR_MODES = ("rgb", "grayscale")
+NORMALIZE_CHOICES = ("none", "scale", "standardize")
+STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
+CHOICES = {
+    ("data", "dataset"): DATASETS,
+    ("data", "validation"): VALIDATION_CHOICES,
+    ("data", "color_mode"): COLOR_MODES,
+    ("preprocess", "normalize"): NORMALIZE_CHOICES,
+    ("fit", "strategy"): STRATEGIES,
+}
+
+MAX_SEED = 2 ** 32 - 1      # NumPy's seed range, which keras.utils.set_random_seed uses
+
+
+def dotted(path) -> str:
+    """A spec path as written in --set and in messages: ('fit', 'epochs') -> 'fit.epochs'."""
+    return ".".join(str(p) for p in path)

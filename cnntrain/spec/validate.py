@@ -1,0 +1,150 @@
+"""Checking a spec's values after the defaults are filled in: types, ranges, choices, layer lists.
+
+The layer names and arguments themselves are checked by the model builder against Keras.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+
+from cnntrain.spec.schema import CHOICES, MAX_SEED, dotted
+from cnntrain.spec.yamlmarks import show
+
+
+def _int(spec, path, value, minimum=None, optional=False, maximum=None):
+    if optional and value is None:
+        return
+    if (isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)):
+        need = f"an integer >= {minimum}" if minimum is not None else "an integer"
+        if maximum is not None:
+            need = f"an integer in [{minimum}, {maximum}]"
+        raise spec.error(path, f"'{dotted(path)}' must be {need}, received: {show(value)}")
+
+
+def _number(spec, path, value, low, high, *, high_open=True):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = low <= value < high if high_open else low <= value <= high
+    if not ok:
+        bracket = ")" if high_open else "]"
+        raise spec.error(path, f"'{dotted(path)}' must be a number in [{low}, {high}{bracket}, received: {show(value)}")
+
+
+def validate(spec):
+    """Raise the SpecError of the first wrong value of `spec` (a Spec with defaults filled in)."""
+    v = spec.values
+    if not isinstance(v["name"], str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", v["name"]):
+        raise spec.error(("name",), f"'name' must be a simple name (letters, digits, . _ -), received: {show(v['name'])}",
+                         "it names the run folder runs/<name>/")
+    _int(spec, ("seed",), v["seed"], 0, maximum=MAX_SEED)
+    for path, choices in CHOICES.items():
+        value = v[path[0]][path[1]]
+        if value is None and path == ("data", "color_mode"):
+            continue
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else None
+            raise spec.error(path, f"'{dotted(path)}' must be one of {', '.join(choices)}, received: {show(value)}", hint)
+    data = v["data"]
+    if data["path"] is not None and not isinstance(data["path"], str):
+        raise spec.error(("data", "path"), f"'data.path' must be a path, received: {show(data['path'])}")
+    _number(spec, ("data", "validation_split"), data["validation_split"], 0.0, 1.0)
+    if data["validation"] == "split" and data["validation_split"] == 0:
+        raise spec.error(("data", "validation_split"), "'data.validation_split' is 0 but data.validation is 'split'",
+                         "set a fraction such as 0.1, or data.validation: test or none")
+    for key in ("limit_train", "limit_test"):
+        _int(spec, ("data", key), data[key], 1, optional=True)
+    _shape(spec, ("data", "image_size"), data["image_size"], 2)
+    if data["dataset"] == "image_folder" and data["path"] is None:
+        raise spec.error(("data", "dataset"), "data.dataset 'image_folder' needs data.path",
+                         "set data.path to a folder with one subfolder of images per class")
+    _shape(spec, ("model", "input_shape"), v["model"]["input_shape"], 3)
+    if "layers" not in v["model"]:
+        raise spec.error(("model",), "the spec has no model.layers",
+                         "list the model's layers under model.layers, e.g. '- Conv2D: {filters: 32, kernel_size: 3}'")
+    _layer_list(spec, ("model", "layers"), v["model"]["layers"], allow_empty=False)
+    _layer_list(spec, ("augment",), v["augment"], allow_empty=True)
+    _layer_list(spec, ("fit", "callbacks"), v["fit"]["callbacks"], allow_empty=True)
+    comp = v["compile"]
+    _object_ref(spec, ("compile", "optimizer"), comp["optimizer"])
+    if isinstance(comp["optimizer"], dict):
+        (name, args), = comp["optimizer"].items()
+        if isinstance(args, dict) and isinstance(args.get("learning_rate"), dict):
+            # A schedule, built by the builder as {ClassName: {arguments}} like the optimizer itself.
+            _object_ref(spec, ("compile", "optimizer", name, "learning_rate"), args["learning_rate"])
+    _object_ref(spec, ("compile", "loss"), comp["loss"])
+    if not isinstance(comp["metrics"], list):
+        raise spec.error(("compile", "metrics"), f"'compile.metrics' must be a list, received: {show(comp['metrics'])}",
+                         "e.g. metrics: [accuracy]")
+    for i, metric in enumerate(comp["metrics"]):
+        _object_ref(spec, ("compile", "metrics", i), metric)
+    _number(spec, ("compile", "label_smoothing"), comp["label_smoothing"], 0.0, 1.0)
+    fit = v["fit"]
+    _int(spec, ("fit", "batch_size"), fit["batch_size"], 1)
+    _int(spec, ("fit", "epochs"), fit["epochs"], 1)
+    if not isinstance(fit["monitor"], str):
+        raise spec.error(("fit", "monitor"), f"'fit.monitor' must be a metric name, received: {show(fit['monitor'])}",
+                         "e.g. val_accuracy or val_loss")
+    if not isinstance(fit["tensorboard"], bool):
+        raise spec.error(("fit", "tensorboard"), f"'fit.tensorboard' must be true or false, received: {show(fit['tensorboard'])}")
+    if not isinstance(v["output"]["dir"], str) or not v["output"]["dir"]:
+        raise spec.error(("output", "dir"), f"'output.dir' must be a folder path, received: {show(v['output']['dir'])}")
+
+
+def _shape(spec, path, value, length):
+    if value is None:
+        return
+    if (not isinstance(value, list) or len(value) != length
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value)):
+        example = "[28, 28, 1]" if length == 3 else "[32, 32]"
+        raise spec.error(path, f"'{dotted(path)}' must be a list of {length} positive integers, received: {show(value)}",
+                         f"e.g. {example}")
+
+
+def _object_ref(spec, path, value):
+    """A Keras object by name ('adam') or as {ClassName: {arguments}}."""
+    if isinstance(value, str) and value:
+        return
+    if isinstance(value, dict) and len(value) == 1:
+        (name, args), = value.items()
+        if isinstance(name, str) and (args is None or isinstance(args, dict)):
+            return
+    raise spec.error(path, f"'{dotted(path)}' must be a name or {{ClassName: {{arguments}}}}, received: {show(value)}",
+                     "e.g. adam, or {Adam: {learning_rate: 0.001}}")
+
+
+def layer_entries(items):
+    """(index, name, args) for a layer list in the spec's syntax; args is None, a scalar, a list or a dict."""
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            yield i, item, None
+        else:
+            (name, args), = item.items()
+            yield i, name, args
+
+
+def _layer_list(spec, path, items, *, allow_empty):
+    if items is None and allow_empty:
+        _set(spec.values, path, [])
+        return
+    if not isinstance(items, list) or (not items and not allow_empty):
+        raise spec.error(path, f"'{dotted(path)}' must be a list of layers, received: {show(items)}",
+                         "write one '- ClassName: {arguments}' per line, e.g. '- Conv2D: {filters: 32, kernel_size: 3}'")
+    for i, item in enumerate(items):
+        if isinstance(item, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", item):
+            continue
+        if isinstance(item, dict) and len(item) == 1:
+            (name, _args), = item.items()
+            if isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                continue
+        raise spec.error(path + (i,), f"item {i + 1} of '{dotted(path)}' must be a class name or "
+                         f"{{ClassName: arguments}}, received: {show(item)}",
+                         "e.g. '- Flatten' or '- Dense: {units: 10, activation: softmax}'; "
+                         "check the indentation of the arguments")
+
+
+def _set(values, path, value):
+    for part in path[:-1]:
+        values = values[part]
+    values[path[-1]] = value

@@ -1,0 +1,1 @@
+"""Training: the fit recipe, its callbacks, devices and tf.distribute strategies."""

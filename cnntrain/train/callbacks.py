@@ -1,0 +1,153 @@
+"""The callbacks every fit runs: NaN guard, throughput meter, and the per-epoch run state.
+
+RunState is the commit point of an epoch: history.csv, best.keras and the resume state
+(weights with optimizer state, the callbacks' counters) are written atomically after each.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cnntrain.backend import keras
+from cnntrain.runs import atomic
+from cnntrain.runs.folder import BACKUP
+from cnntrain.runs.history import write_history
+from cnntrain.runs.model_file import save_model
+
+STATE = "state.json"
+
+
+def monitor_mode(monitor: str) -> str:
+    return "min" if ("loss" in monitor or "error" in monitor) else "max"
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops at the first batch whose loss is not finite, remembering where."""
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = (self.epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+class Throughput(keras.callbacks.Callback):
+    """Training seconds per epoch, validation excluded, for images/s."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.val = time.perf_counter(), 0.0
+
+    def on_test_begin(self, logs=None):
+        self.val_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.val += time.perf_counter() - self.val_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start - self.val)
+
+
+class RunState(keras.callbacks.Callback):
+    """After every epoch: history.csv, best.keras and the resume state, each written atomically.
+
+    The resume state is a weights file named by its epoch (optimizer state included) and
+    state.json pointing at it; state.json is the commit point, so a kill between the two
+    writes leaves the previous epoch's complete state.
+    """
+
+    def __init__(self, run_dir: Path, state: dict, monitor: str, metadata: dict, guard: NanGuard, others: list):
+        super().__init__()
+        self.run_dir, self.state, self.monitor = run_dir, state, monitor
+        self.mode = monitor_mode(monitor)
+        self.metadata, self.guard, self.others = metadata, guard, others
+        self.backup = run_dir / BACKUP
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.where is not None:
+            return  # the weights are not finite: keep the last good state
+        row = {"epoch": epoch + 1}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        row["learning_rate"] = _current_lr(self.model)
+        row["seconds"] = round(time.perf_counter() - self.epoch_start, 3)
+        self.state["history"] = [r for r in self.state["history"] if r["epoch"] < epoch + 1] + [row]
+        value = row.get(self.monitor)
+        best = self.state["best"]
+        if value is not None and math.isfinite(value) and (
+                best is None or (value > best if self.mode == "max" else value < best)):
+            self.state.update(best=value, best_epoch=epoch + 1)
+            save_model(self.model, self.run_dir / "best.keras", {**self.metadata, "epoch": epoch + 1})
+        write_history(self.run_dir / "history.csv", self.state["history"])
+        self.save(epoch + 1)
+
+    def save(self, epochs_done: int):
+        self.backup.mkdir(exist_ok=True)
+        weights = f"epoch-{epochs_done:04d}.weights.h5"
+        try:
+            with atomic.atomic_path(self.backup / weights, suffix=".weights.h5") as tmp:
+                self.model.save_weights(tmp)
+        except OSError as exc:
+            raise atomic.write_error(self.backup / weights, exc) from None
+        old = self.state.get("weights")
+        self.state.update(epochs_done=epochs_done, weights=weights, callbacks=_callback_state(self.others))
+        atomic.write_json(self.backup / STATE, self.state)
+        if old and old != weights:
+            (self.backup / old).unlink(missing_ok=True)
+
+
+_CALLBACK_FIELDS = ("wait", "best", "cooldown_counter", "best_epoch", "stopped_epoch")
+
+
+def _callback_state(callbacks) -> list:
+    """The counters that EarlyStopping and ReduceLROnPlateau keep, so a resume continues them."""
+    saved = []
+    for cb in callbacks:
+        fields = {}
+        for name in _CALLBACK_FIELDS:
+            value = getattr(cb, name, None)
+            if isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(float(value)):
+                fields[name] = float(value) if isinstance(value, (float, np.floating)) else int(value)
+        saved.append(fields)
+    return saved
+
+
+def restore_callbacks(callbacks, saved):
+    for cb, fields in zip(callbacks, saved or []):
+        for name, value in fields.items():
+            setattr(cb, name, value)
+        if fields and hasattr(cb, "on_train_begin"):
+            # EarlyStopping/ReduceLROnPlateau reset their counters in on_train_begin.
+            original = cb.on_train_begin
+
+            def on_train_begin(logs=None, _cb=cb, _fields=fields, _orig=original):
+                _orig(logs)
+                for k, v in _fields.items():
+                    setattr(_cb, k, v)
+            cb.on_train_begin = on_train_begin
+
+
+def _current_lr(model) -> float:
+    opt = model.optimizer
+    lr = opt.learning_rate
+    try:
+        return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+    except (TypeError, ValueError):
+        return float(opt._get_current_learning_rate())  # a schedule

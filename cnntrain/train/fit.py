@@ -1,0 +1,260 @@
+"""`cnntrain fit`: compile, train with our callbacks, keep the run folder resumable at every epoch."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnntrain import __version__
+from cnntrain.data import image_files, splits
+from cnntrain.feed import pipeline
+from cnntrain.figures import curves
+from cnntrain.model import build, normalization
+from cnntrain.runs import atomic, folder, model_file
+from cnntrain.backend import keras, tf
+from cnntrain.errors import CnntrainError
+from cnntrain.spec import Spec
+from cnntrain.train import devices, distribute
+from cnntrain.train.callbacks import STATE, NanGuard, RunState, Throughput, restore_callbacks
+
+
+
+@dataclass
+class FitOptions:
+    data_dir: str | None = None
+    offline: bool = False
+    out: str | None = None          # the run folder itself (default: output.dir/name/timestamp)
+    resume: str | None = None       # a run folder to continue
+    device: str = "auto"
+    mixed_precision: bool = False
+    jit: bool = False
+    deterministic: bool = False
+    strategy: str | None = None     # default: the spec's fit.strategy
+    devices: tuple = ()             # for mirrored: e.g. ("gpu:0", "gpu:1")
+    workers: str | None = None      # for multi-worker: "host:port,host:port" (else TF_CONFIG)
+    task_index: int | None = None
+    connect_timeout: float = 120.0  # seconds the workers have to find each other
+
+
+# ---------------------------------------------------------------- fit
+
+
+def environment(spec: Spec, device_info: dict, options: FitOptions) -> dict:
+    return {
+        "cnntrain": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+        "keras": keras.__version__, "numpy": np.__version__, "platform": platform.platform(),
+        **device_info, "seed": spec["seed"], "deterministic": options.deterministic, "jit": options.jit,
+        "command": " ".join(sys.argv),
+    }
+
+
+def fit(spec: Spec, options: FitOptions, reporter) -> Path:
+    """Train `spec`; return the run folder. `reporter` is a ui.Reporter."""
+    if _locks_early(spec, options):
+        # Lock before the slow steps: a second fit on this folder is refused at once.
+        with folder.RunLock(options.resume):
+            return _fit(spec, options, reporter)
+    return _fit(spec, options, reporter)
+
+
+def _locks_early(spec, options) -> bool:
+    # Workers of one multi-worker fit share the folder; each locks its own part later.
+    return bool(options.resume) and (options.strategy or spec["fit"]["strategy"]) != "multi-worker"
+
+
+def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
+    if options.out and not options.resume and folder.is_run(options.out):
+        raise CnntrainError("this folder already holds a run", file=str(options.out),
+                            hint=f"resume it with 'cnntrain fit --resume {options.out}', or choose a new --out")
+    kind = options.strategy or spec["fit"]["strategy"]
+    if options.workers:
+        os.environ["TF_CONFIG"] = json.dumps(distribute.tf_config_from_workers(options.workers, options.task_index))
+    if kind == "multi-worker" and not (options.out or options.resume):
+        raise CnntrainError("multi-worker training needs --out: the same run folder path on every worker",
+                            hint="e.g. --out runs/cifar10/multi")
+    cpu_devices = sum(1 for d in options.devices if "cpu" in d.lower())
+    device_info = devices.setup(options.device, mixed_precision=options.mixed_precision, cpu_devices=cpu_devices)
+    plan = distribute.make(kind, device_info, devices=list(options.devices) or None,
+                           connect_timeout=options.connect_timeout)
+    if not plan.is_chief:
+        reporter = type(reporter)("quiet" if reporter.mode != "json" else "json")
+        reporter.summary = lambda *a, **k: None
+    reporter.note(devices.describe(device_info))
+    keras.utils.set_random_seed(spec["seed"])
+    if options.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    started = time.perf_counter()
+    data = splits.prepare(spec, data_dir=options.data_dir, offline=options.offline)
+    reporter.note(f"data: {data.source}: {len(data.x_train)} train, "
+                  f"{0 if data.x_val is None else len(data.x_val)} validation, "
+                  f"{0 if data.x_test is None else len(data.x_test)} test images of {list(data.shape)}, "
+                  f"{len(data.class_names)} classes")
+    batch = spec["fit"]["batch_size"]
+    if batch % plan.replicas:
+        raise spec.error(("fit", "batch_size"), f"fit.batch_size {batch} does not divide among {plan.replicas} "
+                         "replicas", f"use a multiple of {plan.replicas}, e.g. {plan.replicas * max(1, batch // plan.replicas)}")
+    if plan.replicas > 1 or plan.num_workers > 1:
+        reporter.note(plan.describe(batch))
+    steps = math.ceil(len(data.x_train) / batch)
+    one_hot = build.uses_one_hot(spec)
+    with plan.strategy.scope():
+        norm = normalization.normalization_layer(spec["preprocess"]["normalize"], data.x_train)
+        model = build.build_model(spec, shape=data.shape, front=[norm] if norm is not None else [])
+        build.check_output(spec, model, len(data.class_names))
+        model.compile(optimizer=build.build_optimizer(spec, steps), loss=build.build_loss(spec),
+                      metrics=build.build_metrics(spec), jit_compile=options.jit)
+        model.optimizer.build(model.trainable_variables)
+    plan.joined()
+    user_callbacks = build.build_callbacks(spec)
+    augment = build.build_layers(spec, ("augment",))
+    classes = len(data.class_names) if one_hot else None
+    train_ds = _sharded(pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch, augment=augment,
+                                               seed=spec["seed"], num_classes=classes), plan)
+    val_ds = None if data.x_val is None else _sharded(
+        pipeline.eval_dataset(data.x_val, data.y_val, batch_size=batch, num_classes=classes), plan)
+    monitor = spec["fit"]["monitor"]
+    if val_ds is None and monitor.startswith("val_"):
+        monitor = monitor[4:]
+        reporter.note(f"no validation data: best.keras follows '{monitor}'")
+
+    metadata = {
+        "class_names": data.class_names, "input_shape": list(data.shape),
+        "normalize": spec["preprocess"]["normalize"], "background": image_files.background_of(data.x_train),
+        "dataset": spec["data"]["dataset"], "data_path": spec["data"]["path"],
+        "image_size": spec["data"]["image_size"], "color_mode": spec["data"]["color_mode"],
+        "one_hot": one_hot, "name": spec["name"], "cnntrain_version": __version__,
+    }
+
+    if not plan.is_chief:
+        # Only the chief writes the run folder; the others keep their own resume state
+        # beside it and remove it when the fit is done (TensorFlow's multi-worker guide).
+        run_dir = Path(options.resume or options.out) / f".worker-{plan.worker_index}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+    elif options.resume:
+        run_dir = Path(options.resume)
+    elif options.out:
+        run_dir = Path(options.out)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CnntrainError(f"cannot create the run folder: {exc.strerror}", file=str(run_dir)) from None
+    else:
+        run_dir = folder.new_run_dir(spec["output"]["dir"], spec["name"])
+
+    with contextlib.nullcontext() if _locks_early(spec, options) else folder.RunLock(run_dir):
+        if options.out and not options.resume and plan.is_chief and folder.is_run(run_dir):
+            # Checked again under the lock: a fit with the same --out may have finished meanwhile.
+            raise CnntrainError("this folder already holds a run", file=str(run_dir),
+                                hint=f"resume it with 'cnntrain fit --resume {run_dir}', or choose a new --out")
+        state = {"epochs_done": 0, "best": None, "best_epoch": None, "history": [], "weights": None,
+                 "monitor": monitor, "callbacks": []}
+        if options.resume and (run_dir / folder.BACKUP / STATE).exists():
+            state = atomic.read_json(run_dir / folder.BACKUP / STATE)
+            try:
+                model.load_weights(run_dir / folder.BACKUP / state["weights"]) if state["weights"] else None
+            except Exception as exc:
+                raise CnntrainError(f"cannot load the resume state: {exc}", file=str(run_dir / folder.BACKUP),
+                                    hint="the backup does not match this spec's model; start a new fit") from None
+            restore_callbacks(user_callbacks, state.get("callbacks"))
+            reporter.note(f"resuming {run_dir} after epoch {state['epochs_done']} of {spec['fit']['epochs']}")
+        elif not options.resume:
+            atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())
+            atomic.write_json(run_dir / "env.json", environment(spec, device_info, options))
+            (run_dir / folder.BACKUP).mkdir(exist_ok=True)
+            atomic.write_json(run_dir / folder.BACKUP / STATE, state)
+        reporter.note(f"run folder: {run_dir}")
+        guard, meter = NanGuard(), Throughput()
+        saver = RunState(run_dir, state, monitor, metadata, guard, user_callbacks)
+        callbacks = [guard, meter, saver, *user_callbacks, reporter.callback(steps, spec["fit"]["epochs"])]
+        if spec["fit"]["tensorboard"]:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0))
+        initial = state["epochs_done"]
+        with _multi_worker_fixes(model, train_ds, plan):
+            if initial < spec["fit"]["epochs"]:
+                try:
+                    model.fit(train_ds, validation_data=val_ds, epochs=spec["fit"]["epochs"], initial_epoch=initial,
+                              callbacks=callbacks, verbose=0, shuffle=False)
+                except KeyboardInterrupt:
+                    for callback in callbacks:
+                        getattr(callback, "close", lambda: None)()  # leave the terminal clean
+                    done = saver.state["epochs_done"]
+                    raise CnntrainError(f"interrupted; {done} epoch(s) are saved in {run_dir}",
+                                        hint=f"resume with: cnntrain fit --resume {run_dir}", exit_code=130) from None
+            result = _finish(spec, run_dir, model, data, saver, guard, meter, metadata, started, classes, reporter, plan)
+    if not plan.is_chief:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return Path(options.resume or options.out)
+    return result
+
+
+def _multi_worker_fixes(model, dataset, plan):
+    if plan.num_workers <= 1:
+        return contextlib.nullcontext()
+    from cnntrain.train.keras_fixes import multi_worker_fixes
+
+    return multi_worker_fixes(model, dataset, plan.strategy)
+
+
+def _sharded(dataset, plan):
+    """Every worker sees different examples: shard the batches by data, not by file."""
+    if plan.num_workers > 1:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+    return dataset
+
+
+def _finish(spec, run_dir, model, data, saver, guard, meter, metadata, started, classes, reporter, plan) -> Path:
+    state = saver.state
+    stopped = "completed"
+    if guard.where is not None:
+        epoch, step = guard.where
+        if not state["weights"]:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise CnntrainError(f"the loss became NaN at epoch {epoch}, step {step}, before any epoch finished; "
+                                "nothing was saved", hint="lower the learning rate, or normalize the input "
+                                "(preprocess.normalize: scale)")
+        model.load_weights(run_dir / folder.BACKUP / state["weights"])
+        stopped = "nan"
+        reporter.warn(f"the loss became NaN at epoch {epoch}, step {step}: training stopped; model.keras holds "
+                      f"the last good weights, from epoch {state['epochs_done']}")
+    elif state["epochs_done"] < spec["fit"]["epochs"]:
+        stopped = "early_stopping"
+    last = state["history"][-1] if state["history"] else {}
+    test = None
+    if data.x_test is not None:
+        figures = model.evaluate(_sharded(pipeline.eval_dataset(data.x_test, data.y_test,
+                                                                batch_size=spec["fit"]["batch_size"],
+                                                                num_classes=classes), plan),
+                                 verbose=0, return_dict=True)
+        test = {k: float(v) for k, v in figures.items()}
+    seconds = meter.seconds
+    steady = seconds[1:] if len(seconds) > 1 else seconds
+    metrics = {
+        "name": spec["name"], "epochs": state["epochs_done"], "stopped": stopped,
+        "train": {k: v for k, v in last.items() if not k.startswith("val_") and k not in ("epoch", "seconds")},
+        "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
+        "test": test,
+        "best": {"monitor": state["monitor"], "value": state["best"], "epoch": state["best_epoch"]},
+        "parameters": int(model.count_params()),
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "train_images_per_s": round(len(data.x_train) / (sum(steady) / len(steady)), 1) if steady else None,
+    }
+    model_file.save_model(model, run_dir / "model.keras", {**metadata, "epoch": state["epochs_done"]})
+    if not (run_dir / "best.keras").exists():
+        atomic.copy_file(run_dir / "model.keras", run_dir / "best.keras")
+    atomic.write_json(run_dir / "metrics.json", metrics)
+    curves.curves_png(state["history"], run_dir / "curves.png", title=spec["name"])
+    folder.remove_backup(run_dir)
+    reporter.summary(metrics, run_dir)
+    return run_dir

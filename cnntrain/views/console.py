@@ -1,0 +1,25 @@
+"""The two consoles: results on stdout, messages and progress on stderr; number formatting."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape  # noqa: F401  (re-exported: every view escapes through console)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def choose_mode(quiet: bool, as_json: bool) -> str:
+    """The Reporter mode (cnntrain.views.reporter) for the flags and whether stderr is a terminal."""
+    if as_json:
+        return "json"
+    if quiet:
+        return "quiet"
+    return "rich" if err.is_terminal else "plain"

@@ -1,0 +1,168 @@
+"""Every rich table: the model summary, evaluations, predictions and the runs list.
+
+Every name that comes from data (class names, file names) is escaped before it
+reaches rich, so a '[' in a name is printed as is and never read as markup.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+
+# Past this many classes a confusion matrix no longer fits a terminal (or a figure's
+# cells their numbers): the table points at confusion.png, the figure drops the counts.
+MAX_TABLE_CLASSES = 20
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100.0 * value:.2f}%"
+
+
+# ---------------------------------------------------------------- the model
+
+
+def model_table(rows, totals: dict, title: str) -> Table:
+    table = Table(title=escape(title))
+    for name, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right"),
+                          ("kernel", "left"), ("stride", "left"), ("padding", "left"),
+                          ("receptive field", "left"), ("MACs", "right")):
+        table.add_column(name, justify=justify)
+    for r in rows:
+        table.add_row(escape(r.name), r.type, str(tuple(r.output_shape)),
+                      f"{r.params:,}", r.kernel, r.stride, r.padding, r.receptive_field_text or "",
+                      f"{r.macs:,}" if r.macs else "")
+    table.caption = (f"total {totals['params']:,} parameters ({totals['trainable']:,} trainable, "
+                     f"{totals['non_trainable']:,} non-trainable); {totals['macs_per_image']:,} MACs per image")
+    if totals.get("train_flops_per_epoch"):
+        table.caption += f"; about {totals['train_flops_per_epoch'] / 1e12:.2f} TFLOPs to train one epoch"
+    return table
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def show_evaluation(console, result: dict) -> None:
+    """Headline figures, the per-class table, the confusion matrix, the most-confused pairs."""
+    k = result.get("top_k", 5)
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    if result.get("model"):
+        head.add_row("model", escape(str(result["model"])))
+    if result.get("dataset"):
+        split = f" ({escape(str(result['split']))} split)" if result.get("split") else ""
+        head.add_row("data", escape(str(result["dataset"])) + split)
+    head.add_row("samples", f"{result['samples']:,}")
+    head.add_row("loss", f"{result['loss']:.4f}")
+    head.add_row("accuracy", f"[bold]{_pct(result['accuracy'])}[/bold]")
+    head.add_row(f"top-{k} accuracy", _pct(result["top_k_accuracy"]))
+    head.add_row("macro F1", f"{result['macro_f1']:.4f}")
+    console.print(head)
+    console.print()
+    console.print(per_class_table(result))
+    console.print()
+    names = result["class_names"]
+    if len(names) <= MAX_TABLE_CLASSES:
+        console.print(confusion_table(result))
+    else:
+        console.print(f"[dim]confusion matrix: {len(names)} classes are too many for a table; "
+                      "see confusion.png[/dim]")
+    pairs = result.get("most_confused") or []
+    if pairs:
+        console.print()
+        table = Table(title="Most confused", title_justify="left")
+        table.add_column("true")
+        table.add_column("predicted as")
+        table.add_column("count", justify="right")
+        for p in pairs:
+            table.add_row(escape(str(p["true"])), escape(str(p["predicted"])), str(p["count"]))
+        console.print(table)
+
+
+def per_class_table(result: dict) -> Table:
+    table = Table(title="Per class", title_justify="left")
+    table.add_column("class")
+    for col in ("precision", "recall", "F1", "support"):
+        table.add_column(col, justify="right")
+    for row in result["per_class"]:
+        f1 = row["f1"]
+        style = "red" if row["support"] and f1 < 0.5 else None
+        table.add_row(escape(str(row["class"])), f"{row['precision']:.4f}", f"{row['recall']:.4f}",
+                      f"{f1:.4f}", str(row["support"]), style=style)
+    return table
+
+
+def confusion_table(result: dict) -> Table:
+    """Rows are true classes, columns predictions; the diagonal in bold green, errors in red."""
+    names = [str(c) for c in result["class_names"]]
+    cm = result["confusion"]
+    table = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    table.add_column("true \\ pred", style="bold")
+    for name in names:
+        table.add_column(escape(name), justify="right")
+    for i, name in enumerate(names):
+        cells = []
+        for j, count in enumerate(cm[i]):
+            if i == j:
+                cells.append(Text(str(count), style="bold green"))
+            elif count:
+                cells.append(Text(str(count), style="red"))
+            else:
+                cells.append(Text("·", style="dim"))
+        table.add_row(Text(name), *cells)
+    return table
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def show_predictions(console, rows: list[dict], top_k: int) -> None:
+    """One line per file: the best class and its probability, then the runners-up."""
+    table = Table()
+    table.add_column("file", overflow="fold")
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    if top_k > 1:
+        table.add_column(f"next {top_k - 1}" if top_k > 2 else "next")
+    for row in rows:
+        top = row["top"][:max(1, top_k)]
+        name = escape(str(row["file"]))
+        if row.get("inverted"):
+            name += " [dim](inverted)[/dim]"
+        cells = [name, f"[bold]{escape(str(top[0]['class']))}[/bold]", f"{top[0]['probability']:.4f}"]
+        if top_k > 1:
+            cells.append(", ".join(f"{escape(str(t['class']))} {t['probability']:.4f}" for t in top[1:]))
+        table.add_row(*cells)
+    console.print(table)
+
+
+# ---------------------------------------------------------------- runs
+
+
+def runs_table(rows) -> Table:
+    table = Table(title="runs, newest first")
+    for column, justify in (("run", "left"), ("status", "left"), ("epochs", "right"), ("val acc", "right"),
+                            ("test acc", "right"), ("time", "right"), ("images/s", "right")):
+        table.add_column(column, justify=justify)
+    for r in rows:
+        table.add_row(escape("/".join(Path(r["run"]).parts[-2:])), escape(r["status"]), _text(r["epochs"]), _pct(r["val_accuracy"]),
+                      _pct(r["test_accuracy"]), f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] else "-",
+                      f"{r['images_per_s']:,.0f}" if r["images_per_s"] else "-")
+    return table
+
+
+def _text(value):
+    return "-" if value is None else str(value)
+
+
+def datasets_table(rows) -> Table:
+    """rows: (dataset, location, found) in lookup order."""
+    table = Table(title="datasets, in lookup order")
+    for column in ("dataset", "location", "found"):
+        table.add_column(column)
+    for dataset, location, exists in rows:
+        table.add_row(dataset, escape(location), "yes" if exists else "-")
+    return table
