@@ -1,5 +1,4 @@
 """Spec entries to Keras objects, looked up in Keras itself."""
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -7,23 +6,12 @@ import pytest
 from cnntrain.model import build
 from cnntrain.backend import keras
 from cnntrain.errors import SpecError
-from cnntrain.spec import load_spec, spec_from_text
+from cnntrain.spec import load_spec
+from helpers.specs import TINY_MODEL, spec_of
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
-BASE = """\
-name: tiny
-model:
-  input_shape: [8, 8, 1]
-  layers:
-    - Conv2D: {filters: 2, kernel_size: 3}
-    - Flatten
-    - Dense: {units: 10, activation: softmax}
-"""
-
-
-def spec_of(text, overrides=()):
-    return spec_from_text(textwrap.dedent(text), file="spec.yaml", overrides=overrides)
+BASE = TINY_MODEL
 
 
 def build_error(text, what="model"):

@@ -1,5 +1,4 @@
 """Spec loading, defaults, validation and overrides: no TensorFlow involved."""
-import textwrap
 
 import pytest
 
@@ -7,20 +6,12 @@ from cnntrain.errors import SpecError
 from helpers.cli import modules_after
 
 from cnntrain.spec import DEFAULTS, load_spec, spec_from_text
+from helpers.specs import TINY_MODEL, spec_of
 
-GOOD = """\
-name: tiny
-model:
-  input_shape: [8, 8, 1]
-  layers:
-    - Conv2D: {filters: 2, kernel_size: 3}
-    - Flatten
-    - Dense: {units: 10, activation: softmax}
-"""
+GOOD = TINY_MODEL
 
 
-def load(text, overrides=()):
-    return spec_from_text(textwrap.dedent(text), file="spec.yaml", overrides=overrides)
+load = spec_of
 
 
 def error_of(text, overrides=()):
