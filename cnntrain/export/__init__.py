@@ -55,6 +55,8 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
     if runners.is_exported(model_file):
         raise CnntrainError("this is an exported model already; export takes a .keras model or a run folder",
                             file=str(model_file))
+    folder = Path(out) if out else default_folder(model_file, fmt, quantize)
+    _check_out(folder)
     if not check_images and not runs.read_metadata(model_file).get("dataset"):
         raise CnntrainError("cannot check the export: the model file does not say which data set it was "
                             "trained on", file=str(model_file),
@@ -76,8 +78,6 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
         else:
             representative, rep_source = x[:check.REPRESENTATIVE_IMAGES], source
 
-    folder = Path(out) if out else default_folder(model_file, fmt, quantize)
-    _check_out(folder)
     exported_meta = {**metadata, "class_names": names, "input_shape": list(shape), "format": fmt,
                      "quantize": quantize, "source_model": str(model_file),
                      "input": {"name": formats.INPUT_NAME, "dtype": "float32", "range": [0, 255],

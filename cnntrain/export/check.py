@@ -14,20 +14,25 @@ REPRESENTATIVE_IMAGES = 300   # int8 calibration images, from the training split
 LATENCY_RUNS = 50
 LATENCY_WARMUP = 5
 
-# What an export must meet on the check images. Float32 formats are the same arithmetic in
-# another runtime: they differ by float rounding (~1e-6 measured), so 1e-4 leaves room for
-# other CPUs and kernels, and a top-1 flip needs two classes within that of each other.
-# Quantized files round the weights (float16, dynamic) or weights and activations (int8):
-# their probabilities move by up to a few hundredths and an image near a decision boundary may
-# change class, so they are held to agreement and accuracy drop (points of accuracy, on a
-# labelled check set), and max_diff is only a bound against a broken file.
+# What an export must meet on the check images. The bounds are there to catch a broken
+# conversion (normalization lost, channels swapped, a miscalibrated int8 file: tens of points
+# of accuracy), not to grade rounding; a false alarm costs more than a loose bound.
+# - Float32 formats are the same arithmetic in another runtime: measured differences are
+#   1e-7 to 2e-6 and no top-1 changed on 10,000 MNIST images, so 1e-4 leaves room for other
+#   CPUs and kernels, and a top-1 flip needs two classes within 1e-4 of each other.
+# - float16 rounds the weights (measured max difference 3e-5 to 4e-4, no flips).
+# - dynamic (int8 weights, activations quantized on the fly) and int8 (integer kernels)
+#   move probabilities by up to a few hundredths (measured 9e-4 to 0.026) and change the
+#   class of images near a boundary (measured 0 to 1.5% of them, mostly on part-trained
+#   models); they are held to agreement and accuracy drop (points of accuracy, on a labelled
+#   check set), and max_diff is a bound against a broken file.
 TOLERANCES = {
     ("savedmodel", "none"): {"min_agreement": 0.999, "max_diff": 1e-4, "max_accuracy_drop": 0.001},
     ("onnx", "none"): {"min_agreement": 0.999, "max_diff": 1e-4, "max_accuracy_drop": 0.001},
     ("tflite", "none"): {"min_agreement": 0.999, "max_diff": 1e-4, "max_accuracy_drop": 0.001},
-    ("tflite", "float16"): {"min_agreement": 0.995, "max_diff": 0.05, "max_accuracy_drop": 0.005},
-    ("tflite", "dynamic"): {"min_agreement": 0.98, "max_diff": 0.5, "max_accuracy_drop": 0.01},
-    ("tflite", "int8"): {"min_agreement": 0.97, "max_diff": 0.6, "max_accuracy_drop": 0.02},
+    ("tflite", "float16"): {"min_agreement": 0.995, "max_diff": 0.01, "max_accuracy_drop": 0.005},
+    ("tflite", "dynamic"): {"min_agreement": 0.98, "max_diff": 0.2, "max_accuracy_drop": 0.02},
+    ("tflite", "int8"): {"min_agreement": 0.97, "max_diff": 0.3, "max_accuracy_drop": 0.03},
 }
 
 

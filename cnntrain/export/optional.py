@@ -19,9 +19,8 @@ def need(module: str, package: str | None = None, *, what: str = "this"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # tf2onnx's numpy FutureWarnings, ai_edge_litert's notices
             return importlib.import_module(module)
-    except ImportError as exc:
-        raise CnntrainError(f"{what} needs the optional package {package or module} ({exc})",
-                            hint=EXTRA_HINT) from None
+    except ImportError:
+        raise CnntrainError(f"{what} needs the optional package {package or module}", hint=EXTRA_HINT) from None
 
 
 @contextlib.contextmanager

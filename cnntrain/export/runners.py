@@ -134,6 +134,8 @@ class Runner:
 
 def _cannot_read(path, what, exc) -> CnntrainError:
     text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    if f"{path} failed:" in text:   # onnxruntime: "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from PATH failed:WHY"
+        text = text.split(f"{path} failed:", 1)[1].strip()
     return CnntrainError(f"not a readable {what} model file ({text})", file=str(path),
                          hint="give a model written by 'cnntrain export', or a run's model.keras")
 
