@@ -83,6 +83,9 @@ def report_lines(result: dict) -> list[str]:
         lines.append(f"  calibrated on {rep['images']} images of the {rep['from']}")
     lines.append(f"  latency    {lat['exported']:.2f} ms per image (Keras {lat['keras']:.2f} ms), median of {lat['runs']}")
     verdict = "OK" if result["passed"] else "OUTSIDE"
-    lines.append(f"  tolerance  top-1 agreement >= {tol['min_agreement']:.1%}, max difference <= {tol['max_diff']:g}, "
-                 f"accuracy drop <= {tol['max_accuracy_drop'] * 100:g} points: {verdict}")
+    bounds = [f"top-1 agreement >= {tol['min_agreement']:.1%}"]
+    if tol["max_diff"] is not None:
+        bounds.append(f"max difference <= {tol['max_diff']:g}")
+    bounds.append(f"accuracy drop <= {tol['max_accuracy_drop'] * 100:g} points")
+    lines.append(f"  tolerance  {', '.join(bounds)}: {verdict}")
     return lines

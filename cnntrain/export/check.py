@@ -15,24 +15,26 @@ LATENCY_RUNS = 50
 LATENCY_WARMUP = 5
 
 # What an export must meet on the check images. The bounds are there to catch a broken
-# conversion (normalization lost, channels swapped, a miscalibrated int8 file: tens of points
-# of accuracy), not to grade rounding; a false alarm costs more than a loose bound.
-# - Float32 formats are the same arithmetic in another runtime: measured differences are
-#   1e-7 to 2e-6 and no top-1 changed on 10,000 MNIST images, so 1e-4 leaves room for other
-#   CPUs and kernels, and a top-1 flip needs two classes within 1e-4 of each other.
-# - float16 rounds the weights (measured max difference 3e-5 to 4e-4, no flips).
-# - dynamic (int8 weights, activations quantized on the fly) and int8 (integer kernels)
-#   move probabilities by up to a few hundredths (measured 9e-4 to 0.026) and change the
-#   class of images near a boundary (measured 0 to 1.5% of them, mostly on part-trained
-#   models); they are held to agreement and accuracy drop (points of accuracy, on a labelled
-#   check set), and max_diff is a bound against a broken file.
+# conversion (normalization lost, channels swapped, a miscalibrated int8 file: agreement and
+# accuracy fall by tens of points), not to grade rounding: a false alarm costs more than a
+# loose bound. Measured on MNIST and CIFAR-10 models trained for one epoch (10,000 test
+# images each) and on the tiny test models:
+# - float32 formats are the same arithmetic in another runtime: max difference 0 to 4e-6, no
+#   top-1 change. 1e-4 leaves room for other CPUs and kernels; a flip needs two classes
+#   within 1e-4 of each other, so agreement is held at 99.9%.
+# - float16 rounds the weights: max difference 3e-5 to 3.4e-3, agreement 99.8% to 100%.
+# - dynamic (int8 weights, activations quantized on the fly) and int8 (integer kernels):
+#   max difference 9e-4 to 0.35, agreement 97.7% to 100%, accuracy within 0.1 point. Images
+#   near a decision boundary change class, more so with the flat probabilities of a
+#   part-trained model, so one image's difference says little: these are held to agreement
+#   and accuracy drop (points of accuracy, on a labelled check set), and max_diff is None.
 TOLERANCES = {
     ("savedmodel", "none"): {"min_agreement": 0.999, "max_diff": 1e-4, "max_accuracy_drop": 0.001},
     ("onnx", "none"): {"min_agreement": 0.999, "max_diff": 1e-4, "max_accuracy_drop": 0.001},
     ("tflite", "none"): {"min_agreement": 0.999, "max_diff": 1e-4, "max_accuracy_drop": 0.001},
-    ("tflite", "float16"): {"min_agreement": 0.995, "max_diff": 0.01, "max_accuracy_drop": 0.005},
-    ("tflite", "dynamic"): {"min_agreement": 0.98, "max_diff": 0.2, "max_accuracy_drop": 0.02},
-    ("tflite", "int8"): {"min_agreement": 0.97, "max_diff": 0.3, "max_accuracy_drop": 0.03},
+    ("tflite", "float16"): {"min_agreement": 0.99, "max_diff": 0.05, "max_accuracy_drop": 0.005},
+    ("tflite", "dynamic"): {"min_agreement": 0.97, "max_diff": None, "max_accuracy_drop": 0.02},
+    ("tflite", "int8"): {"min_agreement": 0.95, "max_diff": None, "max_accuracy_drop": 0.03},
 }
 
 
@@ -118,7 +120,7 @@ def failures(figures: dict, limits: dict) -> list[str]:
     found = []
     if figures["agreement"] < limits["min_agreement"]:
         found.append(f"top-1 agreement {figures['agreement']:.2%} is below {limits['min_agreement']:.1%}")
-    if figures["max_abs_diff"] > limits["max_diff"]:
+    if limits["max_diff"] is not None and figures["max_abs_diff"] > limits["max_diff"]:
         found.append(f"max probability difference {figures['max_abs_diff']:.3g} is above {limits['max_diff']:g}")
     drop = figures.get("accuracy_drop")
     if drop is not None and drop > limits["max_accuracy_drop"] + 1e-12:
