@@ -172,6 +172,26 @@ def test_a_reloaded_model_exports_to_onnx(standardize, tmp_path):
     assert np.abs(got - model.predict(x_test.astype(np.float32), verbose=0)).max() < 1e-5
 
 
+def test_a_mixed_precision_model_exports_in_float32(scale, tmp_path):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = part_trained(5)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    path = tmp_path / "mixed.keras"
+    runs.save_model(model, path, metadata(data_path=str(scale[0].parent / "mnist.npz")))
+    result = run("export", path, "--format", "onnx")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "export" / "mixed-onnx" / "export.json").read_text())
+    assert record["keras_compute_dtype"] == "bfloat16"
+    assert record["tolerance"] == check.TOLERANCES["tflite", "float16"]
+    assert ("  note       the .keras model computes in bfloat16 (mixed precision), the export in float32: held to "
+            "the float16 bounds") in result.stdout.splitlines()
+    float32 = formats.prepare(runs.load_model(path)[0]).predict(scale[2].astype(np.float32), verbose=0)
+    got = runners.load_runner(record["file"]).predict(scale[2])
+    assert np.abs(got - float32).max() < 1e-5
+
+
 def test_predict_and_evaluate_take_exported_files(exported, scale, tmp_path):
     path, model, x_test, y_test = scale
     files = [save_png(x_test[i], tmp_path / f"{i}.png") for i in range(4)]

@@ -82,6 +82,9 @@ def report_lines(result: dict) -> list[str]:
         rep = result["representative"]
         lines.append(f"  calibrated on {rep['images']} images of the {rep['from']}")
     lines.append(f"  latency    {lat['exported']:.2f} ms per image (Keras {lat['keras']:.2f} ms), median of {lat['runs']}")
+    if result.get("keras_compute_dtype", "float32") != "float32" and result["quantize"] == "none":
+        lines.append(f"  note       the .keras model computes in {result['keras_compute_dtype']} (mixed precision), the "
+                     "export in float32: held to the float16 bounds")
     verdict = "OK" if result["passed"] else "OUTSIDE"
     bounds = [f"top-1 agreement >= {tol['min_agreement']:.1%}"]
     if tol["max_diff"] is not None:

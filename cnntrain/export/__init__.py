@@ -88,11 +88,12 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
     exported = runners.load_runner(folder if fmt == "savedmodel" else folder / file_name)
     figures = check.compare(keras_runner.predict(x), exported.predict(x), y)
     runs_ = check.LATENCY_RUNS if latency_runs is None else int(latency_runs)
-    limits = check.tolerance(fmt, quantize)
+    keras_dtype = check.compute_dtype(keras_runner.model)
+    limits = check.tolerance(fmt, quantize, keras_dtype)
     result = {
         "format": fmt, "quantize": quantize, "model": str(model_file), "folder": str(folder),
         "file": str(exported.path), "size_bytes": formats.size_of(exported.path, skip=(runners.METADATA, EXPORT_JSON)),
-        "keras_size_bytes": model_file.stat().st_size,
+        "keras_size_bytes": model_file.stat().st_size, "keras_compute_dtype": keras_dtype,
         "check": {"source": source, **figures},
         "latency_ms": {"exported": check.latency_ms(exported, x[0], runs_),
                        "keras": check.latency_ms(keras_runner, x[0], runs_), "runs": runs_,

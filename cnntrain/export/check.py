@@ -38,8 +38,22 @@ TOLERANCES = {
 }
 
 
-def tolerance(fmt: str, quantize: str) -> dict:
+def tolerance(fmt: str, quantize: str, keras_compute_dtype: str = "float32") -> dict:
+    """The bounds for an export. A mixed-precision .keras model computes in bfloat16 or float16
+    while a float32 export computes in float32: the difference is the Keras side's rounding
+    (measured 0.0094 on MNIST, 3 of 2,000 top-1 changed), so it is held to float16's bounds."""
+    if quantize == "none" and keras_compute_dtype != "float32":
+        return dict(TOLERANCES[("tflite", "float16")])
     return dict(TOLERANCES[(fmt, quantize)])
+
+
+def compute_dtype(model) -> str:
+    """float32, or the lower precision that some layer of a mixed-precision model computes in."""
+    for layer in [model, *getattr(model, "layers", [])]:
+        dtype = getattr(getattr(layer, "dtype_policy", None), "compute_dtype", "float32")
+        if dtype != "float32":
+            return str(dtype)
+    return "float32"
 
 
 # ---------------------------------------------------------------- images
