@@ -16,25 +16,21 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from cnntrain import pipeline, runs
 from cnntrain.backend import keras
-from cnntrain.cli import cli
-from cnntrain.datasets import load_dataset
-from cnntrain.commands_export import report_lines
+from cnntrain.commands.export import report_lines
+from cnntrain.data import load_dataset
 from cnntrain.export import check, formats, runners
-from tiny_models import CLASSES, SHAPE, metadata, part_trained, synthetic
+from cnntrain.model.normalization import normalization_layer
+from cnntrain.runs.model_file import load_model, save_model
+from helpers.cli import run_cli as run
+from helpers.models import CLASSES, metadata, part_trained, synthetic
 
 EXPORTS = [("savedmodel", "none"), ("onnx", "none"), ("tflite", "none"), ("tflite", "dynamic"),
            ("tflite", "float16"), ("tflite", "int8")]
 RGB_NAMES = [f"c{i}" for i in range(CLASSES)]
 HINT = "  hint: give a model written by 'cnntrain export', or a run's model.keras\n"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def rgb(x):
@@ -57,7 +53,7 @@ def scale(tmp_path_factory):
     np.savez(root / "mnist.npz", x_train=x_train[..., 0], y_train=y_train, x_test=x_test[..., 0], y_test=y_test)
     model = part_trained(2)
     path = root / "model.keras"
-    runs.save_model(model, path, metadata(data_path=str(root / "mnist.npz")))
+    save_model(model, path, metadata(data_path=str(root / "mnist.npz")))
     return path, model, x_test, y_test
 
 
@@ -74,13 +70,13 @@ def standardize(tmp_path_factory):
     assert data.class_names == RGB_NAMES
     x_test, y_test = data.x_test, data.y_test
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((8, 8, 3)), pipeline.normalization_layer("standardize", x_train),
+    model = keras.Sequential([keras.Input((8, 8, 3)), normalization_layer("standardize", x_train),
                               keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten(),
                               keras.layers.Dense(CLASSES, activation="softmax")])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit(x_train.astype("float32"), y_train, epochs=1, batch_size=32, verbose=0)
     path = root / "model.keras"
-    runs.save_model(model, path, metadata(RGB_NAMES, input_shape=[8, 8, 3], normalize="standardize",
+    save_model(model, path, metadata(RGB_NAMES, input_shape=[8, 8, 3], normalize="standardize",
                                           dataset="image_folder", data_path=str(root / "images"), color_mode="rgb"))
     return path, model, x_test, y_test
 
@@ -158,7 +154,7 @@ def test_exported_metadata_and_file_sizes(exported, standardize):
 
 def test_folded_normalization_equals_the_layer():
     x = np.random.default_rng(0).integers(0, 256, (32, 8, 8, 3)).astype(np.float32)
-    layer = pipeline.normalization_layer("standardize", rgb(synthetic(50, 0)[0]))
+    layer = normalization_layer("standardize", rgb(synthetic(50, 0)[0]))
     folded = formats.folded_rescaling(layer)
     assert np.abs(np.asarray(folded(x)) - np.asarray(layer(x))).max() < 1e-5
 
@@ -166,7 +162,7 @@ def test_folded_normalization_equals_the_layer():
 def test_a_reloaded_model_exports_to_onnx(standardize, tmp_path):
     """load_model gives a model that was never called; plain model.export(format="onnx") refuses it."""
     path, _model, x_test, _ = standardize
-    model, _ = runs.load_model(path)
+    model, _ = load_model(path)
     onnx_file = formats.write(formats.prepare(model), "onnx", "none", tmp_path, (8, 8, 3))
     got = runners.OnnxRunner(onnx_file).predict(x_test)
     assert np.abs(got - model.predict(x_test.astype(np.float32), verbose=0)).max() < 1e-5
@@ -179,7 +175,7 @@ def test_a_mixed_precision_model_exports_in_float32(scale, tmp_path):
     finally:
         keras.config.set_dtype_policy("float32")
     path = tmp_path / "mixed.keras"
-    runs.save_model(model, path, metadata(data_path=str(scale[0].parent / "mnist.npz")))
+    save_model(model, path, metadata(data_path=str(scale[0].parent / "mnist.npz")))
     result = run("export", path, "--format", "onnx")
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "export" / "mixed-onnx" / "export.json").read_text())
@@ -187,7 +183,7 @@ def test_a_mixed_precision_model_exports_in_float32(scale, tmp_path):
     assert record["tolerance"] == check.TOLERANCES["tflite", "float16"]
     assert ("  note       the .keras model computes in bfloat16 (mixed precision), the export in float32: held to "
             "the float16 bounds") in result.stdout.splitlines()
-    float32 = formats.prepare(runs.load_model(path)[0]).predict(scale[2].astype(np.float32), verbose=0)
+    float32 = formats.prepare(load_model(path)[0]).predict(scale[2].astype(np.float32), verbose=0)
     got = runners.load_runner(record["file"]).predict(scale[2])
     assert np.abs(got - float32).max() < 1e-5
 

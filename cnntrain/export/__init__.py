@@ -20,13 +20,9 @@ import tempfile
 from pathlib import Path
 
 from cnntrain.errors import CnntrainError
+from cnntrain.export.names import DEFAULT_CHECK_IMAGES, EXPORT_JSON, FORMATS, METADATA, QUANTIZE
 
-__all__ = ["export_model", "default_folder", "FORMATS", "QUANTIZE"]
-
-FORMATS = ("savedmodel", "tflite", "onnx")
-QUANTIZE = ("none", "dynamic", "float16", "int8")
-EXPORT_JSON = "export.json"
-DEFAULT_CHECK_IMAGES = 10_000
+__all__ = ["export_model", "default_folder", "FORMATS", "QUANTIZE", "DEFAULT_CHECK_IMAGES"]
 
 
 def default_folder(model_file: Path, fmt: str, quantize: str) -> Path:
@@ -47,17 +43,18 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
     result["passed"] says whether the figures are within check.TOLERANCES; the files are
     written either way, so a failed export can be looked at.
     """
-    from cnntrain import evaluate, runs
     from cnntrain.export import check, formats, runners
+    from cnntrain.runs.atomic import write_json
+    from cnntrain.runs.model_file import read_metadata, resolve_model
 
     formats.check_choice(fmt, quantize)
-    model_file, run_dir = evaluate.resolve_model(target, runs_root)
-    if runners.is_exported(model_file):
+    if target is not None and runners.is_exported(target):
         raise CnntrainError("this is an exported model already; export takes a .keras model or a run folder",
-                            file=str(model_file))
+                            file=str(target))
+    model_file, _run_dir = resolve_model(target, runs_root)
     folder = Path(out) if out else default_folder(model_file, fmt, quantize)
     _check_out(folder)
-    if not check_images and not runs.read_metadata(model_file).get("dataset"):
+    if not check_images and not read_metadata(model_file).get("dataset"):
         raise CnntrainError("cannot check the export: the model file does not say which data set it was "
                             "trained on", file=str(model_file),
                             hint="give images to check it on with --check-images DIR")
@@ -92,7 +89,7 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
     limits = check.tolerance(fmt, quantize, keras_dtype)
     result = {
         "format": fmt, "quantize": quantize, "model": str(model_file), "folder": str(folder),
-        "file": str(exported.path), "size_bytes": formats.size_of(exported.path, skip=(runners.METADATA, EXPORT_JSON)),
+        "file": str(exported.path), "size_bytes": formats.size_of(exported.path, skip=(METADATA, EXPORT_JSON)),
         "keras_size_bytes": model_file.stat().st_size, "keras_compute_dtype": keras_dtype,
         "check": {"source": source, **figures},
         "latency_ms": {"exported": check.latency_ms(exported, x[0], runs_),
@@ -104,7 +101,7 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
     }
     result["failures"] = check.failures(figures, limits)
     result["passed"] = not result["failures"]
-    runs.write_json(folder / EXPORT_JSON, result)
+    write_json(folder / EXPORT_JSON, result)
     return result
 
 
@@ -114,7 +111,7 @@ def _check_out(folder: Path) -> None:
         raise CnntrainError("--out names a file; the export is a folder", file=str(folder),
                             hint="give a folder to write the export into (it is created)")
     if folder.is_dir() and any(folder.iterdir()) and not any(
-            (folder / n).is_file() for n in ("cnntrain.json", EXPORT_JSON)):
+            (folder / n).is_file() for n in (METADATA, EXPORT_JSON)):
         raise CnntrainError("--out is a folder that holds other files; refusing to replace it", file=str(folder),
                             hint="give a new or empty folder, or an earlier export folder")
 
@@ -122,20 +119,20 @@ def _check_out(folder: Path) -> None:
 def _write(model, fmt, quantize, folder: Path, shape, representative, metadata) -> str:
     """Export into a temporary folder beside `folder`, then swap it in: an earlier export in
     `folder` is replaced whole, and a failed export leaves it as it was."""
-    from cnntrain import runs
-    from cnntrain.export import formats, runners
+    from cnntrain.export import formats
+    from cnntrain.runs.atomic import write_error, write_json
 
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     except OSError as exc:
-        raise runs.write_error(folder, exc) from None
+        raise write_error(folder, exc) from None
     try:
         prepared = formats.prepare(model)
         path = formats.write(prepared, fmt, quantize, tmp, shape, representative)
         if fmt == "onnx":
             formats.embed_onnx_metadata(path, metadata)
-        runs.write_json(tmp / runners.METADATA, metadata)
+        write_json(tmp / METADATA, metadata)
         old = None
         if folder.exists():
             old = folder.parent / f".{folder.name}.old-{os.getpid()}"
@@ -145,7 +142,7 @@ def _write(model, fmt, quantize, folder: Path, shape, representative, metadata) 
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise runs.write_error(folder, exc) from None
+        raise write_error(folder, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

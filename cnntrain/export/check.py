@@ -68,7 +68,7 @@ def _subset(x, y, limit, seed):
 
 def dataset_images(metadata: dict, split: str, *, class_names, data_dir=None, offline=False, limit=None, seed=0):
     """(uint8 images, labels in the model's class order, where from) of the model's own data set."""
-    from cnntrain import evaluate
+    from cnntrain.assess import evaluate
 
     data, x, y = evaluate._load_data(metadata, data_dir=data_dir, offline=offline, split=split)
     y = evaluate._align_labels(y, getattr(data, "class_names", None), list(class_names))
@@ -86,7 +86,7 @@ def folder_images(folder, shape, *, class_names, limit=None, seed=0):
     folder data set) are labelled, and then accuracy is measured too; any other layout gives
     agreement and probability differences only.
     """
-    from cnntrain import images
+    from cnntrain.data import image_files as images
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -19,11 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from cnntrain.errors import CnntrainError
-from cnntrain.export import FORMATS, QUANTIZE
+from cnntrain.export.names import FILE_NAMES, FORMATS, INPUT_NAME, QUANTIZE
 from cnntrain.export.optional import need, quiet
 
-FILE_NAMES = {"tflite": "model.tflite", "onnx": "model.onnx", "savedmodel": "saved_model.pb"}
-INPUT_NAME = "image"
 ONNX_METADATA_KEY = "cnntrain"   # the ONNX model's metadata_props entry holding cnntrain.json
 
 
@@ -145,7 +143,7 @@ def _keras_export(model, path: Path, keras_format: str, shape, **kwargs):
         raise CnntrainError(f"{keras_format} export needs an optional package ({exc})",
                             hint="pip install 'cnntrain[export]'") from None
     except OSError as exc:
-        from cnntrain.runs import write_error
+        from cnntrain.runs.atomic import write_error
 
         raise write_error(path, exc) from None
     except Exception as exc:  # noqa: BLE001 - converter errors come as many types

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from cnntrain.errors import CnntrainError
+from cnntrain.export.names import METADATA
 from cnntrain.export.optional import need, quiet
+from cnntrain.runs import model_file
 
-METADATA = "cnntrain.json"
 EXPORTED_SUFFIXES = (".tflite", ".onnx")
 SAVED_MODEL = "saved_model.pb"
 _IN_FOLDER = ("model.tflite", "model.onnx")   # what an export folder of ours holds
@@ -44,10 +45,17 @@ def is_exported(path) -> bool:
     return exported_file(path) is not None
 
 
-def load(path) -> tuple["Runner", dict]:
-    """(runner, metadata) for an exported model: what predict and evaluate use in place of a Keras model."""
-    runner = load_runner(path)
-    return runner, runner.metadata
+def resolve_and_load(target, runs_root="runs", *, unsafe=False):
+    """(model, metadata, model file, run folder or None) for what predict and evaluate are given:
+    an exported model (a runner that predicts like the Keras model), or else a run / .keras file
+    as runs.model_file resolves and loads it."""
+    exported = exported_file(target) if target is not None else None
+    if exported is not None:
+        runner = load_runner(exported)
+        return runner, runner.metadata, exported, None
+    path, run_dir = model_file.resolve_model(target, runs_root)
+    model, metadata = model_file.load_model(path, unsafe=unsafe)
+    return model, metadata, path, run_dir
 
 
 def load_runner(path, *, unsafe: bool = False) -> "Runner":
@@ -145,18 +153,11 @@ class KerasRunner(Runner):
     exported = False
 
     def __init__(self, path, *, unsafe=False, model=None, metadata=None):
-        from cnntrain import runs
-
         if model is None:
-            model, metadata = runs.load_model(path, unsafe=unsafe)
+            model, metadata = model_file.load_model(path, unsafe=unsafe)
         self.model = model
-        super().__init__(path, metadata or {}, (None, *self._shape(model, metadata)), int(model.output_shape[-1]))
-
-    @staticmethod
-    def _shape(model, metadata):
-        from cnntrain.evaluate import input_shape_of
-
-        return input_shape_of(model, metadata or {})
+        shape = model_file.input_shape_of(model, metadata or {})
+        super().__init__(path, metadata or {}, (None, *shape), int(model.output_shape[-1]))
 
     def predict(self, images, batch_size: int = 256) -> np.ndarray:
         x = np.asarray(images, dtype=np.float32)
