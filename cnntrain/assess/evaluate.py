@@ -14,7 +14,8 @@ from cnntrain.assess.metrics import metrics_from_probabilities
 from cnntrain.errors import CnntrainError
 from cnntrain.feed.pipeline import eval_dataset
 from cnntrain.runs.atomic import write_json
-from cnntrain.runs.model_file import check_input_shape, class_names_of, load_model, resolve_model
+from cnntrain.export.runners import resolve_and_load
+from cnntrain.runs.model_file import check_input_shape, class_names_of
 
 # ---------------------------------------------------------------- the model
 
@@ -37,8 +38,11 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5) -> dict:
     check_input_shape(model, metadata or {}, np.asarray(x).shape)
 
     ds = eval_dataset(x, y, batch_size=int(batch_size))
-    both = _with_logits(model)
-    if both is not None:
+    exported = getattr(model, "exported", False)  # a .tflite / .onnx / SavedModel runner: arrays in
+    both = None if exported else _with_logits(model)
+    if exported:
+        probs, logits = model.predict(x, batch_size=int(batch_size)), None
+    elif both is not None:
         probs, logits = (np.asarray(a) for a in both.predict(ds, verbose=0))
     else:
         probs, logits = np.asarray(model.predict(ds, verbose=0)), None
@@ -139,8 +143,7 @@ def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline
 
     if split not in ("test", "train"):
         raise CnntrainError(f"unknown split {split!r}", hint="the split is 'test' or 'train'")
-    model_file, run_dir = resolve_model(target, runs_root)
-    model, metadata = load_model(model_file, unsafe=unsafe)
+    model, metadata, model_file, run_dir = resolve_and_load(target, runs_root, unsafe=unsafe)  # also .tflite, .onnx
     names = class_names_of(model, metadata)
     data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline, split=split)
     y = _align_labels(y, getattr(data, "class_names", None), names)

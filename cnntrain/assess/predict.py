@@ -14,7 +14,8 @@ import numpy as np
 
 from cnntrain.data import image_files
 from cnntrain.errors import CnntrainError
-from cnntrain.runs.model_file import class_names_of, input_shape_of, load_model, resolve_model
+from cnntrain.export.runners import resolve_and_load
+from cnntrain.runs.model_file import class_names_of, input_shape_of
 
 INVERT_CHOICES = ("auto", "yes", "no")
 
@@ -62,8 +63,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
     if int(batch_size) < 1:
         raise CnntrainError(f"batch size must be at least 1, got {batch_size}")
     paths, errors = image_files.expand_paths([str(a) for a in inputs])
-    model_file, _run = resolve_model(target, runs_root)
-    model, metadata = load_model(model_file, unsafe=unsafe)
+    model, metadata, model_file, _run = resolve_and_load(target, runs_root, unsafe=unsafe)  # also .tflite, .onnx
     names = class_names_of(model, metadata)
     shape = input_shape_of(model, metadata)
     if shape[2] not in (1, 3):

@@ -41,7 +41,8 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, runs_root, uns
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="IMAGE... | DIR | GLOB")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), help="A .keras model file.")
+@click.option("--model", "model_path", type=click.Path(),
+              help="A .keras, .tflite or .onnx model file, or a SavedModel / export folder.")
 @click.option("--run", "run", help="A run folder (default: the newest finished run).")
 @runs_option
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown per image.")
