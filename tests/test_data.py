@@ -12,6 +12,7 @@ from helpers.cli import modules_after
 
 from cnntrain.data import DATASETS, Dataset, find_dataset, load_dataset, verify_dataset
 from cnntrain.data import lookup
+from cnntrain.data.catalog import CIFAR10_CLASSES
 from cnntrain.errors import CnntrainError
 
 
@@ -394,13 +395,24 @@ def test_image_folder_needs_path():
 
 # ---------------------------------------------------------------- archives
 
+def cifar_jpeg_tree(wrapper="cifar10-jpeg"):
+    """CIFAR-10's JPEG layout in little: its ten classes, two training and one test image each."""
+    files = {}
+    for c, cls in enumerate(CIFAR10_CLASSES):
+        for split, count in (("train", 2), ("test", 1)):
+            for i in range(count):
+                files[f"{wrapper}/{split}/{cls}/{i}.jpg"] = fx.image_bytes(
+                    _pixels(10 * c + i + (5 if split == "test" else 0), (32, 32, 3)), "JPEG")
+    return files
+
+
 def test_image_archive_with_wrapper_folder(tmp_path):
-    files = {f"cifar10-jpeg/{k}": v for k, v in _rgb_tree().items()}
-    files["cifar10-jpeg/train/cat/0.png"] = fx.image_bytes(_pixels(3, (8, 6, 3)), "JPEG")
+    files = cifar_jpeg_tree()
+    files["cifar10-jpeg/train/cat/0.jpg"] = fx.image_bytes(_pixels(3, (32, 32, 3)), "PNG")
     path = fx.write_tar(tmp_path / "cifar10-jpeg.tar.gz", {"cifar10-jpeg": None, **files})
     ds = load_dataset("cifar10", data_dir=str(tmp_path), offline=True)
-    assert ds.class_names == ["cat", "dog"] and ds.source == path
-    assert ds.x_train.shape == (6, 8, 6, 3) and ds.x_test.shape == (4, 8, 6, 3)
+    assert ds.class_names == CIFAR10_CLASSES and ds.source == path
+    assert ds.x_train.shape == (20, 32, 32, 3) and ds.x_test.shape == (10, 32, 32, 3)
     same = load_dataset("image_folder", path=path)
     np.testing.assert_array_equal(same.x_train, ds.x_train)
 
