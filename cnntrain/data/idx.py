@@ -93,20 +93,20 @@ def complete(folder: str) -> bool:
     return all(find(n, folder) for n in IDX_NAMES)
 
 
-def read_set(folder: str, name: str, n_classes: int):
-    """The four files of an MNIST-style folder of data set `name`: (x_train, y_train, x_test,
-    y_test, files)."""
+def read_set(folder: str, dataset: str, n_classes: int):
+    """The four files of an MNIST-style folder of `dataset`: (x_train, y_train, x_test, y_test,
+    files)."""
     paths = [find(n, folder) for n in IDX_NAMES]
     for name, p in zip(IDX_NAMES, paths):
         if p is None:
             raise fail(f"'{name}' (or '{name}.gz') is missing; expected all four IDX files "
                        f"together: {', '.join(IDX_NAMES)}", folder)
     tr_x, tr_y, te_x, te_y = paths
-    x_train = checks.images(read(tr_x, IMAGES_MAGIC, name, "train"), tr_x, "images")
-    y_train = checks.labels(read(tr_y, LABELS_MAGIC, name, "train"), len(x_train), n_classes, tr_y,
+    x_train = checks.images(read(tr_x, IMAGES_MAGIC, dataset, "train"), tr_x, "images")
+    y_train = checks.labels(read(tr_y, LABELS_MAGIC, dataset, "train"), len(x_train), n_classes, tr_y,
                             "labels", os.path.basename(tr_x))
-    x_test = checks.images(read(te_x, IMAGES_MAGIC, name, "test"), te_x, "images")
-    y_test = checks.labels(read(te_y, LABELS_MAGIC, name, "test"), len(x_test), n_classes, te_y,
+    x_test = checks.images(read(te_x, IMAGES_MAGIC, dataset, "test"), te_x, "images")
+    y_test = checks.labels(read(te_y, LABELS_MAGIC, dataset, "test"), len(x_test), n_classes, te_y,
                            "labels", os.path.basename(te_x))
     checks.same_image_shape(x_train, x_test, te_x)
     return x_train, y_train, x_test, y_test, paths
