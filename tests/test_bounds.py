@@ -368,8 +368,11 @@ def test_predict_applies_a_softmax_to_scores_and_says_so(tmp_path, activation, l
 
 
 def test_predict_and_evaluate_refuse_a_sigmoid_output(tmp_path):
+    from cnntrain.assess.evaluate import evaluate_model
+    from cnntrain.errors import CnntrainError
+
     model_path = tmp_path / "m.keras"
-    save_tiny(model_path, ["a", "b"], "sigmoid")
+    model = save_tiny(model_path, ["a", "b"], "sigmoid")
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
     said = ("error: the model's last layer 'dense' has activation sigmoid, so its outputs are not probabilities "
@@ -378,6 +381,9 @@ def test_predict_and_evaluate_refuse_a_sigmoid_output(tmp_path):
     with unchanged(tmp_path):
         result = run_cli("predict", image, "--model", model_path)
     assert result.stderr == said and result.exit_code == 1
+    with pytest.raises(CnntrainError) as refused:
+        evaluate_model(model, tiny_metadata(["a", "b"]), np.zeros((2, *SHAPE), np.uint8), np.array([0, 1]))
+    assert f"error: {refused.value}\n" == said
 
 
 def test_evaluate_applies_a_softmax_to_logits(tmp_path):
