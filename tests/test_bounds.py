@@ -364,7 +364,7 @@ def test_predict_applies_a_softmax_to_scores_and_says_so(tmp_path, activation, l
     scores = keras.Model(model.inputs, model.layers[2].output)(pixels[None, ..., None].astype("float32"))
     expected = softmax(np.asarray(scores)[0])
     got = {t["class"]: t["probability"] for t in top}
-    np.testing.assert_allclose([got["a"], got["b"], got["c"]], expected, rtol=1e-5)
+    np.testing.assert_allclose([got["a"], got["b"], got["c"]], expected, rtol=1e-4)
 
 
 def test_predict_and_evaluate_refuse_a_sigmoid_output(tmp_path):
@@ -399,7 +399,7 @@ def test_evaluate_applies_a_softmax_to_logits(tmp_path):
                               "softmax over the classes applied")
     probs = softmax(np.asarray(model(x.astype("float32"))))
     expected = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, model(x.astype("float32")))
-    assert result["loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert result["loss"] == pytest.approx(float(expected), rel=1e-4)
     assert result["accuracy"] == float(np.mean(probs.argmax(axis=1) == y))
 
 
