@@ -302,9 +302,7 @@ def test_evaluation_tables_escape_class_names():
 
 
 def test_mnist_pointed_at_the_cifar10_jpeg_archive(tmp_path, tiny_spec):
-    from test_data import cifar_jpeg_tree
-
-    archive = Path(fx.write_tar(tmp_path / "cifar10-jpeg.tar.gz", cifar_jpeg_tree()))
+    archive = Path(fx.write_tar(tmp_path / "cifar10-jpeg.tar.gz", fx.cifar_jpeg_tree()))
     said = (f"{archive}: holds images of 32x32; mnist images are 28x28, so this is not mnist data\n" + NOT_IT)
     with unchanged(tmp_path):
         verified = run_cli("data", "verify", "mnist", "--path", archive)

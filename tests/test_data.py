@@ -395,19 +395,8 @@ def test_image_folder_needs_path():
 
 # ---------------------------------------------------------------- archives
 
-def cifar_jpeg_tree(wrapper="cifar10-jpeg"):
-    """CIFAR-10's JPEG layout in little: its ten classes, two training and one test image each."""
-    files = {}
-    for c, cls in enumerate(CIFAR10_CLASSES):
-        for split, count in (("train", 2), ("test", 1)):
-            for i in range(count):
-                files[f"{wrapper}/{split}/{cls}/{i}.jpg"] = fx.image_bytes(
-                    _pixels(10 * c + i + (5 if split == "test" else 0), (32, 32, 3)), "JPEG")
-    return files
-
-
 def test_image_archive_with_wrapper_folder(tmp_path):
-    files = cifar_jpeg_tree()
+    files = fx.cifar_jpeg_tree()
     files["cifar10-jpeg/train/cat/0.jpg"] = fx.image_bytes(_pixels(3, (32, 32, 3)), "PNG")
     path = fx.write_tar(tmp_path / "cifar10-jpeg.tar.gz", {"cifar10-jpeg": None, **files})
     ds = load_dataset("cifar10", data_dir=str(tmp_path), offline=True)
