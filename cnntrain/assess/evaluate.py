@@ -52,8 +52,6 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5) -> dict:
     return result
 
 
-
-
 # ---------------------------------------------------------------- runs and files
 
 

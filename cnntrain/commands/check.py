@@ -11,9 +11,8 @@ from cnntrain.commands.options import spec_options
 @spec_options
 def check(spec, overrides):
     """Validate SPEC and build its model; prints one OK line or the error."""
-    from cnntrain.spec import load_spec
-
     from cnntrain.model.build import output_warning
+    from cnntrain.spec import load_spec
 
     loaded = load_spec(spec, overrides)
     model = _build(loaded)

@@ -55,7 +55,8 @@ def read(path: str, name: str, n_classes: int):
 def _claimed(z, key: str, path: str, name: str) -> None:
     """Checks the shape an array's .npy header claims against the data set, before numpy
     allocates it: np.load allocates what the header says, whatever the member holds."""
-    with z.zip.open(key + ".npy") as f:
+    member = key + ".npy" if key + ".npy" in z.zip.namelist() else key
+    with z.zip.open(member) as f:
         version = np.lib.format.read_magic(f)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
