@@ -9,7 +9,7 @@ import sys
 import click
 
 from cnntrain import __version__
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, printable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -37,7 +37,7 @@ class Group(click.Group):
         except Exception as exc:  # a bug of ours: say so briefly; the traceback is one flag away
             if debug:
                 raise
-            text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            text = printable(str(exc).strip().splitlines()[0][:300]) if str(exc).strip() else ""
             click.echo(f"internal error: {type(exc).__name__}: {text}\n  hint: run again with --debug for the "
                        "traceback, and report it", err=True)
             ctx.exit(70)

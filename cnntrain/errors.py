@@ -1,5 +1,40 @@
-"""The one error type library code raises; only the CLI turns it into a message."""
+"""The one error type library code raises; only the CLI turns it into a message.
+
+Also the two guards every reader of a user's file shares: text from a file is made printable
+before it reaches a terminal, and only regular files are opened (a FIFO blocks forever).
+"""
 from __future__ import annotations
+
+import os
+import stat
+
+# C0 controls, DEL and C1 controls: ESC starts terminal escapes (\x1b]0;...\x07 sets the window
+# title, \x1b[2J clears the screen), and C1 0x9b is a one-byte CSI on some terminals.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f, *range(0x80, 0xa0))}
+_CONTROLS_BUT_NEWLINE = {c: v for c, v in _CONTROLS.items() if c != 0x0a}
+
+
+def printable(text, *, newlines: bool = False) -> str:
+    """`text` with every control character written as \\xNN, so a name or message taken from a
+    file cannot drive the terminal. `newlines` keeps line breaks (multi-line messages)."""
+    return str(text).translate(_CONTROLS_BUT_NEWLINE if newlines else _CONTROLS)
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def not_regular(path) -> str | None:
+    """What `path` is when it exists and is not a regular file ("a FIFO (named pipe)", ...),
+    else None. Follows symbolic links, as open() does; never opens the file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None   # missing or unreadable: open() gives the precise error
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
 
 
 class CnntrainError(Exception):
@@ -24,7 +59,7 @@ class CnntrainError(Exception):
     def location(self) -> str | None:
         if self.file is None:
             return None
-        parts = [str(self.file)]
+        parts = [printable(self.file)]
         if self.line is not None:
             parts.append(str(self.line))
             if self.column is not None:
@@ -32,9 +67,10 @@ class CnntrainError(Exception):
         return ":".join(parts)
 
     def __str__(self) -> str:
-        text = f"{self.location}: {self.message}" if self.location else self.message
+        message = printable(self.message, newlines=True)
+        text = f"{self.location}: {message}" if self.location else message
         if self.hint:
-            text += f"\n  hint: {self.hint}"
+            text += f"\n  hint: {printable(self.hint, newlines=True)}"
         return text
 
 

@@ -12,6 +12,7 @@ from helpers.cli import modules_after
 
 from cnntrain.data import DATASETS, Dataset, find_dataset, load_dataset, verify_dataset
 from cnntrain.data import lookup
+from cnntrain.data.catalog import CIFAR10_CLASSES
 from cnntrain.errors import CnntrainError
 
 
@@ -395,12 +396,12 @@ def test_image_folder_needs_path():
 # ---------------------------------------------------------------- archives
 
 def test_image_archive_with_wrapper_folder(tmp_path):
-    files = {f"cifar10-jpeg/{k}": v for k, v in _rgb_tree().items()}
-    files["cifar10-jpeg/train/cat/0.png"] = fx.image_bytes(_pixels(3, (8, 6, 3)), "JPEG")
+    files = fx.cifar_jpeg_tree()
+    files["cifar10-jpeg/train/cat/0.jpg"] = fx.image_bytes(_pixels(3, (32, 32, 3)), "PNG")
     path = fx.write_tar(tmp_path / "cifar10-jpeg.tar.gz", {"cifar10-jpeg": None, **files})
     ds = load_dataset("cifar10", data_dir=str(tmp_path), offline=True)
-    assert ds.class_names == ["cat", "dog"] and ds.source == path
-    assert ds.x_train.shape == (6, 8, 6, 3) and ds.x_test.shape == (4, 8, 6, 3)
+    assert ds.class_names == CIFAR10_CLASSES and ds.source == path
+    assert ds.x_train.shape == (20, 32, 32, 3) and ds.x_test.shape == (10, 32, 32, 3)
     same = load_dataset("image_folder", path=path)
     np.testing.assert_array_equal(same.x_train, ds.x_train)
 
@@ -542,3 +543,46 @@ def test_verify_reports_checksums(tmp_path):
 
 def test_no_tensorflow_import():
     assert modules_after("import cnntrain.data") == []
+
+
+# ---------------------------------------------------------------- the data set it claims to be
+
+NOT_IT = "check data.dataset and data.path (your own images are dataset: image_folder)"
+
+
+def test_npz_of_cifar_shaped_images_is_not_mnist(tmp_path):
+    x = np.zeros((4, 32, 32, 3), np.uint8)
+    path = fx.write_npz(tmp_path / "mnist.npz", x_train=x, y_train=np.arange(4), x_test=x, y_test=np.arange(4))
+    e = load_error("mnist", path=path)
+    assert (e.file, e.message, e.hint) == (
+        path, "'x_train' holds images of 32x32; mnist images are 28x28, so this is not mnist data", NOT_IT)
+    x = np.zeros((4, 28, 28, 3), np.uint8)
+    fx.write_npz(path, x_train=x, y_train=np.arange(4), x_test=x, y_test=np.arange(4))
+    assert load_error("mnist", path=path).message == (
+        "holds images of 28x28x3; mnist images are 28x28x1, so this is not mnist data")
+
+
+def test_idx_header_of_other_images_is_not_fashion_mnist(tmp_path):
+    x_tr, y_tr, x_te, y_te = fx.mnist_arrays(size=32)
+    paths = fx.write_idx_set(tmp_path / "fashion-mnist", x_tr, y_tr, x_te, y_te)
+    e = load_error("fashion_mnist", path=str(tmp_path / "fashion-mnist"))
+    assert (e.file, e.message) == (paths["train-images-idx3-ubyte"], "its header claims images of 32x32; "
+                                   "fashion_mnist images are 28x28, so this is not fashion_mnist data")
+
+
+def test_cifar_python_archive_is_not_mnist(tmp_path):
+    path = fx.write_tar(tmp_path / "cifar-10-python.tar.gz",
+                        {f"cifar-10-batches-py/{k}": v for k, v in fx.cifar_members(*fx.cifar_arrays()).items()})
+    assert load_error("mnist", path=path).message == "holds no images; expected train/<class>/<image> members"
+
+
+def test_cifar10_needs_its_ten_classes(tmp_path):
+    root = fx.write_image_tree(tmp_path / "cifar10", {k: v for k, v in _rgb_tree(size=(32, 32)).items()})
+    e = load_error("cifar10", path=root)
+    assert (e.file, e.message, e.hint) == (root, "holds 2 classes; cifar10 has 10, so this is not cifar10 data",
+                                           NOT_IT)
+    members = fx.cifar_members(*fx.cifar_arrays(), names=[b"cat", b"dog", b"bird"])
+    folder = fx.write_cifar_dir(tmp_path / "cifar-10-batches-py", members)
+    e = load_error("cifar10", path=folder)
+    assert (e.file, e.message) == (os.path.join(folder, "batches.meta"),
+                                   "holds 3 classes; cifar10 has 10, so this is not cifar10 data")

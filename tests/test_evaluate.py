@@ -106,12 +106,16 @@ def test_crossentropy_matches_keras_formula():
 def test_evaluate_run_writes_eval_and_confusion(trained, tmp_path):
     x_tr, y_tr = synthetic(40, 2)
     x_te, y_te = synthetic(60, 3)
-    data = tmp_path / "tiny.npz"
-    np.savez(data, x_train=x_tr[..., 0], y_train=y_tr, x_test=x_te[..., 0], y_test=y_te)
+    # The task's 8x8 images as a folder of PNGs: a file claiming to be mnist must hold 28x28 images.
+    data = tmp_path / "tiny"
+    for split, xs, ys in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        for i, (image, label) in enumerate(zip(xs, ys)):
+            (data / split / str(label)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[..., 0]).save(data / split / str(label) / f"{i}.png")
     run = tmp_path / "runs" / "tiny" / "20260101-000000"
     run.mkdir(parents=True)
     (run / "spec.yaml").write_text("name: tiny\n")
-    model_file.save_model(trained, run / "model.keras", metadata(data_path=str(data)))
+    model_file.save_model(trained, run / "model.keras", metadata(dataset="image_folder", data_path=str(data)))
 
     result, folder = evaluate_run(None, runs_root=tmp_path / "runs", top_k=3, batch_size=32)
     assert folder == run
@@ -134,7 +138,7 @@ def test_evaluate_run_writes_eval_and_confusion(trained, tmp_path):
     # A bare .keras file: results land beside it.
     bare = tmp_path / "elsewhere" / "mine.keras"
     bare.parent.mkdir()
-    model_file.save_model(trained, bare, metadata(data_path=str(data)))
+    model_file.save_model(trained, bare, metadata(dataset="image_folder", data_path=str(data)))
     _, folder = evaluate_run(str(bare))
     assert folder == bare.parent
     assert (bare.parent / "mine.eval.json").is_file()

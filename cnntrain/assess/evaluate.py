@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cnntrain.assess.metrics import metrics_from_probabilities
+from cnntrain.assess.outputs import probability_model
 from cnntrain.errors import CnntrainError
 from cnntrain.feed.pipeline import eval_dataset
 from cnntrain.runs.atomic import write_json
@@ -37,52 +38,21 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5) -> dict:
                             f"{k_classes} classes", hint="evaluate on the data set the model was trained on")
     check_input_shape(model, metadata or {}, np.asarray(x).shape)
 
-    ds = eval_dataset(x, y, batch_size=int(batch_size))
-    exported = getattr(model, "exported", False)  # a .tflite / .onnx / SavedModel runner: arrays in
-    both = None if exported else _with_logits(model)
-    if exported:
-        probs, logits = model.predict(x, batch_size=int(batch_size)), None
-    elif both is not None:
-        probs, logits = (np.asarray(a) for a in both.predict(ds, verbose=0))
+    if getattr(model, "exported", False):  # a .tflite / .onnx / SavedModel runner: plain arrays in
+        probs, logits, note = model.predict(x, batch_size=int(batch_size)), None, None
     else:
-        probs, logits = np.asarray(model.predict(ds, verbose=0)), None
+        ds = eval_dataset(x, y, batch_size=int(batch_size))
+        scored = probability_model(model, k_classes)
+        outputs = scored.model.predict(ds, verbose=0)
+        probs, logits = (np.asarray(a) for a in outputs) if scored.logits else (np.asarray(outputs), None)
+        note = scored.note
     if probs.ndim != 2 or probs.shape != (len(y), k_classes):
         raise CnntrainError(f"the model produced outputs shaped {probs.shape}; expected "
                             f"({len(y)}, {k_classes}) class probabilities")
-    return metrics_from_probabilities(probs, y, names, top_k=top_k, logits=logits)
-
-
-def _with_logits(model):
-    """The model with a second output, the logits its final softmax takes, or None.
-
-    Keras' model.evaluate computes the crossentropy of a softmax output from these
-    logits (not from the probabilities, whose log is clipped at 1e-7), so a
-    confidently wrong answer can cost far more than -log(1e-7) = 16.1. Taking the
-    same logits here makes the loss agree with model.evaluate for every answer.
-    Returns None when the last layer is not a recognisable softmax (Keras then
-    clips too, as sparse_crossentropy does).
-    """
-    from cnntrain.backend import keras
-
-    try:
-        last = model.layers[-1]
-        act = getattr(last, "activation", None)
-        is_softmax = getattr(act, "__name__", "") == "softmax"
-        if isinstance(last, keras.layers.Softmax) and last.axis in (-1, [-1], (-1,)):
-            logits = last.input
-        elif isinstance(last, keras.layers.Activation) and is_softmax:
-            logits = last.input
-        elif is_softmax and last.weights:
-            # Dense / Conv with activation="softmax": the same layer without the activation.
-            linear = type(last).from_config({**last.get_config(), "activation": "linear",
-                                                 "name": f"{last.name}_logits"})
-            logits = linear(last.input)
-            linear.set_weights(last.get_weights())
-        else:
-            return None
-        return keras.Model(model.inputs, [model.outputs[0], logits])
-    except Exception:  # noqa: BLE001 - any model we cannot take apart: Keras clips, so do we
-        return None
+    result = metrics_from_probabilities(probs, y, names, top_k=top_k, logits=logits)
+    if note:
+        result["note"] = note
+    return result
 
 
 # ---------------------------------------------------------------- runs and files

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnntrain.assess.outputs import Scored, probability_model
 from cnntrain.data import image_files
 from cnntrain.errors import CnntrainError
 from cnntrain.export.runners import resolve_and_load
@@ -46,10 +47,10 @@ def _chunks(items: list, size: int):
         yield items[start:start + size]
 
 
-def predict_arrays(model, batch: np.ndarray) -> np.ndarray:
+def predict_arrays(scored: Scored, batch: np.ndarray) -> np.ndarray:
     """Class probabilities for uint8 (N, H, W, C) images, fed as float32 0-255 like training."""
-    out = model.predict_on_batch(np.asarray(batch, dtype=np.float32))
-    return np.asarray(out)
+    out = scored.model.predict_on_batch(np.asarray(batch, dtype=np.float32))
+    return np.asarray(out[0] if scored.logits else out)
 
 
 def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, invert="auto",
@@ -69,11 +70,12 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
     if shape[2] not in (1, 3):
         raise CnntrainError(f"the model takes {shape[2]} channels; image files give 1 (grayscale) or 3 (RGB)",
                             file=str(model_file))
+    scored = probability_model(model, len(names))
     background = metadata.get("background")
     background = background if background in ("dark", "light") else None
     k = max(1, min(int(top_k), len(names)))
     info = {"model": str(model_file), "classes": len(names), "input_shape": list(shape),
-            "background": background, "files": len(paths)}
+            "background": background, "files": len(paths), "note": scored.note}
 
     rows: list[dict] = []
     chunks = list(_chunks(paths, int(batch_size)))
@@ -98,7 +100,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
                 files.append(path)
             if not good:
                 continue
-            probs = predict_arrays(model, np.stack(good))
+            probs = predict_arrays(scored, np.stack(good))
             for path, flag, p in zip(files, flags, probs):
                 rows.append({"file": str(path), "top": top_classes(p, names, k), "inverted": flag})
             del good

@@ -31,6 +31,8 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, runs_root, uns
         console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     result, folder = evaluate_run(target, runs_root=runs_root, data_dir=data_dir, offline=offline, split=split,
                                   top_k=top_k, batch_size=batch_size, unsafe=unsafe)
+    if result.get("note"):
+        console.err.print(f"note: {console.escape(result['note'])}")
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -68,6 +70,8 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, batch_size, unsaf
         console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     rows, errors, info = predict_files(list(inputs), target=model_path or run, runs_root=runs_root, top_k=top_k,
                                        invert=invert, batch_size=batch_size, unsafe=unsafe)
+    if info.get("note"):
+        console.err.print(f"note: {console.escape(info['note'])}")
     for row in rows:
         if row.get("inverted") and not as_json:
             console.err.print(f"note: {console.escape(row['file'])} has a light background; inverted it to match the "

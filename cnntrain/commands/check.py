@@ -11,10 +11,14 @@ from cnntrain.commands.options import spec_options
 @spec_options
 def check(spec, overrides):
     """Validate SPEC and build its model; prints one OK line or the error."""
+    from cnntrain.model.build import output_warning
     from cnntrain.spec import load_spec
 
     loaded = load_spec(spec, overrides)
     model = _build(loaded)
+    warning = output_warning(loaded, model)
+    if warning is not None:
+        click.echo(f"{warning.location}: warning: {warning.message}\n  hint: {warning.hint}", err=True)
     click.echo(f"OK {spec}: {loaded['name']}, {len(model.layers)} layers, {model.count_params():,} parameters")
 
 

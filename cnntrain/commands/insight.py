@@ -20,11 +20,13 @@ def _model_of(target, runs_root, unsafe):
 @unsafe_option
 def filters(target, out, runs_root, unsafe):
     """The learned kernels of the first convolution as a grid of small images."""
+    from cnntrain.errors import printable
     from cnntrain.insight.maps import filters_figure
 
     model, _ = _model_of(target, runs_root, unsafe)
     info = filters_figure(model, out)
-    click.echo(f"wrote {info['path']}: {info['shown']} filters of {info['layer']}")
+    # The layer's name comes from the model file.
+    click.echo(f"wrote {info['path']}: {info['shown']} filters of {printable(info['layer'])}")
 
 
 @click.command()

@@ -8,6 +8,7 @@ devices. An archive of data has no reason to hold any of them.
 """
 from __future__ import annotations
 
+import os
 import posixpath
 import tarfile
 import zlib
@@ -16,6 +17,13 @@ from collections.abc import Callable, Iterator
 from .checks import fail
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+# What the wanted members may add up to: a data archive is mostly images that are compressed
+# already, so its members hold about what the archive does (CIFAR-10 as JPEGs: 1.1x). Beyond
+# this many times the archive's size, and past a floor for small archives, it is a
+# decompression bomb (3 MB of gzip can hold 3 GiB of zeros).
+MAX_RATIO = 64
+MIN_BUDGET = 256 << 20
 
 # What a truncated or corrupt compressed tar raises, depending on where it breaks.
 _BROKEN = (tarfile.TarError, EOFError, zlib.error, OSError, ValueError)
@@ -47,10 +55,14 @@ def _check(member: tarfile.TarInfo, path: str) -> str:
     return "" if name == "." else name
 
 
-def members(path: str, want: Callable[[str], bool]) -> Iterator[tuple[str, bytes | None]]:
+def members(path: str, want: Callable[[str], bool],
+            check: Callable[[str, int], None]) -> Iterator[tuple[str, bytes | None]]:
     """Yields (name, bytes) for wanted files and (name, None) for folders, in
-    archive order. Every member is checked, wanted or not."""
+    archive order. Every member is checked, wanted or not; `check(name, size)` raises for a
+    wanted member too large for what it claims to be, before it is read."""
+    held = 0
     try:
+        budget = max(MIN_BUDGET, MAX_RATIO * os.path.getsize(path))
         # Stream mode ("r|*"): one sequential pass through the decompressor,
         # no seeking back, compression detected from the bytes.
         with tarfile.open(path, mode="r|*") as tar:
@@ -60,6 +72,14 @@ def members(path: str, want: Callable[[str], bool]) -> Iterator[tuple[str, bytes
                     if name:
                         yield name, None
                 elif want(name):
+                    check(name, member.size)
+                    held += member.size
+                    if held > budget:
+                        raise fail(f"member '{name}': the wanted members come to more than {budget:,} "
+                                   f"bytes, over {MAX_RATIO} times the archive's size; refusing what "
+                                   "looks like a decompression bomb", path,
+                                   hint="if the archive is genuine, extract it and give the folder as "
+                                        "data.path")
                     f = tar.extractfile(member)
                     data = f.read()
                     if len(data) != member.size:

@@ -16,6 +16,11 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
 DATASET_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 DATASET_CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 DATASET_TRAIN_IMAGES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+# The published sizes are also the most a file that claims to be the data set may hold: every
+# reader checks a claimed count against them before allocating (an IDX header, an npz header,
+# a CIFAR batch), so a small file cannot make cnntrain allocate gigabytes.
+DATASET_TEST_IMAGES = {"mnist": 10_000, "fashion_mnist": 10_000, "cifar10": 10_000}
+CIFAR_BATCH_IMAGES = 10_000            # each python batch: 10,000 rows of 3,072 bytes
 
 IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -6,6 +6,11 @@ import numpy as np
 
 from cnntrain.errors import CnntrainError
 
+from .catalog import DATASET_CLASSES, DATASET_SHAPES, DATASET_TEST_IMAGES, DATASET_TRAIN_IMAGES
+
+_SPLIT = {"train": "training", "test": "test"}
+_NOT_IT = "check data.dataset and data.path (your own images are dataset: image_folder)"
+
 
 def fail(message: str, file: str | None, hint: str | None = None) -> CnntrainError:
     return CnntrainError(message, file=None if file is None else str(file), hint=hint)
@@ -53,3 +58,31 @@ def same_image_shape(x_train: np.ndarray, x_test: np.ndarray, file: str) -> None
     if x_train.shape[1:] != x_test.shape[1:]:
         raise fail(f"test images are {tuple(x_test.shape[1:])} but training images are "
                    f"{tuple(x_train.shape[1:])}; expected one image shape", file)
+
+
+def _shown(shape) -> str:
+    return "x".join(str(int(d)) for d in shape)
+
+
+def claimed(name: str, split: str, count: int, shape, file: str, what: str) -> None:
+    """Refuses data that cannot be the built-in data set `name`, before it is allocated: more
+    images than its `split` ("train" or "test") holds, or images of another shape. `shape` is
+    (height, width[, channels]) or None; `what` says who claims it ("'x_train' holds")."""
+    most = (DATASET_TRAIN_IMAGES if split == "train" else DATASET_TEST_IMAGES).get(name)
+    if most is None:
+        return
+    if count > most:
+        raise fail(f"{what} {count:,} images; {name} has at most {most:,} {_SPLIT[split]} images, so this "
+                   f"is not {name} data", file, hint=_NOT_IT)
+    want = DATASET_SHAPES[name]
+    if shape is not None and tuple(int(d) for d in shape) != want[:len(shape)]:
+        raise fail(f"{what} images of {_shown(shape)}; {name} images are {_shown(want[:len(shape)])}, "
+                   f"so this is not {name} data", file, hint=_NOT_IT)
+
+
+def classes(name: str, names: list, file: str) -> None:
+    """Refuses a class list that cannot be the built-in data set `name`'s."""
+    want = DATASET_CLASSES.get(name)
+    if want is not None and len(names) != want:
+        raise fail(f"holds {len(names)} classes; {name} has {want}, so this is not {name} data",
+                   file, hint=_NOT_IT)

@@ -13,11 +13,29 @@ import pickle
 import numpy as np
 
 from . import checks
-from .catalog import CIFAR10_CLASSES
+from .catalog import CIFAR10_CLASSES, CIFAR_BATCH_IMAGES
 from .checks import fail
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 BATCH_NAMES = frozenset(TRAIN_BATCHES + ("test_batch", "batches.meta"))
+# The most a batch file can hold: its pixels, plus room for the labels, file names and pickle
+# framing (the published batches are 31,035,704 bytes, 315,704 of them not pixels); batches.meta
+# is 158 bytes. A file (or archive member) over these is refused before it is read.
+BATCH_BYTES = CIFAR_BATCH_IMAGES * 3072 + (1 << 20)
+META_BYTES = 1 << 16
+
+
+def max_bytes(name: str) -> int:
+    """The most bytes the batch file `name` (a basename in BATCH_NAMES) may hold."""
+    return META_BYTES if name == "batches.meta" else BATCH_BYTES
+
+
+def too_large(name: str, size: int, where: str, member: str | None = None):
+    prefix = f"member '{member}': " if member else ""
+    return fail(f"{prefix}{name} is {size:,} bytes; a CIFAR-10 {'batches.meta' if name == 'batches.meta' else 'batch'} "
+                f"holds at most {max_bytes(name):,}, so this is not a CIFAR-10 python batch", where,
+                hint="replace it with the original cifar-10-python.tar.gz from "
+                     "https://www.cs.toronto.edu/~kriz/cifar.html")
 
 try:  # numpy >= 2 moved multiarray to numpy._core; old pickles still name numpy.core
     from numpy._core.multiarray import _reconstruct
@@ -96,18 +114,38 @@ def parse_batch(data: bytes, where: str, member: str | None = None):
         raise fail(f"'{key}' is {type(pixels).__name__} {getattr(pixels, 'dtype', '')} "
                    f"{tuple(shape) if shape is not None else ''}; expected a uint8 array "
                    "(N, 3072): 1024 red, 1024 green, 1024 blue values per 32x32 image", where)
-    # Labels are range-checked in assemble(): batches.meta (the class count) may
-    # come later in an archive.
-    return pixels, _get(d, "labels", where, member), where, (f"{member}: " if member else "")
+    if len(pixels) > CIFAR_BATCH_IMAGES:
+        raise fail(f"'{key}' holds {len(pixels):,} images; a CIFAR-10 batch holds at most "
+                   f"{CIFAR_BATCH_IMAGES:,}", where)
+    labels = _get(d, "labels", where, member)
+    # A pickle can share one list many times over: 31 KB of nested shared lists become gigabytes
+    # in np.asarray. A batch's labels are a flat list of ints, one per image: checked as such
+    # before numpy sees them. Their range is checked in assemble(): batches.meta (the class
+    # count) may come later in an archive.
+    lkey = f"{member}: labels" if member else "labels"
+    if isinstance(labels, list):
+        bad = next((i for i, v in enumerate(labels) if type(v) is not int), None)
+        if bad is not None:
+            raise fail(f"'{lkey}' holds a {type(labels[bad]).__name__} at index {bad}; expected a "
+                       "flat list of integer class labels, one per image", where)
+    elif not isinstance(labels, np.ndarray):
+        raise fail(f"'{lkey}' is a {type(labels).__name__}; expected a list of integer class labels",
+                   where)
+    if len(labels) != len(pixels):
+        raise fail(f"'{lkey}' holds {len(labels):,} labels but '{key}' holds {len(pixels):,} images; "
+                   "expected one label per image", where)
+    return pixels, labels, where, (f"{member}: " if member else "")
 
 
 def parse_meta(data: bytes, where: str, member: str | None = None) -> list[str]:
     d = unpickle(data, where, member)
     names = _get(d, "label_names", where, member) if isinstance(d, dict) else None
-    if not isinstance(names, list) or not names:
+    # str() of a nested shared list could be gigabytes: names must be strings already.
+    if not isinstance(names, list) or not names or not all(isinstance(n, (bytes, str)) for n in names):
         raise fail("'label_names' is not a list of class names; expected a CIFAR-10 "
                    "batches.meta", where)
-    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
+    checks.classes("cifar10", names, where)
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names]
 
 
 def assemble(parts: dict, where: str):
@@ -148,9 +186,11 @@ def read_dir(folder: str):
             continue
         try:
             with open(p, "rb") as f:
-                data = f.read()
+                data = f.read(max_bytes(name) + 1)
         except OSError as e:
             raise fail(f"cannot be read ({e.strerror or e})", p) from e
+        if len(data) > max_bytes(name):
+            raise too_large(name, os.path.getsize(p), p)
         parts[name] = parse_meta(data, p) if name == "batches.meta" else parse_batch(data, p)
         del data
         files.append(p)

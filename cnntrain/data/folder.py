@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from . import decode
+from cnntrain.errors import not_regular
+
+from . import checks, decode
 from .checks import fail
 from .decode import Item
 
@@ -80,6 +82,13 @@ def scan(root: str) -> Node:
         rel = os.path.relpath(here, root).replace(os.sep, "/")
         rel = "" if rel == "." else rel + "/"
         dirs += [rel + d for d in subdirs]
+        for n in names:
+            # A FIFO named x.png would block the decoder forever; a device would never end.
+            kind = decode.is_image_name(n) and not _hidden(n) and not_regular(os.path.join(here, n))
+            if kind:
+                raise fail(f"is {kind}, not a regular file; an image folder holds only regular "
+                           "image files", os.path.join(here, n),
+                           hint="remove it from the folder, or replace it with the image file")
         files += [rel + n for n in names]
     return tree(files, dirs)
 
@@ -143,9 +152,14 @@ def _split(node: Node, prefix: str, names: list[str], classes: list[str], where)
     return found
 
 
-def load(root: Node, make: Callable[[str], Item], where, image_size, color_mode):
-    """Decodes a planned layout: (x_train, y_train, x_test, y_test, classes)."""
+def load(root: Node, make: Callable[[str], Item], where, image_size, color_mode, name):
+    """Decodes a planned layout of data set `name`: (x_train, y_train, x_test, y_test, classes).
+    A built-in data set's counts, classes and image size are checked before decoding."""
     classes, train, test = plan(root, where)
+    file = where("")[0]
+    checks.classes(name, classes, file)
+    checks.claimed(name, "train", len(train), None, file, "holds")
+    checks.claimed(name, "test", len(test or ()), None, file, "its test split holds")
     train_items = [make(p) for p, _ in train]
     if color_mode is None:
         first_class = [it for it, (_, y) in zip(train_items, train) if y == 0]
@@ -153,6 +167,8 @@ def load(root: Node, make: Callable[[str], Item], where, image_size, color_mode)
     reference = train_items[0]
     resize = image_size is not None
     size = (image_size[1], image_size[0]) if resize else decode.probe(reference)[1]
+    if not resize:
+        checks.claimed(name, "train", 0, size[::-1], file, "holds")
     x_train = decode.decode_all(train_items, color_mode, size, resize, reference)
     y_train = np.fromiter((y for _, y in train), dtype=np.int64, count=len(train))
     del train_items
@@ -163,19 +179,19 @@ def load(root: Node, make: Callable[[str], Item], where, image_size, color_mode)
     return x_train, y_train, x_test, y_test, classes
 
 
-def read_dir(root: str, image_size=None, color_mode=None):
+def read_dir(root: str, image_size=None, color_mode=None, name="image_folder"):
     def where(rel):
         path = os.path.join(root, *rel.split("/")) if rel else root
         return path, f"'{path}'"
 
     return load(scan(root), lambda rel: Item(os.path.join(root, *rel.split("/")), os.path.join(
-        root, *rel.split("/"))), where, image_size, color_mode)
+        root, *rel.split("/"))), where, image_size, color_mode, name)
 
 
 def read_members(archive: str, files: dict[str, bytes], dirs: Iterable[str],
-                 image_size=None, color_mode=None):
+                 image_size=None, color_mode=None, name="image_folder"):
     def where(rel):
         return archive, f"'{rel or '.'}' (in the archive)"
 
     return load(tree(files, dirs), lambda rel: Item(files[rel], archive, rel), where,
-                image_size, color_mode)
+                image_size, color_mode, name)

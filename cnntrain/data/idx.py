@@ -22,8 +22,9 @@ LABELS_MAGIC = 0x00000801
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def read(path: str, magic: int) -> np.ndarray:
-    """One IDX file as a uint8 array shaped as its header says."""
+def read(path: str, magic: int, name: str, split: str) -> np.ndarray:
+    """One IDX file of data set `name`'s `split` as a uint8 array shaped as its header says; a
+    header that claims more (or other) images than the data set has is refused before allocating."""
     kind = "image" if magic == IMAGES_MAGIC else "label"
     try:
         with open(path, "rb") as raw:
@@ -41,6 +42,7 @@ def read(path: str, magic: int) -> np.ndarray:
                                 "*-labels-idx1-ubyte; check the file is not swapped or corrupt")
             ndim = magic & 0xff
             dims = struct.unpack(f">{ndim}I", _exact(f, 4 * ndim, path, "the dimensions"))
+            checks.claimed(name, split, dims[0], dims[1:] or None, path, "its header claims")
             size = int(np.prod(dims, dtype=np.int64))
             shown = f"{' x '.join(map(str, dims))} = {size} bytes"
             # A raw file's size is known up front: a header that lies (or a
@@ -91,19 +93,20 @@ def complete(folder: str) -> bool:
     return all(find(n, folder) for n in IDX_NAMES)
 
 
-def read_set(folder: str, n_classes: int):
-    """The four files of an MNIST-style folder: (x_train, y_train, x_test, y_test, files)."""
+def read_set(folder: str, dataset: str, n_classes: int):
+    """The four files of an MNIST-style folder of `dataset`: (x_train, y_train, x_test, y_test,
+    files)."""
     paths = [find(n, folder) for n in IDX_NAMES]
     for name, p in zip(IDX_NAMES, paths):
         if p is None:
             raise fail(f"'{name}' (or '{name}.gz') is missing; expected all four IDX files "
                        f"together: {', '.join(IDX_NAMES)}", folder)
     tr_x, tr_y, te_x, te_y = paths
-    x_train = checks.images(read(tr_x, IMAGES_MAGIC), tr_x, "images")
-    y_train = checks.labels(read(tr_y, LABELS_MAGIC), len(x_train), n_classes, tr_y,
+    x_train = checks.images(read(tr_x, IMAGES_MAGIC, dataset, "train"), tr_x, "images")
+    y_train = checks.labels(read(tr_y, LABELS_MAGIC, dataset, "train"), len(x_train), n_classes, tr_y,
                             "labels", os.path.basename(tr_x))
-    x_test = checks.images(read(te_x, IMAGES_MAGIC), te_x, "images")
-    y_test = checks.labels(read(te_y, LABELS_MAGIC), len(x_test), n_classes, te_y,
+    x_test = checks.images(read(te_x, IMAGES_MAGIC, dataset, "test"), te_x, "images")
+    y_test = checks.labels(read(te_y, LABELS_MAGIC, dataset, "test"), len(x_test), n_classes, te_y,
                            "labels", os.path.basename(te_x))
     checks.same_image_shape(x_train, x_test, te_x)
     return x_train, y_train, x_test, y_test, paths

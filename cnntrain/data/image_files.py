@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, not_regular
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -66,6 +66,8 @@ def expand_paths(args: list[str]) -> tuple[list[Path], list[CnntrainError]]:
                     "folder holds no image files", file=arg,
                     hint=f"images are found by suffix: {', '.join(IMAGE_SUFFIXES)}"))
             files.extend(found)
+        elif not_regular(path):
+            errors.append(_not_an_image(path))
         elif _GLOB_CHARS.search(arg):
             matched = [Path(m) for m in sorted(glob.glob(os.path.expanduser(arg), recursive=True))]
             found = []
@@ -128,6 +130,11 @@ def _error(message: str, path, hint: str) -> CnntrainError:
     return CnntrainError(message, file=str(path), hint=hint)
 
 
+def _not_an_image(path) -> CnntrainError:
+    return _error(f"is {not_regular(path)}, not a regular file; images are read from regular files only",
+                  path, "copy the image to a file and give its path")
+
+
 def read_image(path, *, height: int, width: int, channels: int,
                max_pixels: int = 50_000_000) -> np.ndarray:
     """One image file as uint8 (height, width, channels); see the module docstring for the rules."""
@@ -138,6 +145,8 @@ def read_image(path, *, height: int, width: int, channels: int,
     if path.is_dir():
         raise _error("is a folder, not an image file", path, "name the image files, or pass the folder "
                      "to the command to read every image in it")
+    if not_regular(path):   # opening a FIFO would block until something writes to it
+        raise _not_an_image(path)
     try:
         size = path.stat().st_size
         with open(path, "rb"):

@@ -6,7 +6,9 @@ cache ($KERAS_HOME/datasets), then a download unless offline.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 
 from . import idx
@@ -120,11 +122,21 @@ def _get_file(**kwargs) -> str:
     # Keras (and TensorFlow with it) is imported only when a download is needed.
     from cnntrain.backend import keras
 
-    return keras.utils.get_file(**kwargs)
+    # Keras prints "Downloading data from ..." and its progress bar on stdout, which carries
+    # only results (the JSON of `fit --json` and `data verify`): they go to stderr instead.
+    with contextlib.redirect_stdout(sys.stderr):
+        return keras.utils.get_file(**kwargs)
 
 
 def download(name: str) -> Candidate:
     """Fetches the published files into Keras' cache; raises what Keras raises."""
+    # Keras falls back to /tmp/.keras when the cache folder is not writable, and a folder that
+    # does not exist yet is not: it would then use (or download into) another user's /tmp/.keras.
+    for d in KNOWN[name].downloads:
+        try:
+            os.makedirs(os.path.join(keras_home(), d.subdir), exist_ok=True)
+        except OSError:
+            pass   # unwritable: Keras' own error (or fallback) says so
     paths = [_get_file(fname=d.fname, origin=d.origin, file_hash=d.file_hash,
                        cache_dir=keras_home(), cache_subdir=d.subdir)
              for d in KNOWN[name].downloads]

@@ -12,8 +12,8 @@ from .checks import fail
 _LAYOUT = "x_train (N, H, W) uint8, y_train (N,), x_test, y_test"
 
 
-def read(path: str, n_classes: int):
-    """Returns (x_train, y_train, x_test, y_test); the test pair may be None, None."""
+def read(path: str, name: str, n_classes: int):
+    """Returns (x_train, y_train, x_test, y_test) of data set `name`; the test pair may be None, None."""
     try:
         # allow_pickle=False: an npz of pixels never needs pickle, and one that asks
         # for it could run code.
@@ -34,8 +34,10 @@ def read(path: str, n_classes: int):
                            f"expected Keras' npz layout: {_LAYOUT}", path,
                            hint="write it with np.savez(path, x_train=..., y_train=..., "
                                 "x_test=..., y_test=...)")
-            arrays = {k: _member(z, k, path) for k in ("x_train", "y_train", "x_test", "y_test")
-                      if k in keys}
+            wanted = [k for k in ("x_train", "y_train", "x_test", "y_test") if k in keys]
+            for k in wanted:
+                _claimed(z, k, path, name)
+            arrays = {k: _member(z, k, path) for k in wanted}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise fail(f"cannot be read as a .npz archive ({type(e).__name__}: {e}); the file is "
                    "truncated, corrupt, or not an npz", path,
@@ -48,6 +50,20 @@ def read(path: str, n_classes: int):
     y_test = checks.labels(arrays["y_test"], len(x_test), n_classes, path, "y_test", "x_test")
     checks.same_image_shape(x_train, x_test, path)
     return x_train, y_train, x_test, y_test
+
+
+def _claimed(z, key: str, path: str, name: str) -> None:
+    """Checks the shape an array's .npy header claims against the data set, before numpy
+    allocates it: np.load allocates what the header says, whatever the member holds."""
+    member = key + ".npy" if key + ".npy" in z.zip.namelist() else key
+    with z.zip.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape = read_header(f)[0]
+    if shape:
+        checks.claimed(name, key.split("_")[1], shape[0], shape[1:3] if key[0] == "x" else None,
+                       path, f"'{key}' holds")
 
 
 def _member(z, key: str, path: str) -> np.ndarray:

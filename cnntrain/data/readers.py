@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import posixpath
 
-from . import archive, cifar, decode, folder, idx, npz
+from . import archive, checks, cifar, decode, folder, idx, npz
 from .catalog import KNOWN
 from .checks import fail
 from .lookup import Candidate
+
+# The largest image file an archive member may be: far above any photo a classifier trains on
+# (Pillow's own limit, 179 million pixels, is about 180 MB as a PNG of noise, 20 MB as a JPEG).
+MAX_IMAGE_BYTES = 64 << 20
 
 
 class Loaded:
@@ -18,6 +22,20 @@ class Loaded:
 
 
 def read(name: str, cand: Candidate, image_size, color_mode) -> Loaded:
+    loaded = _read(name, cand, image_size, color_mode)
+    # The readers bounded what they allocated; this checks what came out is the data set
+    # named (an image folder's size and colour are the user's to change with the options).
+    for split, x in (("train", loaded.x_train), ("test", loaded.x_test)):
+        if x is not None:
+            shape = x.shape[1:] if not loaded.decoded or (image_size is None and color_mode is None) \
+                else x.shape[1:3] if image_size is None else None
+            checks.claimed(name, split, len(x), shape, cand.path, "holds" if split == "train"
+                           else "its test split holds")
+    checks.classes(name, loaded.classes, cand.path)
+    return loaded
+
+
+def _read(name: str, cand: Candidate, image_size, color_mode) -> Loaded:
     known = KNOWN.get(name)
     n_classes = len(known.classes) if known else 0
     if cand.kind == "npz":
@@ -25,32 +43,44 @@ def read(name: str, cand: Candidate, image_size, color_mode) -> Loaded:
             expected = ("a folder or archive of images" if known is None
                         else "its python batches or a JPEG layout")
             raise fail(f"is an .npz file; {name} is read from {expected}", cand.path)
-        return Loaded(*npz.read(cand.path, n_classes), known.classes, [cand.path], False)
+        return Loaded(*npz.read(cand.path, name, n_classes), known.classes, [cand.path], False)
     if cand.kind == "idx":
-        *arrays, files = idx.read_set(cand.path, n_classes)
+        *arrays, files = idx.read_set(cand.path, name, n_classes)
         return Loaded(*arrays, known.classes, files, False)
     if cand.kind == "cifar_dir":
         *arrays, files = cifar.read_dir(cand.path)
         return Loaded(*arrays, files, False)
     if cand.kind == "image_dir":
-        return Loaded(*folder.read_dir(cand.path, image_size, color_mode), [], True)
+        return Loaded(*folder.read_dir(cand.path, image_size, color_mode, name), [], True)
     if cand.kind == "archive":
-        return read_archive(cand.path, name == "cifar10", image_size, color_mode)
+        return read_archive(cand.path, name, image_size, color_mode)
     raise fail(f"is not a format cnntrain reads for {name}; expected "
                + ("a .npz file, IDX files, or a folder holding them"
                   if name in ("mnist", "fashion_mnist") else "a folder or a .tar.gz archive"),
                cand.path)
 
 
-def read_archive(path: str, allow_batches: bool, image_size, color_mode) -> Loaded:
+def read_archive(path: str, name: str, image_size, color_mode) -> Loaded:
     """CIFAR-10 python batches or an image-folder layout, in one pass through the
     archive: batches are unpickled as they stream past, images kept as bytes."""
+    allow_batches = name == "cifar10"
+
     def want(member: str) -> bool:
         base = posixpath.basename(member)
         return (allow_batches and base in cifar.BATCH_NAMES) or decode.is_image_name(base)
 
+    def check(member: str, size: int) -> None:
+        base = posixpath.basename(member)
+        if allow_batches and base in cifar.BATCH_NAMES:
+            if size > cifar.max_bytes(base):
+                raise cifar.too_large(base, size, path, member)
+        elif size > MAX_IMAGE_BYTES:
+            raise fail(f"member '{member}' is {size:,} bytes; an image file in a data archive is at "
+                       f"most {MAX_IMAGE_BYTES:,}, so this is not an image", path,
+                       hint="remove it from the archive, or shrink the image")
+
     parts, pictures, dirs = {}, {}, []
-    for member, data in archive.members(path, want):
+    for member, data in archive.members(path, want, check):
         base = posixpath.basename(member)
         if data is None:
             dirs.append(member)
@@ -62,7 +92,7 @@ def read_archive(path: str, allow_batches: bool, image_size, color_mode) -> Load
     if parts:
         return Loaded(*cifar.assemble(parts, path), [path], False)
     if pictures:
-        return Loaded(*folder.read_members(path, pictures, dirs, image_size, color_mode),
+        return Loaded(*folder.read_members(path, pictures, dirs, image_size, color_mode, name),
                       [path], True)
     raise fail("holds no images" + (" and no CIFAR-10 python batches" if allow_batches else "")
                + f"; expected {'cifar-10-batches-py/data_batch_1 ... or ' if allow_batches else ''}"

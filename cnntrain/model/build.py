@@ -12,6 +12,7 @@ import re
 
 from cnntrain.backend import keras
 from cnntrain.data.catalog import DATASET_CLASSES, DATASET_SHAPES
+from cnntrain.model import outputs
 from cnntrain.model.normalization import normalization_layer
 from cnntrain.spec import Spec, layer_entries
 
@@ -171,6 +172,24 @@ def check_output(spec: Spec, model, num_classes: int | None):
     if num_classes is not None and out[-1] != num_classes:
         raise spec.error(("model", "layers", last), f"the model's output has {out[-1]} units but the data has "
                          f"{num_classes} classes", f"set units: {num_classes} on the last Dense layer")
+
+
+_OUTPUT_HINTS = {
+    "logits": "end it with activation: softmax; if it is trained on logits (a loss with from_logits: true), "
+              "predict and evaluate apply the softmax and say so",
+    "wrong_axis": "a softmax over the classes is Softmax: {axis: -1}",
+    "other": "end it with activation: softmax; predict and evaluate refuse this output",
+}
+
+
+def output_warning(spec: Spec, model):
+    """A SpecError at the last layer when the model does not end in a softmax over its classes
+    (`check` prints it as a warning; training such a model is allowed), else None."""
+    why = outputs.problem(model, model.output_shape[-1])
+    if why is None:
+        return None
+    hint = _OUTPUT_HINTS[outputs.final_output(model).kind]
+    return spec.error(("model", "layers", len(spec["model"]["layers"]) - 1), why, hint)
 
 
 # ---------------------------------------------------------------- compile

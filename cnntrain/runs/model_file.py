@@ -9,7 +9,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, not_regular
 from cnntrain.runs import atomic
 from cnntrain.runs.folder import resolve_run
 
@@ -30,12 +30,28 @@ def save_model(model, path, metadata: dict):
         raise atomic.write_error(path, exc) from None
 
 
+# The most each JSON member may inflate to: ours holds class names and a few settings (a few KB
+# for a thousand classes), Keras' config.json the architecture (tens of KB for a large model).
+# A member over these is refused before it is read: 1.6 MB of deflate can inflate to 1.5 GiB.
+MAX_JSON_BYTES = {METADATA: 16 << 20, "config.json": 64 << 20, "metadata.json": 1 << 20}
+
+
 def read_metadata(path) -> dict:
+    """Our metadata from a .keras file; every JSON member, ours and Keras', is checked first
+    against its size limit, as the zip's directory declares it (the reader stops there)."""
     try:
         with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                most = MAX_JSON_BYTES.get(info.filename)
+                if most is not None and info.file_size > most:
+                    raise CnntrainError(f"member '{info.filename}' inflates to {info.file_size:,} bytes; a "
+                                        f".keras file's {info.filename} is at most {most:,}, so this file "
+                                        "is corrupt or malicious", file=str(path),
+                                        hint="model files are the model.keras / best.keras of a run folder")
             if METADATA not in archive.namelist():
                 return {}
-            return json.loads(archive.read(METADATA))
+            with archive.open(METADATA) as member:
+                return json.loads(member.read(MAX_JSON_BYTES[METADATA] + 1))
     except FileNotFoundError:
         raise CnntrainError("model file not found", file=str(path)) from None
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -45,9 +61,9 @@ def read_metadata(path) -> dict:
 
 def load_model(path, *, unsafe: bool = False):
     """(model, metadata). Keras' safe mode stays on unless `unsafe`: a Lambda layer's code never runs."""
+    metadata = read_metadata(path)   # first: it also bounds what Keras will inflate
     from cnntrain.backend import keras
 
-    metadata = read_metadata(path)
     try:
         model = keras.models.load_model(path, safe_mode=not unsafe, compile=True)
     except Exception as exc:  # Keras raises ValueError, TypeError, OSError ... for bad files
@@ -65,6 +81,10 @@ def resolve_model(target: str | None, runs_root="runs") -> tuple[Path, Path | No
     """(model file, run folder or None) for a run folder / run name, a .keras file, or None (newest finished run)."""
     if target is not None:
         path = Path(target)
+        kind = not_regular(path)
+        if kind and kind != "a folder":   # zipfile would block on a FIFO until something writes to it
+            raise CnntrainError(f"is {kind}, not a regular file; a model is read from a .keras file only",
+                                file=str(path), hint="give the model.keras or best.keras of a run folder")
         if path.is_file() or path.suffix == ".keras":
             if not path.is_file():
                 raise CnntrainError("model file not found", file=str(path))

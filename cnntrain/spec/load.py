@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from cnntrain.errors import SpecError
+from cnntrain.errors import SpecError, not_regular
 from cnntrain.spec.schema import DEFAULTS, REQUIRED, dotted
 from cnntrain.spec.validate import validate
 from cnntrain.spec.yamlmarks import MAX_BYTES, parse_yaml, shorten, show
@@ -54,13 +54,19 @@ class Spec:
 def load_spec(path, overrides=()) -> Spec:
     """Read, override and validate a spec file."""
     path = Path(path)
+    # Opening a FIFO blocks until something writes to it (forever), and a device never ends:
+    # only a regular file is opened.
+    kind = not_regular(path)
+    if kind == "a folder":
+        raise SpecError("is a folder, not a spec file", file=str(path))
+    if kind:
+        raise SpecError(f"is {kind}, not a regular file; a spec is read from a YAML file only",
+                        file=str(path), hint="write the spec to a file and give its path") from None
     try:
         with open(path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)   # bounded: a huge file, or a device such as /dev/zero, is not read whole
+            raw = f.read(MAX_BYTES + 1)   # bounded: a huge file is not read whole
     except FileNotFoundError:
         raise SpecError("no such spec file", file=str(path), hint="give the path of a .yaml spec, e.g. configs/mnist.yaml") from None
-    except IsADirectoryError:
-        raise SpecError("is a folder, not a spec file", file=str(path)) from None
     except OSError as exc:
         raise SpecError(f"cannot read the spec: {exc.strerror or exc}", file=str(path)) from None
     if len(raw) > MAX_BYTES:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 
-from rich.markup import escape
 from rich.table import Table
 
-from cnntrain.views.console import err, fmt, out
+from cnntrain.views.console import err, escape, fmt, out
 
 
 class Reporter:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from cnntrain.views.console import escape
 
 
 # Past this many classes a confusion matrix no longer fits a terminal (or a figure's
@@ -112,7 +113,7 @@ def confusion_table(result: dict) -> Table:
                 cells.append(Text(str(count), style="red"))
             else:
                 cells.append(Text("·", style="dim"))
-        table.add_row(Text(name), *cells)
+        table.add_row(escape(name), *cells)
     return table
 
 

@@ -117,6 +117,15 @@ def image_bytes(array: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def cifar_jpeg_tree(wrapper="cifar10-jpeg") -> dict:
+    """CIFAR-10's JPEG layout in little: its ten classes, two training and one test image each
+    (archive member name -> bytes)."""
+    rng = np.random.default_rng(10)
+    return {f"{wrapper}/{split}/{cls.decode()}/{i}.jpg": image_bytes(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+                                                                     "JPEG")
+            for cls in CIFAR_NAMES for split, count in (("train", 2), ("test", 1)) for i in range(count)}
+
+
 def write_image_tree(root, files: dict):
     """files: relative path -> bytes; returns the root as str."""
     for rel, data in files.items():
