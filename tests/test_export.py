@@ -1,6 +1,6 @@
 """cnntrain export and the exported files in predict and evaluate, on two tiny trained models:
 
-- "scale": 8x8 grayscale, Rescaling(1/255) at the front, data set mnist (an 8x8 mnist.npz);
+- "scale": 8x8 grayscale, Rescaling(1/255) at the front, data set an image folder of PNGs;
 - "standardize": 8x8 RGB, a Normalization layer adapted to the training images (what
   `normalize: standardize` builds), data set image_folder (PNG files).
 
@@ -46,14 +46,18 @@ def save_png(array, path):
 
 @pytest.fixture(scope="module")
 def scale(tmp_path_factory):
-    """(model file, Keras model, test images, test labels): the grayscale model on mnist.npz."""
+    """(model file, Keras model, test images, test labels): the grayscale model on a folder of PNGs
+    (8x8 images are not MNIST, which cnntrain checks)."""
     root = tmp_path_factory.mktemp("scale")
     (x_train, y_train), (x_test, y_test) = synthetic(400, 1), synthetic(200, 2)
-    np.savez(root / "mnist.npz", x_train=x_train[..., 0], y_train=y_train, x_test=x_test[..., 0], y_test=y_test)
+    for split, xs, ys in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for i, (a, label) in enumerate(zip(xs, ys)):
+            save_png(a, root / "images" / split / str(label) / f"{i:04d}.png")
+    data = load_dataset("image_folder", path=str(root / "images"), color_mode="grayscale")
     model = part_trained(2)
     path = root / "model.keras"
-    save_model(model, path, metadata(data_path=str(root / "mnist.npz")))
-    return path, model, x_test, y_test
+    save_model(model, path, metadata(dataset="image_folder", data_path=str(root / "images"), color_mode="grayscale"))
+    return path, model, data.x_test, data.y_test
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +111,7 @@ def test_every_export_checks_itself(kind, fmt, quantize, exported, scale, standa
     what = fmt if quantize == "none" else f"{fmt} {quantize}"
     file = exported_file(folder, fmt)
     assert result.stdout.splitlines()[0] == f"{what}: {file}"
-    source = (f"test split of mnist ({path.parent / 'mnist.npz'})" if kind == "scale"
-              else f"test split of image_folder ({path.parent / 'images'})")
+    source = f"test split of image_folder ({path.parent / 'images'})"
     assert result.stdout.splitlines()[2] == f"  checked on {len(x_test)} images, the {source}"
 
     # The figures are what the two models give on the test images, recomputed here.
@@ -174,7 +177,8 @@ def test_a_mixed_precision_model_exports_in_float32(scale, tmp_path):
     finally:
         keras.config.set_dtype_policy("float32")
     path = tmp_path / "mixed.keras"
-    save_model(model, path, metadata(data_path=str(scale[0].parent / "mnist.npz")))
+    save_model(model, path, metadata(dataset="image_folder", data_path=str(scale[0].parent / "images"),
+                                     color_mode="grayscale"))
     result = run("export", path, "--format", "onnx")
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "export" / "mixed-onnx" / "export.json").read_text())
