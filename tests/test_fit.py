@@ -1,6 +1,7 @@
 """`cnntrain fit` end to end on tiny real data: run folders, resume, NaN, determinism, output modes."""
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -98,6 +99,47 @@ def test_deterministic_runs_repeat_exactly(tiny_spec, mnist_dir, tmp_path):
     a = [{k: v for k, v in row.items() if k not in drop} for row in history(tmp_path / "a")]
     b = [{k: v for k, v in row.items() if k not in drop} for row in history(tmp_path / "b")]
     assert a == b
+
+
+def test_a_learning_rate_written_2e_3_trains(tiny_spec, mnist_dir, tmp_path):
+    # YAML 1.1 read 2e-3 as a string: check passed, then fit died with "internal error: TypeError", rc 70.
+    spec = tiny_spec(epochs=1)
+    spec.write_text(spec.read_text().replace(
+        "learning_rate: 0.01", "learning_rate: {CosineDecay: {initial_learning_rate: 2e-3, decay_steps: 10}}"))
+    result = run_cli("fit", spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    model, _ = model_file.load_model(tmp_path / "run" / "model.keras")
+    assert model.optimizer.learning_rate.numpy() == pytest.approx(0.002 * (1 + math.cos(math.pi * 5 / 10)) / 2)
+    assert "initial_learning_rate: 0.002," in (tmp_path / "run" / "spec.yaml").read_text()
+
+
+def test_tensorboard_flag_logs_into_the_run(tiny_spec, mnist_dir, tmp_path):
+    result = run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--tensorboard", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} == RUN_FILES | {"tensorboard"}
+    for part in ("train", "validation"):
+        assert [p.name.split(".")[:3] for p in (run / "tensorboard" / part).iterdir()] == [["events", "out", "tfevents"]]
+    assert "tensorboard: true" in (run / "spec.yaml").read_text()
+
+
+def test_tensorboard_that_cannot_be_imported_is_a_spec_error(tiny_spec, mnist_dir, tmp_path):
+    # Was: TBNotInstalledError mid-fit, "internal error", exit 70 and an empty run folder. A package
+    # named tensorboard that fails to import stands for a machine without it.
+    fake = tmp_path / "site" / "tensorboard"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'tensorboard'\")\n")
+    spec = tiny_spec(epochs=1)
+    spec.write_text(spec.read_text().replace("  epochs: 1\n", "  epochs: 1\n  tensorboard: true\n"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *sys.path])}
+    result = subprocess.run([sys.executable, "-m", "cnntrain", "fit", str(spec), "--data-dir", str(mnist_dir),
+                             "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr == (f"{spec}:21:16: fit.tensorboard needs the tensorboard package, which cannot be "
+                             "imported (No module named 'tensorboard')\n  hint: it is one of cnntrain's "
+                             "dependencies: pip install tensorboard (or reinstall cnntrain), or set "
+                             "fit.tensorboard: false\n")
+    assert not (tmp_path / "run").exists()
 
 
 def test_gpu_on_a_machine_without_one(tiny_spec, mnist_dir):

@@ -75,6 +75,8 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     if options.out and not options.resume and folder.is_run(options.out):
         raise CnntrainError("this folder already holds a run", file=str(options.out),
                             hint=f"resume it with 'cnntrain fit --resume {options.out}', or choose a new --out")
+    if spec["fit"]["tensorboard"]:
+        _check_tensorboard(spec)
     kind = options.strategy or spec["fit"]["strategy"]
     if options.workers:
         os.environ["TF_CONFIG"] = json.dumps(distribute.tf_config_from_workers(options.workers, options.task_index))
@@ -195,6 +197,16 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         shutil.rmtree(run_dir, ignore_errors=True)
         return Path(options.resume or options.out)
     return result
+
+
+def _check_tensorboard(spec):
+    # Keras' TensorBoard callback only finds out at the first summary, mid-fit (TBNotInstalledError).
+    try:
+        from tensorboard.summary.v2 import scalar  # noqa: F401
+    except ImportError as exc:
+        raise spec.error(("fit", "tensorboard"), f"fit.tensorboard needs the tensorboard package, which "
+                         f"cannot be imported ({exc})", "it is one of cnntrain's dependencies: pip install "
+                         "tensorboard (or reinstall cnntrain), or set fit.tensorboard: false") from None
 
 
 def _multi_worker_fixes(model, dataset, plan):
