@@ -24,7 +24,7 @@ from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError
 from cnntrain.spec import Spec
 from cnntrain.train import devices, distribute
-from cnntrain.train.callbacks import STATE, NanGuard, RunState, Throughput, restore_callbacks
+from cnntrain.train.callbacks import STATE, EpochSeeds, NanGuard, RunState, Throughput, restore_callbacks
 
 
 
@@ -120,8 +120,6 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     user_callbacks = build.build_callbacks(spec)
     augment = build.build_layers(spec, ("augment",))
     classes = len(data.class_names) if one_hot else None
-    train_ds = _sharded(pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch, augment=augment,
-                                               seed=spec["seed"], num_classes=classes), plan)
     val_ds = None if data.x_val is None else _sharded(
         pipeline.eval_dataset(data.x_val, data.y_val, batch_size=batch, num_classes=classes), plan)
     monitor = spec["fit"]["monitor"]
@@ -177,14 +175,20 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         reporter.note(f"run folder: {run_dir}")
         guard, meter = NanGuard(), Throughput()
         saver = RunState(run_dir, state, monitor, metadata, guard, user_callbacks)
-        callbacks = [guard, meter, saver, *user_callbacks, reporter.callback(steps, spec["fit"]["epochs"])]
+        callbacks = [EpochSeeds(spec["seed"]), guard, meter, saver, *user_callbacks,
+                     reporter.callback(steps, spec["fit"]["epochs"])]
         if spec["fit"]["tensorboard"]:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0))
         initial = state["epochs_done"]
+        # One stream of batches from the first epoch still to train, `steps` of them an epoch.
+        train_ds = _sharded(pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch, augment=augment,
+                                                   seed=spec["seed"], num_classes=classes, first_epoch=initial,
+                                                   epochs=None), plan)
         with _multi_worker_fixes(model, train_ds, plan):
             if initial < spec["fit"]["epochs"]:
                 try:
                     model.fit(train_ds, validation_data=val_ds, epochs=spec["fit"]["epochs"], initial_epoch=initial,
+                              steps_per_epoch=steps,
                               callbacks=callbacks, verbose=0, shuffle=False)
                 except KeyboardInterrupt:
                     for callback in callbacks:
