@@ -127,6 +127,14 @@ def test_evaluate_the_newest_run(trained):
     assert (run_dir / "eval.json").is_file() and (run_dir / "confusion.png").is_file()
 
 
+def test_evaluate_finds_the_data_where_fit_found_it(trained):
+    # Was: without --data-dir again, evaluate looked in Keras' cache only, then tried to download.
+    result = run("evaluate", "--runs", trained["runs"], "--offline", "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["source"] == str(trained["data"] / "mnist.npz") and figures["samples"] == 50
+
+
 def test_predict_good_and_bad_files(trained, tmp_path):
     bad = tmp_path / "empty.png"
     bad.write_bytes(b"")

@@ -174,6 +174,22 @@ def test_locked_run_folder_is_refused(tiny_spec, mnist_dir, tmp_path):
                              "  hint: wait for it to finish, or train into another folder with --out\n")
 
 
+def test_resume_reads_the_data_where_the_fit_found_it(tiny_spec, mnist_dir, tmp_path):
+    # The resume command fit prints has no --data-dir; it used to fail offline without one.
+    run = tmp_path / "run"
+    assert run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run).exit_code == 0
+    assert json.loads((run / "env.json").read_text())["data_source"] == str(mnist_dir / "mnist.npz")
+    (run / folder.BACKUP).mkdir()
+    (run / folder.BACKUP / "state.json").write_text(json.dumps({"epochs_done": 0, "best": None, "best_epoch": None,
+                                                              "history": [], "weights": None,
+                                                              "monitor": "val_accuracy", "callbacks": []}))
+    result = run_cli("fit", "--resume", run, "--offline")
+    assert result.exit_code == 0, result.output
+    assert f"data: {mnist_dir / 'mnist.npz'}: 160 train, 40 validation, 50 test images" in result.stderr
+    _, meta = model_file.load_model(run / "model.keras")
+    assert meta["data_source"] == str(mnist_dir / "mnist.npz")
+
+
 def test_resume_refuses_a_changed_spec(tiny_spec, mnist_dir, tmp_path):
     run = tmp_path / "run"
     run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run)

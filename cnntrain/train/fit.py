@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnntrain import __version__
-from cnntrain.data import image_files, splits
+from cnntrain.data import image_files, lookup, splits
 from cnntrain.feed import pipeline
 from cnntrain.figures import curves
 from cnntrain.model import build, normalization
@@ -96,7 +96,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         tf.config.experimental.enable_op_determinism()
 
     started = time.perf_counter()
-    data = splits.prepare(spec, data_dir=options.data_dir, offline=options.offline)
+    data = splits.prepare(spec, data_dir=options.data_dir, offline=options.offline, path=_recorded_data(options))
     reporter.note(f"data: {data.source}: {len(data.x_train)} train, "
                   f"{0 if data.x_val is None else len(data.x_val)} validation, "
                   f"{0 if data.x_test is None else len(data.x_test)} test images of {list(data.shape)}, "
@@ -133,6 +133,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         "dataset": spec["data"]["dataset"], "data_path": spec["data"]["path"],
         "image_size": spec["data"]["image_size"], "color_mode": spec["data"]["color_mode"],
         "one_hot": one_hot, "name": spec["name"], "cnntrain_version": __version__,
+        "data_source": os.path.abspath(data.source),   # where it was found: evaluate and resume look there
     }
 
     if not plan.is_chief:
@@ -169,7 +170,8 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
             reporter.note(f"resuming {run_dir} after epoch {state['epochs_done']} of {spec['fit']['epochs']}")
         elif not options.resume:
             atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())
-            atomic.write_json(run_dir / "env.json", environment(spec, device_info, options))
+            atomic.write_json(run_dir / "env.json", {**environment(spec, device_info, options),
+                                                     "data_source": metadata["data_source"]})
             (run_dir / folder.BACKUP).mkdir(exist_ok=True)
             atomic.write_json(run_dir / folder.BACKUP / STATE, state)
         reporter.note(f"run folder: {run_dir}")
@@ -201,6 +203,11 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         shutil.rmtree(run_dir, ignore_errors=True)
         return Path(options.resume or options.out)
     return result
+
+
+def _recorded_data(options) -> str | None:
+    env = Path(options.resume or "") / "env.json"
+    return lookup.recorded_source(atomic.read_json(env), options.data_dir) if options.resume and env.exists() else None
 
 
 def _check_tensorboard(spec):
