@@ -254,6 +254,13 @@ def test_background_of():
     assert background_of(darks) == "dark"
     assert background_of(lights) == "light"
     assert background_of(darks[..., 0].astype(np.float32) / 255) == "dark"
-    assert background_of(np.repeat(lights, 3, axis=-1)) == "light"
+    # Only grayscale images on one plain ground near black or white: never colour, never photographs.
+    assert background_of(np.repeat(lights, 3, axis=-1)) is None
+    assert background_of(np.stack([_digit(128, 255)] * 5)) is None
+    photos = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 1)).astype(np.uint8)
+    assert background_of(photos) is None
+    fashion = np.stack([_digit(0, 200)] * 5)
+    fashion[:, :, 4:24] = 180                  # things that reach two edges, on black: half the border
+    assert background_of(fashion) == "dark"
     with pytest.raises(CnntrainError, match=r"^expected a stack of images \(N, H, W\[, C\]\), got shape \(3,\)\n"):
         background_of(np.zeros((3,)))
