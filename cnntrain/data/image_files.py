@@ -1,19 +1,9 @@
 """Reading the user's own image files for predict and activations (Pillow + numpy, no TensorFlow).
 
 `read_image` turns any common image file into the uint8 (H, W, C) array a model
-was trained on. The rules, so a result never surprises:
-- the first frame of an animated GIF/WebP/TIFF is used;
-- EXIF orientation is applied (a phone photo reads the way a viewer shows it);
-- transparency (RGBA, LA, a palette with a transparent colour) is composited on
-  white, as an image viewer on a light page shows it; a dark-background model
-  then sees a light border and `looks_inverted` says so;
-- 16-bit and 32-bit integer images (I;16, I) are scaled from 0..65535 to 0..255
-  by value / 257, rounded; float images (F) are taken as 0..1 when their maximum
-  is at most 1, else as 0..255; both are clipped;
-- palette, CMYK, bilevel and other modes go through Pillow's own conversion to
-  RGB, then to L (ITU-R 601-2 luma) when the model wants one channel;
-- the image is resized (bilinear) to (width, height) only if its size differs.
-Nothing else is applied: no normalization (the model holds its own), no inversion.
+was trained on: its first frame, through `decode.to_pixels`, the very conversion the
+training images went through (see its rules). Nothing else is applied: no
+normalization (the model holds its own), no inversion.
 """
 from __future__ import annotations
 
@@ -24,11 +14,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from cnntrain.errors import CnntrainError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+from .decode import IMAGE_EXTENSIONS, to_pixels
+
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS
 _GLOB_CHARS = re.compile(r"[*?\[]")
 # Our own max_pixels check is the limit, so Pillow's softer warning (above
 # Image.MAX_IMAGE_PIXELS) is noise; its hard limit (twice that) still raises.
@@ -94,36 +86,6 @@ def expand_paths(args: list[str]) -> tuple[list[Path], list[CnntrainError]]:
     return unique, errors
 
 
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """Any mode to L, RGB or RGBA/LA with 8 bits per channel."""
-    mode = img.mode
-    if mode in ("L", "RGB", "RGBA", "LA"):
-        return img
-    if mode == "P" or mode == "PA":
-        return img.convert("RGBA" if "transparency" in img.info or mode == "PA" else "RGB")
-    if mode.startswith("I"):   # I;16, I;16B, I;16L, I;16N, I
-        a = np.asarray(img).astype(np.float64)
-        return Image.fromarray(np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8), "L")
-    if mode == "F":
-        a = np.nan_to_num(np.asarray(img, dtype=np.float64))
-        if a.size and a.max() <= 1.0:
-            a = a * 255.0
-        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
-    if mode == "1":
-        return img.convert("L")
-    return img.convert("RGBA" if "A" in mode else "RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
-
-
-def _flatten_alpha(img: Image.Image) -> Image.Image:
-    if img.mode == "RGBA":
-        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, img).convert("RGB")
-    if img.mode == "LA":
-        white = Image.new("LA", img.size, (255, 255))
-        return Image.alpha_composite(white.convert("RGBA"), img.convert("RGBA")).convert("L")
-    return img
-
-
 def _error(message: str, path, hint: str) -> CnntrainError:
     return CnntrainError(message, file=str(path), hint=hint)
 
@@ -158,11 +120,7 @@ def read_image(path, *, height: int, width: int, channels: int,
                              f"limit {max_pixels:,}", path, _BOMB_HINT)
             img.seek(0)
             img.load()           # decode everything now, so a truncated file fails here
-            try:
-                img = ImageOps.exif_transpose(img) or img
-            except (OSError, ValueError, KeyError, TypeError, SyntaxError):
-                pass     # a broken EXIF block: keep the pixels as stored
-            img = _flatten_alpha(_to_8bit(img))
+            return to_pixels(img, channels, (width, height))
     except CnntrainError:
         raise
     except Image.DecompressionBombError as exc:
@@ -178,11 +136,6 @@ def read_image(path, *, height: int, width: int, channels: int,
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise _error("truncated or corrupt image data", path,
                      f"the file is damaged or incomplete (Pillow: {exc}); copy or save it again") from None
-    img = img.convert("L" if channels == 1 else "RGB")
-    if img.size != (width, height):
-        img = img.resize((width, height), Image.Resampling.BILINEAR)
-    array = np.array(img, dtype=np.uint8)
-    return array[..., None] if array.ndim == 2 else array
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
