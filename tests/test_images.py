@@ -122,7 +122,11 @@ def _one_of_each_mode(folder):
         "cmyk.jpg": Image.fromarray(rgb, "RGB").convert("CMYK"),
         "float.tif": Image.fromarray(gray.astype(np.float32) / 255, "F"),
     }
-    paths = {}
+    turned = Image.fromarray(np.ascontiguousarray(np.rot90(gray)), "L")   # stored 6 wide, 5 high
+    exif = turned.getexif()
+    exif[0x0112] = 6                       # shown turned back: 5 wide, 6 high like the others
+    paths = {"exif-turned.png": folder / "exif-turned.png"}
+    turned.save(paths["exif-turned.png"], exif=exif)
     for name, im in images.items():
         im.save(folder / name, transparency=im.info["transparency"]) if "transparency" in im.info else \
             im.save(folder / name)

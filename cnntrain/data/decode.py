@@ -71,11 +71,20 @@ def _broken(item: Item, e: Exception):
                      "format its extension says")
 
 
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) as shown, after the EXIF orientation that to_pixels applies."""
+    try:
+        turned = im.getexif().get(0x0112) in (5, 6, 7, 8)   # orientations that swap the sides
+    except Exception:  # noqa: BLE001 - a broken EXIF block is ignored by to_pixels too
+        turned = False
+    return im.size[::-1] if turned else im.size
+
+
 def probe(item: Item) -> tuple[str, tuple[int, int]]:
-    """(mode, (width, height)) from the header only."""
+    """(mode, (width, height) as shown) from the header only."""
     try:
         with _open(item) as im:
-            return im.mode, im.size
+            return im.mode, _upright_size(im)
     except Exception as e:  # noqa: BLE001 - a decoder fed arbitrary bytes can raise anything
         raise _broken(item, e) from e
 
@@ -144,8 +153,9 @@ def _decode(item: Item, gray: bool, size: tuple[int, int], resize: bool, first: 
     """(H, W, 1) for grayscale, (H, W, 3) for rgb, at size (width, height)."""
     try:
         with _open(item) as im:
-            if im.size != size and not resize:
-                raise fail(item.say(f"is {im.size[0]}x{im.size[1]} (width x height), but "
+            shown = _upright_size(im)
+            if shown != size and not resize:
+                raise fail(item.say(f"is {shown[0]}x{shown[1]} (width x height), but "
                                     f"images are expected to be {size[0]}x{size[1]} like "
                                     f"'{first.member or first.file}'"), item.file,
                            hint="set data.image_size: [height, width] to resize every image")
