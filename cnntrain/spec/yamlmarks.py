@@ -44,8 +44,9 @@ _DECIMAL = re.compile(r"[-+]?[0-9]+")
 _OCTAL, _HEX = re.compile(r"0o([0-7]+)"), re.compile(r"0x([0-9a-fA-F]+)")
 _REAL = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
+_BOOLEAN = re.compile(r"true|True|TRUE|false|False|FALSE")
 _CORE = [
-    (_BOOL, re.compile(r"true|True|TRUE|false|False|FALSE"), "tTfF"),
+    (_BOOL, _BOOLEAN, "tTfF"),
     (_NULL, re.compile(r"~|null|Null|NULL|"), ["~", "n", "N", ""]),
     (_INT, re.compile(f"{_DECIMAL.pattern}|{_OCTAL.pattern}|{_HEX.pattern}"), "-+0123456789"),
     (_FLOAT, _REAL, "-+0123456789."),
@@ -53,8 +54,13 @@ _CORE = [
 ]
 
 
-def _core_resolvers() -> dict:
+def _resolvers(*tables) -> dict:
+    """PyYAML's implicit resolver table (first character -> [(tag, regex)]): the core schema's
+    rules after those of `tables`."""
     resolvers: dict = {}
+    for table in tables:
+        for first, rules in table.items():
+            resolvers.setdefault(first, []).extend(rules)
     for tag, pattern, firsts in _CORE:
         for first in firsts:
             # PyYAML's resolver calls match(); the anchors make it a full match.
@@ -80,7 +86,7 @@ def _core_float(loader, node):
 
 def _core_bool(loader, node):
     text = loader.construct_scalar(node)
-    if not _CORE[0][1].fullmatch(text):
+    if not _BOOLEAN.fullmatch(text):
         raise ValueError(f"YAML 1.2 booleans are true and false, received: {text!r}")
     return text.lower() == "true"
 
@@ -88,7 +94,7 @@ def _core_bool(loader, node):
 class CoreLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader with the YAML 1.2 core schema: no timestamps unless tagged."""
 
-    yaml_implicit_resolvers = _core_resolvers()
+    yaml_implicit_resolvers = _resolvers()
 
 
 CoreLoader.add_constructor(_INT, _core_int)
@@ -100,9 +106,7 @@ class CoreDumper(yaml.SafeDumper):
     """Quotes every string that YAML 1.1 or 1.2 would read as something else, so spec.yaml reads
     back the same here and in any other YAML tool."""
 
-    yaml_implicit_resolvers = {first: [*yaml.SafeDumper.yaml_implicit_resolvers.get(first, []), *rules]
-                               for first, rules in {**dict.fromkeys(yaml.SafeDumper.yaml_implicit_resolvers, []),
-                                                    **_core_resolvers()}.items()}
+    yaml_implicit_resolvers = _resolvers(yaml.SafeDumper.yaml_implicit_resolvers)
 
 
 def dump_yaml(values) -> str:
