@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -127,6 +128,14 @@ def test_evaluate_the_newest_run(trained):
     assert (run_dir / "eval.json").is_file() and (run_dir / "confusion.png").is_file()
 
 
+def test_evaluate_finds_the_data_where_fit_found_it(trained):
+    # Was: without --data-dir again, evaluate looked in Keras' cache only, then tried to download.
+    result = run("evaluate", "--runs", trained["runs"], "--offline", "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["source"] == str(trained["data"] / "mnist.npz") and figures["samples"] == 50
+
+
 def test_predict_good_and_bad_files(trained, tmp_path):
     bad = tmp_path / "empty.png"
     bad.write_bytes(b"")
@@ -146,6 +155,23 @@ def test_filters_and_activations_pictures(trained, tmp_path):
     result = run("activations", run_dir, trained["image"], "--out", tmp_path / "a.png")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "a.png").size[0] > 100
+
+
+def test_activations_sees_the_image_exactly_as_predict_does(trained, tmp_path):
+    # Was: predict inverted a seven drawn dark on white paper, activations drew the maps of it uninverted.
+    run_dir = next(trained["runs"].glob("tiny/*"))
+    paper = tmp_path / "paper-seven.png"
+    Image.fromarray(255 - np.asarray(Image.open(trained["image"]))).save(paper)
+    note = (f"note: {paper} has a light background; inverted it to match the training images "
+            "(--invert no to keep it)\n")
+    predicted = run("predict", paper, "--runs", trained["runs"])
+    assert predicted.exit_code == 0 and predicted.stderr == note
+    drawn = run("activations", run_dir, paper, "--out", tmp_path / "paper.png")
+    assert drawn.exit_code == 0 and drawn.stderr == note
+    assert drawn.stdout == f"wrote {tmp_path / 'paper.png'}: 2 layers\n"
+    as_is = run("activations", run_dir, trained["image"], "--invert", "no", "--out", tmp_path / "as-is.png")
+    assert as_is.exit_code == 0 and as_is.stderr == ""
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "paper.png")), np.asarray(Image.open(tmp_path / "as-is.png")))
 
 
 def test_augment_grid(trained, tmp_path):

@@ -101,6 +101,73 @@ def test_16_bit_png_scaled_to_8_bit(tmp_path):
     assert out[..., 0].tolist() == [[0, 0, 100], [128, 254, 255]]
 
 
+def _one_of_each_mode(folder):
+    """Files of one content (a light ground, a dark stroke, half of it see-through where it can be)
+    in the modes people's images come in. Returns {name: path}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    gray = np.full((6, 5), 230, np.uint8)
+    gray[1:5, 2] = 20
+    rgb = np.stack([gray, gray // 2, 255 - gray], axis=-1)
+    alpha = np.full((6, 5), 255, np.uint8)
+    alpha[:, :2] = 0
+    palette = Image.fromarray(rgb, "RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    palette.info["transparency"] = int(np.asarray(palette)[0, 0])
+    images = {
+        "gray8.png": Image.fromarray(gray, "L"),
+        "rgb8.png": Image.fromarray(rgb, "RGB"),
+        "gray16.png": Image.fromarray(gray.astype(np.uint16) * 256 + 128),     # 230 * 256 + 128 = 59008
+        "palette-alpha.png": palette,
+        "rgba.png": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+        "gray-alpha.png": Image.fromarray(np.dstack([gray, alpha]), "LA"),
+        "cmyk.jpg": Image.fromarray(rgb, "RGB").convert("CMYK"),
+        "float.tif": Image.fromarray(gray.astype(np.float32) / 255, "F"),
+    }
+    turned = Image.fromarray(np.ascontiguousarray(np.rot90(gray)), "L")   # stored 6 wide, 5 high
+    exif = turned.getexif()
+    exif[0x0112] = 6                       # shown turned back: 5 wide, 6 high like the others
+    paths = {"exif-turned.png": folder / "exif-turned.png"}
+    turned.save(paths["exif-turned.png"], exif=exif)
+    for name, im in images.items():
+        im.save(folder / name, transparency=im.info["transparency"]) if "transparency" in im.info else \
+            im.save(folder / name)
+        paths[name] = folder / name
+    return paths
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_training_and_predict_decode_a_file_to_the_same_array(tmp_path, channels):
+    """Was: 16-bit PNG by `>> 8` in training and by /257 in predict (65280 gave 255 and 254), float
+    images clipped against scaled, alpha dropped against composited on white."""
+    from cnntrain.data import load_dataset
+
+    files = _one_of_each_mode(tmp_path / "files")
+    for name, path in files.items():
+        root = tmp_path / name.replace(".", "-")
+        for label in ("a", "b"):
+            (root / label).mkdir(parents=True)
+            (root / label / name).write_bytes(path.read_bytes())
+        trained_on = load_dataset("image_folder", path=str(root), color_mode="grayscale" if channels == 1 else "rgb")
+        predicted = read_image(path, height=6, width=5, channels=channels)
+        assert predicted.shape == (6, 5, channels) and predicted.dtype == np.uint8
+        np.testing.assert_array_equal(trained_on.x_train[0], predicted, err_msg=name)
+        np.testing.assert_array_equal(trained_on.x_train[1], predicted, err_msg=name)
+    see_through = read_image(files["rgba.png"], height=6, width=5, channels=3)
+    assert (see_through[:, :2] == 255).all()                    # composited on white in both
+    scaled = read_image(files["float.tif"], height=6, width=5, channels=1)
+    assert scaled[0, 0, 0] == 230                               # 0..1 floats scaled, not clipped to 0 and 1
+
+
+def test_16_bit_png_the_same_in_a_training_folder(tmp_path):
+    from cnntrain.data import load_dataset
+
+    values = np.array([[0, 128, 257 * 100], [257 * 128, 65280, 65535]], np.uint16)
+    for label in ("a", "b"):
+        (tmp_path / "w" / label).mkdir(parents=True)
+        Image.fromarray(values).save(tmp_path / "w" / label / "deep.png")
+    ds = load_dataset("image_folder", path=str(tmp_path / "w"))
+    assert ds.x_train[0, ..., 0].tolist() == [[0, 0, 100], [128, 254, 255]]
+
+
 def test_bmp_and_tiff(tmp_path):
     rgb = RNG.integers(0, 256, (9, 7, 3), dtype=np.uint8)
     for name in ("x.bmp", "x.tiff"):
@@ -254,6 +321,13 @@ def test_background_of():
     assert background_of(darks) == "dark"
     assert background_of(lights) == "light"
     assert background_of(darks[..., 0].astype(np.float32) / 255) == "dark"
-    assert background_of(np.repeat(lights, 3, axis=-1)) == "light"
+    # Only grayscale images on one plain ground near black or white: never colour, never photographs.
+    assert background_of(np.repeat(lights, 3, axis=-1)) is None
+    assert background_of(np.stack([_digit(128, 255)] * 5)) is None
+    photos = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 1)).astype(np.uint8)
+    assert background_of(photos) is None
+    fashion = np.stack([_digit(0, 200)] * 5)
+    fashion[:, :, 4:24] = 180                  # things that reach two edges, on black: half the border
+    assert background_of(fashion) == "dark"
     with pytest.raises(CnntrainError, match=r"^expected a stack of images \(N, H, W\[, C\]\), got shape \(3,\)\n"):
         background_of(np.zeros((3,)))

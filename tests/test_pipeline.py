@@ -154,11 +154,25 @@ def test_train_dataset_one_hot():
 
 def test_train_dataset_shuffles_each_epoch_reproducibly():
     x, y = _images(32, 2, 2, 1), np.arange(32)
-    ds = train_dataset(x, y, batch_size=8, augment=[], seed=5)
-    first, second = np.concatenate(_epoch(ds)[1]), np.concatenate(_epoch(ds)[1])
-    assert sorted(first) == list(range(32)) and not np.array_equal(first, second)
+    ds = train_dataset(x, y, batch_size=8, augment=[], seed=5, epochs=2)
+    labels = np.concatenate(_epoch(ds)[1])
+    first, second = labels[:32], labels[32:]
+    assert sorted(first) == sorted(second) == list(range(32)) and not np.array_equal(first, second)
     again = np.concatenate(_epoch(train_dataset(x, y, batch_size=8, augment=[], seed=5))[1])
     assert np.array_equal(first, again)
+
+
+def test_an_epoch_depends_on_the_seed_and_its_number_alone():
+    """What a resumed fit relies on: epoch 2 started on its own is epoch 2 of a longer stream,
+    order and augmentation, bit for bit."""
+    x, y = _images(12, 8, 8, 3), np.arange(12)
+    whole = _epoch(train_dataset(x, y, batch_size=5, augment=_chapter_layers(), seed=3, epochs=3))
+    alone = _epoch(train_dataset(x, y, batch_size=5, augment=_chapter_layers(), seed=3, first_epoch=2))
+    endless = train_dataset(x, y, batch_size=5, augment=_chapter_layers(), seed=3, first_epoch=2, epochs=None)
+    assert [len(b) for b in whole[1]] == [5, 5, 2] * 3
+    for images, labels in (alone, _epoch(endless.take(3))):
+        assert all(np.array_equal(a, b) for a, b in zip(images + labels, whole[0][6:] + whole[1][6:]))
+    assert not np.array_equal(np.concatenate(whole[1][:3]), np.concatenate(whole[1][6:]))
 
 
 def test_eval_dataset_in_order_without_augmentation():
@@ -199,7 +213,7 @@ def test_augmented_batches_reproducible_and_changing():
     xs2, ys2 = _epoch(train_dataset(x, y, batch_size=5, augment=_chapter_layers(), seed=11))
     assert all(np.array_equal(a, b) for a, b in zip(xs + ys, xs2 + ys2))
     # The next epoch draws new transforms, not only a new order.
-    xs3, ys3 = _epoch(ds)
+    xs3, ys3 = _epoch(train_dataset(x, y, batch_size=5, augment=_chapter_layers(), seed=11, first_epoch=1))
     again = np.concatenate(xs3)[np.argsort(np.concatenate(ys3))]
     assert not np.allclose(again, augmented[np.argsort(order)])
 

@@ -128,6 +128,26 @@ def test_light_background_is_inverted_in_auto_only(model_file, samples, tmp_path
         predict_files([str(f)], target=str(path), invert="maybe")
 
 
+def test_a_colour_model_never_inverts_in_auto(tmp_path):
+    """Was: a CIFAR-10 model inverted the test ship photograph (light sky at the border) and called it
+    '(inverted) automobile 0.9859'. Models from before recorded a background for colour data too."""
+    from cnntrain.backend import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(CLASSES, activation="softmax")])
+    path = tmp_path / "colour.keras"
+    save_model(model, path, {**metadata(), "input_shape": [8, 8, 3], "background": "dark"})
+    photo = np.full((8, 8, 3), 230, np.uint8)       # a light sky all round a darker ship
+    photo[3:6, 2:7] = (60, 50, 40)
+    Image.fromarray(photo, "RGB").save(tmp_path / "ship.png")
+    rows, _, info = predict_files([str(tmp_path / "ship.png")], target=str(path), top_k=CLASSES)
+    assert rows[0]["inverted"] is False and info["background"] is None
+    assert_same(rows[0], reference(model, photo))
+    rows, _, _ = predict_files([str(tmp_path / "ship.png")], target=str(path), top_k=CLASSES, invert="yes")
+    assert rows[0]["inverted"] is True
+    assert_same(rows[0], reference(model, 255 - photo))
+
+
 def test_top_k_order_and_sum(model_file, samples, tmp_path):
     path, _ = model_file
     f = save_gray(samples[2], tmp_path / "x.png")

@@ -62,6 +62,37 @@ def test_resolved_spec_round_trips():
     assert again.values == spec.values
 
 
+def test_numbers_and_booleans_are_read_by_yaml_1_2():
+    """PyYAML's YAML 1.1 read `2e-3` as a string (fit then died with 'internal error: TypeError'),
+    `1:30` as 90 and `yes` as true; the YAML 1.2 core schema reads them as people mean them."""
+    spec = load(GOOD + "compile: {optimizer: {Adam: {learning_rate: {CosineDecay: "
+                       "{initial_learning_rate: 2e-3, decay_steps: 5e4}}, epsilon: 1E-4}}}\n"
+                       "fit: {epochs: 010, callbacks: [{EarlyStopping: {patience: 0x3, min_delta: -1.5e+0}}]}\n")
+    adam = spec["compile"]["optimizer"]["Adam"]
+    assert adam == {"learning_rate": {"CosineDecay": {"initial_learning_rate": 0.002, "decay_steps": 50000.0}},
+                    "epsilon": 0.0001}
+    assert spec["fit"]["epochs"] == 10          # decimal, not YAML 1.1's octal 8
+    assert spec["fit"]["callbacks"] == [{"EarlyStopping": {"patience": 3, "min_delta": -1.5}}]
+    assert load(GOOD, ["compile.optimizer.Adam.learning_rate=1e-3"])["compile"]["optimizer"] == \
+        {"Adam": {"learning_rate": 0.001}}
+    assert error_of(GOOD + "fit: {batch_size: 1:30}\n") == \
+        "spec.yaml:8:19: 'fit.batch_size' must be an integer >= 1, received: '1:30' (str)"
+    assert error_of(GOOD + "fit: {tensorboard: yes}\n") == \
+        "spec.yaml:8:20: 'fit.tensorboard' must be true or false, received: 'yes' (str)"
+    assert error_of(GOOD + "fit: {tensorboard: on}\n") == \
+        "spec.yaml:8:20: 'fit.tensorboard' must be true or false, received: 'on' (str)"
+
+
+def test_text_that_yaml_1_1_reads_otherwise_stays_text_in_spec_yaml():
+    import yaml
+
+    spec = load(GOOD.replace("name: tiny", "name: '1e3'") + "fit: {monitor: 'yes'}\n")
+    text = spec.to_yaml()
+    assert "name: '1e3'" in text and "monitor: 'yes'" in text
+    assert spec_from_text(text).values == spec.values
+    assert yaml.safe_load(text)["fit"]["monitor"] == "yes"     # and any YAML 1.1 tool reads it the same
+
+
 def test_import_does_not_load_tensorflow():
     assert modules_after("import cnntrain.spec, cnntrain.cli") == []
 

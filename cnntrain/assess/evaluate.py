@@ -60,6 +60,7 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5) -> dict:
 
 def _load_data(metadata: dict, *, data_dir, offline, split):
     from cnntrain.data import load_dataset
+    from cnntrain.data.lookup import recorded_source
 
     name = metadata.get("dataset")
     if not name:
@@ -72,6 +73,7 @@ def _load_data(metadata: dict, *, data_dir, offline, split):
         # The data moved since training: look in data_dir instead (for a folder of images,
         # a folder of the same name there).
         path = str(Path(data_dir) / Path(path).name) if name == "image_folder" else None
+    path = recorded_source(metadata, data_dir) or path
     data = load_dataset(name, path=path, data_dir=data_dir, offline=offline,
                         image_size=tuple(size) if size else None, color_mode=metadata.get("color_mode"))
     if split == "test":

@@ -28,18 +28,38 @@ def top_classes(probabilities, class_names, k: int) -> list[dict]:
     return [{"class": class_names[i], "probability": float(p[i])} for i in order]
 
 
+def auto_background(metadata: dict, shape) -> str | None:
+    """The background `--invert auto` matches, or None where it must never invert: a colour
+    model, or training data without one uniform background (fit records none then)."""
+    background = metadata.get("background")
+    return background if background in ("dark", "light") and shape[2] == 1 else None
+
+
+def inverted_note(file, background: str | None) -> str:
+    """What predict and activations say of an image they inverted."""
+    ground = {"dark": "light", "light": "dark"}.get(background or "")
+    what = f"has a {ground} background" if ground else "was inverted as asked"
+    return f"note: {file} {what}; inverted it to match the training images (--invert no to keep it)"
+
+
+def read_for_model(path, shape, mode: str, background: str | None) -> tuple[np.ndarray, bool]:
+    """One file as the model is fed it: read, converted, resized, inverted by `mode`
+    (auto: when its background is the opposite of `background`). (image, inverted)."""
+    h, w, c = shape
+    image = image_files.read_image(path, height=h, width=w, channels=c)
+    flip = mode == "yes" or (mode == "auto" and background is not None
+                             and image_files.looks_inverted(image, background))
+    return (image_files.invert(image) if flip else image), bool(flip)
+
+
 def _decode(path: Path, shape, mode: str, background: str | None):
     """(image, inverted) or a CnntrainError; never raises, so one bad file stops nothing."""
-    h, w, c = shape
     try:
-        image = image_files.read_image(path, height=h, width=w, channels=c)
+        return read_for_model(path, shape, mode, background)
     except CnntrainError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - an unexpected decoder failure is still this file's error
         return CnntrainError(f"cannot read image: {exc}", file=str(path))
-    flip = mode == "yes" or (mode == "auto" and background is not None
-                             and image_files.looks_inverted(image, background))
-    return (image_files.invert(image) if flip else image), bool(flip)
 
 
 def _chunks(items: list, size: int):
@@ -71,8 +91,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
         raise CnntrainError(f"the model takes {shape[2]} channels; image files give 1 (grayscale) or 3 (RGB)",
                             file=str(model_file))
     scored = probability_model(model, len(names))
-    background = metadata.get("background")
-    background = background if background in ("dark", "light") else None
+    background = auto_background(metadata, shape)
     k = max(1, min(int(top_k), len(names)))
     info = {"model": str(model_file), "classes": len(names), "input_shape": list(shape),
             "background": background, "files": len(paths), "note": scored.note}

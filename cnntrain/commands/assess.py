@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cnntrain.commands.options import data_options, json_option, runs_option, unsafe_option
+from cnntrain.commands.options import data_options, invert_option, json_option, runs_option, unsafe_option
 
 
 @click.command()
@@ -48,8 +48,7 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, runs_root, uns
 @click.option("--run", "run", help="A run folder (default: the newest finished run).")
 @runs_option
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown per image.")
-@click.option("--invert", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
-              help="Invert images whose background is the opposite of the training images' (auto: detect).")
+@invert_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @unsafe_option
 @json_option("Print the predictions as JSON.")
@@ -62,7 +61,7 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, batch_size, unsaf
     preprocessing. A file that cannot be read gets its own error line, the others are
     still predicted, and the exit status is 1."""
     from cnntrain.views import console, csvfile, tables
-    from cnntrain.assess.predict import predict_files
+    from cnntrain.assess.predict import inverted_note, predict_files
 
     if model_path and run:
         raise click.UsageError("give --model or --run, not both")
@@ -74,8 +73,7 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, batch_size, unsaf
         console.err.print(f"note: {console.escape(info['note'])}")
     for row in rows:
         if row.get("inverted") and not as_json:
-            console.err.print(f"note: {console.escape(row['file'])} has a light background; inverted it to match the "
-                         "training images (--invert no to keep it)")
+            console.err.print(console.escape(inverted_note(row["file"], info["background"])))
     if csv_path:
         csvfile.predictions_csv(rows, csv_path)
     if as_json:

@@ -31,10 +31,12 @@ from cnntrain.spec.schema import STRATEGIES
 @click.option("--task-index", type=click.IntRange(min=0), help="For multi-worker: this worker's index in --workers.")
 @click.option("--connect-timeout", type=click.FloatRange(min=1), default=120, show_default=True,
               help="Seconds the workers have to find each other.")
+@click.option("--tensorboard", is_flag=True,
+              help="Log to <run>/tensorboard for TensorBoard; same as --set fit.tensorboard=true.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final line.")
 @json_option("Print the final metrics as JSON on stdout, nothing else.")
 def fit(spec, overrides, epochs, batch_size, seed, data_dir, offline, out, resume, device, mixed_precision, jit,
-        deterministic, strategy, devices, workers, task_index, connect_timeout, quiet, as_json):
+        deterministic, strategy, devices, workers, task_index, connect_timeout, tensorboard, quiet, as_json):
     """Train the model of SPEC and write a run folder: spec.yaml, model.keras, best.keras,
     history.csv, metrics.json, env.json, curves.png.
 
@@ -43,7 +45,8 @@ def fit(spec, overrides, epochs, batch_size, seed, data_dir, offline, out, resum
     from cnntrain.spec import load_spec
 
     overrides = list(overrides)
-    for key, value in (("fit.epochs", epochs), ("fit.batch_size", batch_size), ("seed", seed)):
+    for key, value in (("fit.epochs", epochs), ("fit.batch_size", batch_size), ("seed", seed),
+                       ("fit.tensorboard", "true" if tensorboard else None)):
         if value is not None:
             overrides.append(f"{key}={value}")
     run_dir = None

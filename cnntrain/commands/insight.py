@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from cnntrain.commands.options import runs_option, unsafe_option
+from cnntrain.commands.options import invert_option, runs_option, unsafe_option
 
 
 def _model_of(target, runs_root, unsafe):
@@ -34,16 +34,23 @@ def filters(target, out, runs_root, unsafe):
 @click.argument("image", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default="activations.png", show_default=True)
 @click.option("--maps", type=click.IntRange(1, 64), default=16, show_default=True, help="Feature maps per layer.")
+@invert_option
 @runs_option
 @unsafe_option
-def activations(target, image, out, maps, runs_root, unsafe):
-    """IMAGE and the feature maps it produces at every convolution and pooling layer."""
-    from cnntrain.runs.model_file import input_shape_of
-    from cnntrain.data.image_files import read_image
+def activations(target, image, out, maps, invert, runs_root, unsafe):
+    """IMAGE and the feature maps it produces at every convolution and pooling layer.
+
+    The image is read, resized and inverted exactly as `cnntrain predict` reads it."""
+    from cnntrain.assess.predict import auto_background, inverted_note, read_for_model
     from cnntrain.insight.maps import activations_figure
+    from cnntrain.runs.model_file import input_shape_of
+    from cnntrain.views import console
 
     model, metadata = _model_of(target, runs_root, unsafe)
-    height, width, channels = input_shape_of(model, metadata)
-    pixels = read_image(image, height=height, width=width, channels=channels)
+    shape = input_shape_of(model, metadata)
+    background = auto_background(metadata, shape)
+    pixels, inverted = read_for_model(image, shape, invert, background)
+    if inverted:
+        console.err.print(console.escape(inverted_note(image, background)))
     info = activations_figure(model, pixels, out, max_maps=maps)
     click.echo(f"wrote {info['path']}: {len(info['layers'])} layers")

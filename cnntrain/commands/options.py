@@ -29,3 +29,9 @@ def unsafe_option(f):
 
 def json_option(help_text: str):
     return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def invert_option(f):
+    return click.option("--invert", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+                        help="Invert the image (auto: only for a grayscale model trained on one uniform "
+                             "background, when the image's background is the opposite).")(f)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnntrain.errors import CnntrainError
 
@@ -21,7 +21,6 @@ from .checks import fail
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Modes with one value per pixel; a class of only these means a grayscale data set.
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-_WIDE_GRAY = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 @dataclass(frozen=True)
@@ -72,11 +71,20 @@ def _broken(item: Item, e: Exception):
                      "format its extension says")
 
 
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) as shown, after the EXIF orientation that to_pixels applies."""
+    try:
+        turned = im.getexif().get(0x0112) in (5, 6, 7, 8)   # orientations that swap the sides
+    except Exception:  # noqa: BLE001 - a broken EXIF block is ignored by to_pixels too
+        turned = False
+    return im.size[::-1] if turned else im.size
+
+
 def probe(item: Item) -> tuple[str, tuple[int, int]]:
-    """(mode, (width, height)) from the header only."""
+    """(mode, (width, height) as shown) from the header only."""
     try:
         with _open(item) as im:
-            return im.mode, im.size
+            return im.mode, _upright_size(im)
     except Exception as e:  # noqa: BLE001 - a decoder fed arbitrary bytes can raise anything
         raise _broken(item, e) from e
 
@@ -86,36 +94,72 @@ def guess_color_mode(items: list[Item]) -> str:
     return "grayscale" if all(probe(i)[0] in GRAY_MODES for i in items) else "rgb"
 
 
-def _to_gray8(im: Image.Image) -> np.ndarray:
-    if im.mode in _WIDE_GRAY:
-        a = np.asarray(im)
-        if im.mode == "F":
-            return np.clip(a, 0, 255).astype(np.uint8)
-        # 16-bit samples (Pillow opens 16-bit PNG as I;16 or I): keep the top byte.
-        return (np.clip(a, 0, 65535).astype(np.uint32) >> 8).astype(np.uint8)
-    return np.asarray(im.convert("L"))
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """Any mode to L, RGB, RGBA or LA with 8 bits per channel."""
+    mode = im.mode
+    if mode in ("L", "RGB", "RGBA", "LA"):
+        return im
+    if mode in ("P", "PA"):
+        return im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB")
+    if mode.startswith("I"):   # I;16, I;16B, I;16L, I;16N, I
+        a = np.asarray(im).astype(np.float64)
+        return Image.fromarray(np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8), "L")
+    if mode == "F":
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        if a.size and a.max() <= 1.0:
+            a = a * 255.0
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+    if mode == "1":
+        return im.convert("L")
+    return im.convert("RGBA" if "A" in mode else "RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+
+
+def _flatten_alpha(im: Image.Image) -> Image.Image:
+    if im.mode == "RGBA":
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, im).convert("RGB")
+    if im.mode == "LA":
+        white = Image.new("LA", im.size, (255, 255))
+        return Image.alpha_composite(white.convert("RGBA"), im.convert("RGBA")).convert("L")
+    return im
+
+
+def to_pixels(im: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """An opened image (its current frame) as the uint8 (H, W, channels) array a model is fed, at
+    size (width, height). The one conversion for training images and for predict's files, so the
+    same file reaches the model as the same array either way:
+    - EXIF orientation is applied (a phone photo reads the way a viewer shows it);
+    - transparency (RGBA, LA, a palette with a transparent colour) is composited on white, as
+      an image viewer on a light page shows it;
+    - 16-bit and 32-bit integer images (I;16, I) are scaled from 0..65535 to 0..255 by
+      value / 257, rounded; float images (F) are taken as 0..1 when their maximum is at most 1,
+      else as 0..255; both are clipped;
+    - palette, CMYK, bilevel and other modes go through Pillow's own conversion to RGB, then
+      to L (ITU-R 601-2 luma) for one channel;
+    - the image is resized (bilinear) only if its size differs.
+    """
+    try:
+        im = ImageOps.exif_transpose(im) or im
+    except (OSError, ValueError, KeyError, TypeError, SyntaxError):
+        pass     # a broken EXIF block: keep the pixels as stored
+    im = _flatten_alpha(_to_8bit(im)).convert("L" if channels == 1 else "RGB")
+    if im.size != tuple(size):
+        im = im.resize(tuple(size), Image.Resampling.BILINEAR)
+    a = np.array(im, dtype=np.uint8)
+    return a[..., None] if a.ndim == 2 else a
 
 
 def _decode(item: Item, gray: bool, size: tuple[int, int], resize: bool, first: Item | None):
-    """(H, W) for grayscale, (H, W, 3) for rgb, at size (width, height)."""
+    """(H, W, 1) for grayscale, (H, W, 3) for rgb, at size (width, height)."""
     try:
         with _open(item) as im:
-            if im.size != size and not resize:
-                raise fail(item.say(f"is {im.size[0]}x{im.size[1]} (width x height), but "
+            shown = _upright_size(im)
+            if shown != size and not resize:
+                raise fail(item.say(f"is {shown[0]}x{shown[1]} (width x height), but "
                                     f"images are expected to be {size[0]}x{size[1]} like "
                                     f"'{first.member or first.file}'"), item.file,
                            hint="set data.image_size: [height, width] to resize every image")
-            if gray or im.mode in _WIDE_GRAY:
-                a = _to_gray8(im)
-                if a.shape[::-1] != size:
-                    a = np.asarray(Image.fromarray(a).resize(size, Image.BILINEAR))
-                return a if gray else a[..., np.newaxis]
-            if im.mode == "P" and "transparency" in im.info:
-                im = im.convert("RGBA")  # what Pillow wants before dropping palette alpha
-            rgb = im if im.mode == "RGB" else im.convert("RGB")
-            if rgb.size != size:
-                rgb = rgb.resize(size, Image.BILINEAR)
-            return np.asarray(rgb)
+            return to_pixels(im, 1 if gray else 3, size)
     except Exception as e:  # noqa: BLE001 - our own error passes; decoders raise anything
         if isinstance(e, CnntrainError):
             raise
@@ -142,11 +186,7 @@ def decode_all(items: list[Item], color_mode: str, size: tuple[int, int], resize
         for i in range(lo, hi):
             if stop.is_set():
                 return
-            a = _decode(items[i], gray, size, resize, first)
-            if gray:
-                out[i, :, :, 0] = a
-            else:
-                out[i] = a  # a (H, W, 1) from 16-bit gray broadcasts to 3 channels
+            out[i] = _decode(items[i], gray, size, resize, first)
 
     n, k = len(items), workers()
     if n < 256 or k == 1:

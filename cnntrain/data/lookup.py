@@ -61,6 +61,15 @@ def data_folder(data_dir: str | None) -> str | None:
     return data_dir or os.environ.get("CNNTRAIN_DATA_DIR") or None
 
 
+def recorded_source(recorded: dict, data_dir: str | None) -> str | None:
+    """The file or folder a run's data was found in (its metadata's `data_source`), to be read again
+    where no data folder is given now (`data_dir`, $CNNTRAIN_DATA_DIR) and it is still there."""
+    source = recorded.get("data_source")
+    if data_folder(data_dir) or not isinstance(source, str) or not os.path.exists(source):
+        return None
+    return source
+
+
 def in_folder(name: str, root: str, explicit: bool) -> list[Candidate]:
     """Candidates inside one folder. `explicit` (a folder the user named) also
     lets the folder itself be the data: IDX files or batches right in it. Not in

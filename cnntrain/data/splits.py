@@ -38,16 +38,17 @@ def train_images(spec: Spec) -> int | None:
     return total
 
 
-def load(spec: Spec, *, data_dir=None, offline=False) -> Dataset:
+def load(spec: Spec, *, data_dir=None, offline=False, path=None) -> Dataset:
+    """The spec's dataset; `path`, where given, stands for data.path."""
     d = spec["data"]
-    return load_dataset(d["dataset"], path=d["path"], data_dir=data_dir, offline=offline,
+    return load_dataset(d["dataset"], path=path or d["path"], data_dir=data_dir, offline=offline,
                                  image_size=tuple(d["image_size"]) if d["image_size"] else None,
                                  color_mode=d["color_mode"])
 
 
-def prepare(spec: Spec, *, data_dir=None, offline=False) -> Splits:
+def prepare(spec: Spec, *, data_dir=None, offline=False, path=None) -> Splits:
     d = spec["data"]
-    data = load(spec, data_dir=data_dir, offline=offline)
+    data = load(spec, data_dir=data_dir, offline=offline, path=path)
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     if d["limit_train"]:
         x_train, y_train = _subset(x_train, y_train, d["limit_train"], spec["seed"])

@@ -45,33 +45,45 @@ def _gatherer(x: np.ndarray, y: np.ndarray, num_classes: int | None):
     return gather
 
 
-def train_dataset(x, y, *, batch_size: int, augment: list, seed: int,
-                  num_classes: int | None = None) -> tf.data.Dataset:
-    """Shuffled (anew each epoch), batched, augmented (images, labels) batches.
+def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classes: int | None = None,
+                  first_epoch: int = 0, epochs: int | None = 1) -> tf.data.Dataset:
+    """Shuffled, batched, augmented (images, labels) batches of `epochs` epochs (None: without
+    end), counted from `first_epoch` (0-based, as Keras counts).
 
-    Images come out float32 in 0-255 (the model normalizes); the last partial batch
+    Epoch e's order and augmentation depend on (seed, e) alone, not on how many epochs this
+    process has already run: a fit resumed at epoch e feeds what an uninterrupted fit feeds.
+    Images come out float32 in 0-255 (the model normalizes); each epoch's last partial batch
     is kept; labels are one-hot float32 when `num_classes` is given.
     """
     x, y = _checked(x, y, batch_size, num_classes)
-    n = len(x)
+    n, batch = len(x), int(batch_size)
     gather = _gatherer(x, y, num_classes)
     augmenter = build_augmenter(augment, seed) if augment else None
+    order_seed = tf.constant([seed, 0], tf.int64)
+    augment_seed = tf.constant([seed, 1], tf.int64)
 
-    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    batches = order.batch(int(batch_size), drop_remainder=False)
-    if augmenter is None:
-        ds = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.random.experimental.stateless_fold_in(order_seed, epoch))
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch).enumerate()
+        return batches.map(lambda step, idx: (epoch, step, idx))
+
+    if epochs is None:
+        epoch_numbers = tf.data.Dataset.counter(int(first_epoch))
     else:
-        # One stateless seed per batch, different every epoch yet fixed by `seed`:
-        # augmentation is reproducible even though batches are mapped in parallel.
-        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-
-        def gather_and_augment(idx, batch_seed):
+        epoch_numbers = tf.data.Dataset.range(int(first_epoch), int(first_epoch) + int(epochs))
+    batches = epoch_numbers.flat_map(epoch_batches)
+    if augmenter is None:
+        ds = batches.map(lambda epoch, step, idx: gather(idx), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        def gather_and_augment(epoch, step, idx):
+            # One stateless seed per (epoch, batch): reproducible although batches are mapped in parallel.
+            batch_seed = tf.random.experimental.stateless_fold_in(
+                tf.random.experimental.stateless_fold_in(augment_seed, epoch), step)
             images, target = gather(idx)
             return augmenter(images, seed=batch_seed), target
 
-        ds = tf.data.Dataset.zip(batches, seeds).map(gather_and_augment,
-                                                     num_parallel_calls=tf.data.AUTOTUNE)
+        ds = batches.map(gather_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -15,7 +15,7 @@ import yaml
 from cnntrain.errors import SpecError, not_regular
 from cnntrain.spec.schema import DEFAULTS, REQUIRED, dotted
 from cnntrain.spec.validate import validate
-from cnntrain.spec.yamlmarks import MAX_BYTES, parse_yaml, shorten, show
+from cnntrain.spec.yamlmarks import MAX_BYTES, dump_yaml, parse_yaml, shorten, show
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Spec:
         return SpecError(message, hint=hint, **self.where(path, key=key))
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.values, sort_keys=False, default_flow_style=None)
+        return dump_yaml(self.values)
 
 
 def load_spec(path, overrides=()) -> Spec:

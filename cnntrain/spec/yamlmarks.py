@@ -34,6 +34,85 @@ def show(value) -> str:
     return f"{shorten(repr(value))} ({type(value).__name__})" if value is not None else "nothing (null)"
 
 
+# ---------------------------------------------------------------- YAML 1.2 core schema
+# PyYAML resolves plain scalars by YAML 1.1: `2e-3` is a string (1.1 floats need a dot), `1:30` is
+# 90 (sexagesimal), `yes`/`no`/`on`/`off` are booleans, `017` is octal. People write specs by the
+# YAML 1.2 core schema, which is also what JSON and most other tools mean.
+_BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
+_FLOAT, _NULL = "tag:yaml.org,2002:float", "tag:yaml.org,2002:null"
+_DECIMAL = re.compile(r"[-+]?[0-9]+")
+_OCTAL, _HEX = re.compile(r"0o([0-7]+)"), re.compile(r"0x([0-9a-fA-F]+)")
+_REAL = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                   r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
+_BOOLEAN = re.compile(r"true|True|TRUE|false|False|FALSE")
+_CORE = [
+    (_BOOL, _BOOLEAN, "tTfF"),
+    (_NULL, re.compile(r"~|null|Null|NULL|"), ["~", "n", "N", ""]),
+    (_INT, re.compile(f"{_DECIMAL.pattern}|{_OCTAL.pattern}|{_HEX.pattern}"), "-+0123456789"),
+    (_FLOAT, _REAL, "-+0123456789."),
+    (_MERGE, re.compile(r"<<"), "<"),
+]
+
+
+def _resolvers(*tables) -> dict:
+    """PyYAML's implicit resolver table (first character -> [(tag, regex)]): the core schema's
+    rules after those of `tables`."""
+    resolvers: dict = {}
+    for table in tables:
+        for first, rules in table.items():
+            resolvers.setdefault(first, []).extend(rules)
+    for tag, pattern, firsts in _CORE:
+        for first in firsts:
+            # PyYAML's resolver calls match(); the anchors make it a full match.
+            resolvers.setdefault(first, []).append((tag, re.compile(f"^(?:{pattern.pattern})$")))
+    return resolvers
+
+
+def _core_int(loader, node):
+    text = loader.construct_scalar(node)
+    for pattern, base in ((_DECIMAL, 10), (_OCTAL, 8), (_HEX, 16)):
+        found = pattern.fullmatch(text)
+        if found:
+            return int(found.group(found.lastindex or 0), base)
+    raise ValueError(f"invalid literal for int() with base 10: {text!r}")
+
+
+def _core_float(loader, node):
+    text = loader.construct_scalar(node)
+    if not (_REAL.fullmatch(text) or _DECIMAL.fullmatch(text)):
+        raise ValueError(f"could not convert string to float: {text!r}")
+    return float(text.lower().replace(".inf", "inf").replace(".nan", "nan"))
+
+
+def _core_bool(loader, node):
+    text = loader.construct_scalar(node)
+    if not _BOOLEAN.fullmatch(text):
+        raise ValueError(f"YAML 1.2 booleans are true and false, received: {text!r}")
+    return text.lower() == "true"
+
+
+class CoreLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader with the YAML 1.2 core schema: no timestamps unless tagged."""
+
+    yaml_implicit_resolvers = _resolvers()
+
+
+CoreLoader.add_constructor(_INT, _core_int)
+CoreLoader.add_constructor(_FLOAT, _core_float)
+CoreLoader.add_constructor(_BOOL, _core_bool)
+
+
+class CoreDumper(yaml.SafeDumper):
+    """Quotes every string that YAML 1.1 or 1.2 would read as something else, so spec.yaml reads
+    back the same here and in any other YAML tool."""
+
+    yaml_implicit_resolvers = _resolvers(yaml.SafeDumper.yaml_implicit_resolvers)
+
+
+def dump_yaml(values) -> str:
+    return yaml.dump(values, Dumper=CoreDumper, sort_keys=False, default_flow_style=None)
+
+
 def _at(node, file) -> dict:
     return {"file": file, "line": node.start_mark.line + 1, "column": node.start_mark.column + 1}
 
@@ -149,7 +228,7 @@ def parse_yaml(text: str, file: str = "<spec>"):
                         hint=f"a spec needs at most {MAX_DEPTH} levels of '[' and '{{'")
     loader = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = CoreLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None, {}, {}

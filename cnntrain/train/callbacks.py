@@ -42,6 +42,22 @@ class NanGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EpochSeeds(keras.callbacks.Callback):
+    """Sets every random state of the model (Dropout, GaussianNoise, ...) from (seed, epoch) as each
+    epoch begins. Keras keeps those states out of the saved weights, so a resumed fit would
+    otherwise replay the first epoch's masks."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = int(seed)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        states = [v for v in self.model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+        for i, state in enumerate(states):
+            value = np.random.SeedSequence([self.seed, int(epoch), i]).generate_state(1, np.uint32)[0]
+            state.assign(np.array([value, 0], dtype=state.dtype))
+
+
 class Throughput(keras.callbacks.Callback):
     """Training seconds per epoch, validation excluded, for images/s."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnntrain import __version__
-from cnntrain.data import image_files, splits
+from cnntrain.data import image_files, lookup, splits
 from cnntrain.feed import pipeline
 from cnntrain.figures import curves
 from cnntrain.model import build, normalization
@@ -24,7 +24,7 @@ from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError
 from cnntrain.spec import Spec
 from cnntrain.train import devices, distribute
-from cnntrain.train.callbacks import STATE, NanGuard, RunState, Throughput, restore_callbacks
+from cnntrain.train.callbacks import STATE, EpochSeeds, NanGuard, RunState, Throughput, restore_callbacks
 
 
 
@@ -75,6 +75,8 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     if options.out and not options.resume and folder.is_run(options.out):
         raise CnntrainError("this folder already holds a run", file=str(options.out),
                             hint=f"resume it with 'cnntrain fit --resume {options.out}', or choose a new --out")
+    if spec["fit"]["tensorboard"]:
+        _check_tensorboard(spec)
     kind = options.strategy or spec["fit"]["strategy"]
     if options.workers:
         os.environ["TF_CONFIG"] = json.dumps(distribute.tf_config_from_workers(options.workers, options.task_index))
@@ -94,7 +96,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         tf.config.experimental.enable_op_determinism()
 
     started = time.perf_counter()
-    data = splits.prepare(spec, data_dir=options.data_dir, offline=options.offline)
+    data = splits.prepare(spec, data_dir=options.data_dir, offline=options.offline, path=_recorded_data(options))
     reporter.note(f"data: {data.source}: {len(data.x_train)} train, "
                   f"{0 if data.x_val is None else len(data.x_val)} validation, "
                   f"{0 if data.x_test is None else len(data.x_test)} test images of {list(data.shape)}, "
@@ -118,8 +120,6 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     user_callbacks = build.build_callbacks(spec)
     augment = build.build_layers(spec, ("augment",))
     classes = len(data.class_names) if one_hot else None
-    train_ds = _sharded(pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch, augment=augment,
-                                               seed=spec["seed"], num_classes=classes), plan)
     val_ds = None if data.x_val is None else _sharded(
         pipeline.eval_dataset(data.x_val, data.y_val, batch_size=batch, num_classes=classes), plan)
     monitor = spec["fit"]["monitor"]
@@ -133,6 +133,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         "dataset": spec["data"]["dataset"], "data_path": spec["data"]["path"],
         "image_size": spec["data"]["image_size"], "color_mode": spec["data"]["color_mode"],
         "one_hot": one_hot, "name": spec["name"], "cnntrain_version": __version__,
+        "data_source": os.path.abspath(data.source),   # where it was found: evaluate and resume look there
     }
 
     if not plan.is_chief:
@@ -169,20 +170,27 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
             reporter.note(f"resuming {run_dir} after epoch {state['epochs_done']} of {spec['fit']['epochs']}")
         elif not options.resume:
             atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())
-            atomic.write_json(run_dir / "env.json", environment(spec, device_info, options))
+            atomic.write_json(run_dir / "env.json", {**environment(spec, device_info, options),
+                                                     "data_source": metadata["data_source"]})
             (run_dir / folder.BACKUP).mkdir(exist_ok=True)
             atomic.write_json(run_dir / folder.BACKUP / STATE, state)
         reporter.note(f"run folder: {run_dir}")
         guard, meter = NanGuard(), Throughput()
         saver = RunState(run_dir, state, monitor, metadata, guard, user_callbacks)
-        callbacks = [guard, meter, saver, *user_callbacks, reporter.callback(steps, spec["fit"]["epochs"])]
+        callbacks = [EpochSeeds(spec["seed"]), guard, meter, saver, *user_callbacks,
+                     reporter.callback(steps, spec["fit"]["epochs"])]
         if spec["fit"]["tensorboard"]:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0))
         initial = state["epochs_done"]
+        # One stream of batches from the first epoch still to train, `steps` of them an epoch.
+        train_ds = _sharded(pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch, augment=augment,
+                                                   seed=spec["seed"], num_classes=classes, first_epoch=initial,
+                                                   epochs=None), plan)
         with _multi_worker_fixes(model, train_ds, plan):
             if initial < spec["fit"]["epochs"]:
                 try:
                     model.fit(train_ds, validation_data=val_ds, epochs=spec["fit"]["epochs"], initial_epoch=initial,
+                              steps_per_epoch=steps,
                               callbacks=callbacks, verbose=0, shuffle=False)
                 except KeyboardInterrupt:
                     for callback in callbacks:
@@ -195,6 +203,21 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         shutil.rmtree(run_dir, ignore_errors=True)
         return Path(options.resume or options.out)
     return result
+
+
+def _recorded_data(options) -> str | None:
+    env = Path(options.resume or "") / "env.json"
+    return lookup.recorded_source(atomic.read_json(env), options.data_dir) if options.resume and env.exists() else None
+
+
+def _check_tensorboard(spec):
+    # Keras' TensorBoard callback only finds out at the first summary, mid-fit (TBNotInstalledError).
+    try:
+        from tensorboard.summary.v2 import scalar  # noqa: F401
+    except ImportError as exc:
+        raise spec.error(("fit", "tensorboard"), f"fit.tensorboard needs the tensorboard package, which "
+                         f"cannot be imported ({exc})", "it is one of cnntrain's dependencies: pip install "
+                         "tensorboard (or reinstall cnntrain), or set fit.tensorboard: false") from None
 
 
 def _multi_worker_fixes(model, dataset, plan):
