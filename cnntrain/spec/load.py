@@ -10,7 +10,6 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from cnntrain.errors import SpecError, not_regular
 from cnntrain.spec.schema import DEFAULTS, REQUIRED, dotted
