@@ -301,6 +301,34 @@ def test_a_schedule_name_where_a_schedule_is_needed(tiny_spec, mnist_dir, tmp_pa
     assert run_cli("check", steps).exit_code == 0
 
 
+def _first_number(cls):
+    """An optimizer's first number argument but the learning rate, with its default."""
+    for key, info in inspect.signature(cls.__init__).parameters.items():
+        if key != "learning_rate" and isinstance(info.default, (int, float)) and not isinstance(info.default, bool):
+            return key, info.default
+    return "clipnorm", 1.0     # every optimizer has it (default None)
+
+
+OPTIMIZERS = sorted(n for n in dir(keras.optimizers)
+                    if n[:1].isupper() and isinstance(getattr(keras.optimizers, n), type)
+                    and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)
+                    and n not in ("Optimizer", "LossScaleOptimizer", "MultiOptimizer"))   # these wrap others
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_wrong_types_in_optimizers_are_errors_at_their_line(tiny_spec, name):
+    key, right = _first_number(getattr(keras.optimizers, name))
+    spec = tiny_spec()
+    spec.write_text(spec.read_text().replace("{Adam: {learning_rate: 0.01}}", f'{{{name}: {{{key}: "{right}"}}}}'))
+    result = run_cli("check", spec)
+    quoted = f'"{right}"'
+    assert (result.exit_code, result.stderr) == (1, f"{at(spec, 17, quoted)}: {name}: '{key}' must be a number, "
+                                                 f"received: '{right}' (str)\n  hint: write the number without "
+                                                 f"quotes: '{key}: {right}'\n")
+    spec.write_text(spec.read_text().replace(quoted, str(right)))
+    assert run_cli("check", spec).exit_code == 0
+
+
 # ---------------------------------------------------------------- --out on a user's folder
 
 

@@ -1,4 +1,4 @@
-"""The types of callback and schedule arguments, checked before anything is trained.
+"""The types of callback, schedule and optimizer arguments, checked before anything is trained.
 
 Keras keeps most of these arguments as given and fails on a wrong type only when training uses
 one: `patience: "3"` is a TypeError at the end of some epoch, a string learning rate one at the
@@ -20,6 +20,9 @@ _TYPES = {
     ("TensorBoard", "profile_batch"): None,       # a step, a pair of steps, or "10,20"
     ("TensorBoard", "embeddings_metadata"): None,
     ("CosineDecay", "warmup_target"): NUMBER,
+    # Every optimizer's (keras.optimizers.Optimizer's) numbers that default to None.
+    **{("*", key): NUMBER for key in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm",
+                                      "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps")},
     ("PiecewiseConstantDecay", "boundaries"): NUMBERS,
     ("PiecewiseConstantDecay", "values"): NUMBERS,
 }
@@ -29,8 +32,9 @@ _NUMERIC = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 def _expected(cls, name: str, key: str, schedule: bool):
     info = inspect.signature(cls.__init__).parameters.get(key)
     default = None if info is None or info.default is info.empty else info.default
-    if (name, key) in _TYPES:
-        return _TYPES[(name, key)], default
+    for which in ((name, key), ("*", key)):
+        if which in _TYPES:
+            return _TYPES[which], default
     if info is None or info.kind in (info.VAR_KEYWORD, info.VAR_POSITIONAL):
         return None, default
     if info.default is info.empty:
@@ -66,7 +70,7 @@ def check(spec: Spec, path, cls, name: str, kwargs: dict, *, module: str, schedu
     for key, value in kwargs.items():
         kind, default = _expected(cls, name, key, schedule)
         if kind is None or _fits(value, kind) or (value is None and default is None and kind != NUMBERS
-                                                  and (name, key) in _TYPES):
+                                                  and ((name, key) in _TYPES or ("*", key) in _TYPES)):
             continue
         if isinstance(value, str) and _NUMERIC.match(value) and kind == NUMBER:
             hint = f"write the number without quotes: '{key}: {value.strip()}'"

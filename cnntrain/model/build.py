@@ -218,6 +218,11 @@ def build_optimizer(spec: Spec, steps_per_epoch: int | None = None):
     path = ("compile", "optimizer")
     value = spec["compile"]["optimizer"]
     name, args = _ref(value)
+    if args:
+        cls = lookup_class(spec, path + (name,), name, keras.optimizers, keras.optimizers.Optimizer, "optimizer")
+        # A schedule as learning_rate is checked by build_schedule.
+        arguments.check(spec, path, cls, name, {k: v for k, v in args.items() if k != "learning_rate"},
+                        module="optimizers")
     if args is not None and isinstance(args.get("learning_rate"), dict):
         args = dict(args)
         args["learning_rate"] = build_schedule(spec, path + (name, "learning_rate"), args["learning_rate"],
