@@ -74,9 +74,6 @@ def _locks_early(spec, options) -> bool:
 def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     if options.out and not options.resume:
         folder.check_out(options.out)
-    # What the spec may do is settled before any slow step, and before any folder is made.
-    policy.check_output_dir(spec)
-    build.build_callbacks(spec)
     kind = options.strategy or spec["fit"]["strategy"]
     if options.workers:
         os.environ["TF_CONFIG"] = json.dumps(distribute.tf_config_from_workers(options.workers, options.task_index))
@@ -85,6 +82,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                             hint="e.g. --out runs/cifar10/multi")
     cpu_devices = sum(1 for d in options.devices if "cpu" in d.lower())
     device_info = devices.setup(options.device, mixed_precision=options.mixed_precision, cpu_devices=cpu_devices)
+    # What the spec may do is settled before any slow step and before any folder is made; after the
+    # device setup, which must come before anything that could start TensorFlow's runtime.
+    policy.check_output_dir(spec)
+    build.build_callbacks(spec)
     plan = distribute.make(kind, device_info, devices=list(options.devices) or None,
                            connect_timeout=options.connect_timeout)
     if not plan.is_chief:
