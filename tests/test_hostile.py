@@ -93,10 +93,11 @@ def at(spec: Path, line: int, fragment: str) -> str:
 
 
 def refused_everywhere(spec, mnist_dir, tmp_path, expected: str, *extra):
-    """`check` and `fit` both give exactly `expected` (exit 1), and no file under tmp_path changes."""
+    """`check`, `summary` and `fit` all give exactly `expected` (exit 1), and no file under tmp_path changes."""
     before = tree(tmp_path)
-    checked = run_cli("check", spec, *extra)
-    assert (checked.exit_code, checked.stdout, checked.stderr) == (1, "", expected)
+    for command in ("check", "summary"):
+        checked = run_cli(command, spec, *extra)
+        assert (checked.exit_code, checked.stdout, checked.stderr) == (1, "", expected)
     fitted = run_cli("fit", spec, "--data-dir", mnist_dir, "--quiet", *extra)
     assert (fitted.exit_code, fitted.stdout, fitted.stderr) == (1, "", expected)
     assert tree(tmp_path) == before
@@ -120,6 +121,7 @@ def test_backup_and_restore_cannot_delete_a_folder(tiny_spec, mnist_dir, tmp_pat
         "cnntrain keeps its own resume state (backup/ in the run folder)\n"
         f"  hint: remove it: every fit is resumable with 'cnntrain fit --resume RUN'; {TRUST}\n"))
     assert (victim / "backup" / "thesis.tex").read_text() == "years of work\n"
+    assert run_cli("check", tmp_path / "tiny.yaml", "--trust-spec").exit_code == 0    # the author's own spec
 
 
 def test_remote_monitor_reaches_no_one(tiny_spec, mnist_dir, tmp_path, listener):
