@@ -295,10 +295,9 @@ def test_a_schedule_name_where_a_schedule_is_needed(tiny_spec, mnist_dir, tmp_pa
     spec = tiny_spec(epochs=1)
     spec.write_text(spec.read_text().replace("learning_rate: 0.01", "learning_rate: CosineDecay"))
     refused_everywhere(spec, mnist_dir, tmp_path, (
-        f"{at(spec, 17, '{learning_rate')}: Adam: Argument `learning_rate` should be float, or an instance of "
-        "LearningRateSchedule, or a callable (that takes in the current iteration value and returns the "
-        "corresponding learning rate value). Received instead: learning_rate=CosineDecay\n"
-        "  hint: see the arguments of keras.optimizers.Adam\n"))
+        f"{at(spec, 17, 'CosineDecay')}: Adam: 'learning_rate' must be a number or a schedule {{ClassName: "
+        "{arguments}}, received: 'CosineDecay' (str)\n  hint: e.g. learning_rate: 0.001, or learning_rate: "
+        "{CosineDecay: {initial_learning_rate: 0.001, decay_steps: \"10 epochs\"}}\n"))
     steps = schedule_spec(tiny_spec, "CosineDecay", {"initial_learning_rate": 0.01, "decay_steps": "2 epochs"},
                           "epochs.yaml")
     assert run_cli("check", steps).exit_code == 0
@@ -329,6 +328,26 @@ def test_wrong_types_in_optimizers_are_errors_at_their_line(tiny_spec, name):
                                                  f"received: '{right}' (str)\n  hint: write the number without "
                                                  f"quotes: '{key}: {right}'\n")
     spec.write_text(spec.read_text().replace(quoted, str(right)))
+    assert run_cli("check", spec).exit_code == 0
+
+
+@pytest.mark.parametrize("line, value, name, key, need, hint", [
+    ("  loss: {SparseCategoricalCrossentropy: {from_logits: \"no\"}}", '"no"', "SparseCategoricalCrossentropy",
+     "from_logits", "true or false", "write it without quotes: 'from_logits: false'"),
+    ("  metrics: [accuracy, {SparseTopKCategoricalAccuracy: {k: \"3\"}}]", '"3"', "SparseTopKCategoricalAccuracy",
+     "k", "a number", "write the number without quotes: 'k: 3'"),
+    ("  loss: {CategoricalFocalCrossentropy: {gamma: [2]}}", "[2]", "CategoricalFocalCrossentropy", "gamma",
+     "a number", "see the arguments of keras.losses.CategoricalFocalCrossentropy"),
+])
+def test_wrong_types_in_losses_and_metrics_are_errors_at_their_line(tiny_spec, line, value, name, key, need, hint):
+    spec = tiny_spec()
+    spec.write_text(spec.read_text().replace("compile:\n", f"compile:\n{line}\n"))
+    result = run_cli("check", spec)
+    shown = {'"no"': "'no' (str)", '"3"': "'3' (str)", "[2]": "[2] (list)"}[value]
+    assert (result.exit_code, result.stderr) == (1, f"{at(spec, 17, value)}: {name}: '{key}' must be {need}, "
+                                                 f"received: {shown}\n  hint: {hint}\n")
+    # A weight per class is an alpha Keras takes.
+    spec.write_text(spec.read_text().replace(line, "  loss: {CategoricalFocalCrossentropy: {alpha: [0.5, 0.5]}}"))
     assert run_cli("check", spec).exit_code == 0
 
 

@@ -1,4 +1,4 @@
-"""The types of callback, schedule and optimizer arguments, checked before anything is trained.
+"""The types of callback, schedule, optimizer, loss and metric arguments, checked before anything is trained.
 
 Keras keeps most of these arguments as given and fails on a wrong type only when training uses
 one: `patience: "3"` is a TypeError at the end of some epoch, a string learning rate one at the
@@ -14,12 +14,18 @@ from cnntrain.spec import Spec
 from cnntrain.spec.yamlmarks import show
 
 NUMBER, BOOL, NAME, NUMBERS = "a number", "true or false", "a name", "a list of numbers"
+RATE = "a number or a schedule {ClassName: {arguments}}"
+_RATE_HINT = ("e.g. learning_rate: 0.001, or learning_rate: {CosineDecay: {initial_learning_rate: 0.001, "
+              "decay_steps: \"10 epochs\"}}")
 _TYPES = {
     ("EarlyStopping", "baseline"): NUMBER,
     ("ModelCheckpoint", "initial_value_threshold"): NUMBER,
     ("TensorBoard", "profile_batch"): None,       # a step, a pair of steps, or "10,20"
     ("TensorBoard", "embeddings_metadata"): None,
     ("CosineDecay", "warmup_target"): NUMBER,
+    ("CategoricalFocalCrossentropy", "alpha"): None,   # one weight, or one per class
+    ("*", "axis"): None,                               # an axis, or several
+    ("*", "learning_rate"): RATE,                      # a schedule comes here built
     # Every optimizer's (keras.optimizers.Optimizer's) numbers that default to None.
     **{("*", key): NUMBER for key in ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm",
                                       "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps")},
@@ -54,7 +60,7 @@ def _number(value) -> bool:
 
 
 def _fits(value, kind) -> bool:
-    if kind == NUMBER:
+    if kind in (NUMBER, RATE):
         return _number(value)
     if kind == BOOL:
         return isinstance(value, bool)
@@ -68,11 +74,15 @@ def _fits(value, kind) -> bool:
 def check(spec: Spec, path, cls, name: str, kwargs: dict, *, module: str, schedule: bool = False):
     """Raise a SpecError at the first argument of `name` whose value has the wrong type."""
     for key, value in kwargs.items():
+        if not isinstance(value, (str, int, float, bool, list, dict, type(None))):
+            continue   # built already (a schedule as an optimizer's learning_rate), checked when it was
         kind, default = _expected(cls, name, key, schedule)
         if kind is None or _fits(value, kind) or (value is None and default is None and kind != NUMBERS
                                                   and ((name, key) in _TYPES or ("*", key) in _TYPES)):
             continue
-        if isinstance(value, str) and _NUMERIC.match(value) and kind == NUMBER:
+        if kind == RATE and not (isinstance(value, str) and _NUMERIC.match(value)):
+            hint = _RATE_HINT
+        elif isinstance(value, str) and _NUMERIC.match(value) and kind in (NUMBER, RATE):
             hint = f"write the number without quotes: '{key}: {value.strip()}'"
         elif isinstance(value, str) and kind == BOOL and value.lower() in ("true", "false", "yes", "no"):
             hint = f"write it without quotes: '{key}: {value.lower() in ('true', 'yes') and 'true' or 'false'}'"

@@ -207,6 +207,8 @@ def _by_name(spec, path, value, module, base, getter, what):
 def _construct_ref(spec, path, name, args, module, base, what):
     # Errors point at the mapping under `path`, whose only key is `name`.
     cls = lookup_class(spec, path + (name,), name, module, base, what)
+    arguments.check(spec, path, cls, name, args, module=module.__name__.removeprefix("keras."),
+                    schedule=base is keras.optimizers.schedules.LearningRateSchedule)
     try:
         return cls(**{k: keras_value(v) for k, v in args.items()})
     except Exception as exc:
@@ -218,11 +220,6 @@ def build_optimizer(spec: Spec, steps_per_epoch: int | None = None):
     path = ("compile", "optimizer")
     value = spec["compile"]["optimizer"]
     name, args = _ref(value)
-    if args:
-        cls = lookup_class(spec, path + (name,), name, keras.optimizers, keras.optimizers.Optimizer, "optimizer")
-        # A schedule as learning_rate is checked by build_schedule.
-        arguments.check(spec, path, cls, name, {k: v for k, v in args.items() if k != "learning_rate"},
-                        module="optimizers")
     if args is not None and isinstance(args.get("learning_rate"), dict):
         args = dict(args)
         args["learning_rate"] = build_schedule(spec, path + (name, "learning_rate"), args["learning_rate"],
@@ -241,10 +238,8 @@ def build_schedule(spec, path, value, steps_per_epoch):
             resolved[key] = max(1, round(float(match.group(1)) * (steps_per_epoch or 1)))
         else:
             resolved[key] = arg
-    module, base = keras.optimizers.schedules, keras.optimizers.schedules.LearningRateSchedule
-    cls = lookup_class(spec, path + (name,), name, module, base, "learning-rate schedule")
-    arguments.check(spec, path, cls, name, resolved, module="optimizers.schedules", schedule=True)
-    schedule = _construct_ref(spec, path, name, resolved, module, base, "learning-rate schedule")
+    base = keras.optimizers.schedules.LearningRateSchedule
+    schedule = _construct_ref(spec, path, name, resolved, keras.optimizers.schedules, base, "learning-rate schedule")
     try:   # the first steps, as training will ask for them: a value Keras kept as given fails here, not there
         [float(schedule(step)) for step in (0, 1)]
     except Exception as exc:
