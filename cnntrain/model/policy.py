@@ -8,7 +8,7 @@ import posixpath
 from pathlib import Path
 
 from cnntrain.runs.folder import LOCK, MARKER, OWN_NAMES
-from cnntrain.spec import Spec, dotted
+from cnntrain.spec import Spec, dotted, layer_entries
 from cnntrain.spec.yamlmarks import show
 
 TRUST = "--trust-spec"
@@ -66,8 +66,7 @@ def inside_run(spec: Spec, path, what: str, value, run_dir=None) -> str:
     if not spec.trusted and url:
         raise spec.error(path, f"{what} '{value}' is a URL: a spec writes only inside its run folder and makes "
                          "no network request", TRUST_HINT)
-    norm = posixpath.normpath(value.replace("\\", "/"))
-    outside = Path(value).is_absolute() or norm == ".." or norm.startswith("../")
+    norm, outside = _normal(value)
     if outside and not spec.trusted:
         raise spec.error(path, f"{what} '{value}' is outside the run folder: a spec writes only inside its run "
                          "folder", f"give a path inside it, such as '{posixpath.basename(norm) or 'log'}'; "
@@ -89,17 +88,30 @@ def inside_run(spec: Spec, path, what: str, value, run_dir=None) -> str:
 def written_names(spec: Spec) -> set[str]:
     """The top-level names inside the run folder that the spec's callbacks write: the run's own,
     to delete with it. A name with a {placeholder} cannot be listed, nor a path outside."""
-    from cnntrain.spec import layer_entries
-
     names = set()
     for _, name, args in layer_entries(spec["fit"]["callbacks"]):
         for key, default in CALLBACKS.get(name, {}).items():
-            value = args.get(key, default) if isinstance(args, dict) else args if isinstance(args, str) else default
-            if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
-                top = posixpath.normpath(value.replace("\\", "/")).split("/")[0]
-                if top not in (".", "..") and "{" not in top:
+            value = _positional_first(args, key, default)   # the path is each one's first argument
+            if isinstance(value, str) and "://" not in value:
+                norm, outside = _normal(value)
+                top = norm.split("/")[0]
+                if not outside and top != "." and "{" not in top:
                     names.add(top)
     return names
+
+
+def _positional_first(args, key, default):
+    if isinstance(args, dict):
+        return args.get(key, default)
+    if isinstance(args, list):
+        return args[0] if args else default
+    return default if args is None else args
+
+
+def _normal(value: str) -> tuple[str, bool]:
+    """`value` as a normal relative path, and whether it leaves the folder it is relative to."""
+    norm = posixpath.normpath(value.replace("\\", "/"))
+    return norm, Path(value).is_absolute() or norm == ".." or norm.startswith("../")
 
 
 def check_output_dir(spec: Spec):
@@ -107,8 +119,7 @@ def check_output_dir(spec: Spec):
     value = spec["output"]["dir"]
     if spec.trusted:
         return
-    norm = posixpath.normpath(value.replace("\\", "/"))
-    if "://" in value or Path(value).is_absolute() or norm == ".." or norm.startswith("../"):
+    if "://" in value or _normal(value)[1]:
         raise spec.error(("output", "dir"), f"'{dotted(('output', 'dir'))}' '{value}' is outside the current "
                          "folder: a spec writes only below the folder it is run in",
                          f"give a relative folder such as 'runs', or choose the run folder with --out; {TRUST_HINT}")
