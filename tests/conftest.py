@@ -7,6 +7,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Processes the tests start (python -m cnntrain) import this checkout, whatever is installed, and
+# wherever the test runs: each test runs in its own folder (below).
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join([_REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 from helpers.formats import digits  # noqa: E402
 from helpers.runs import TINY_SPEC  # noqa: E402
@@ -14,8 +18,11 @@ from helpers.runs import TINY_SPEC  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """Never the user's Keras cache or data folder, and never a download."""
+    """Never the user's Keras cache or data folder, never a download, and the current folder is the
+    test's own (a spec's relative paths, such as output.dir: runs, land there)."""
     from cnntrain.data import lookup
+
+    monkeypatch.chdir(tmp_path)
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("CNNTRAIN_DATA_DIR", raising=False)
@@ -39,11 +46,12 @@ def mnist_dir(tmp_path):
 
 @pytest.fixture
 def tiny_spec(tmp_path, mnist_dir):
-    """Write the tiny spec (epochs=2 by default) and return its path; its data is `mnist_dir`."""
+    """Write the tiny spec (epochs=2 by default) and return its path; its data is `mnist_dir`, its runs
+    go to runs/ in the test's folder (tmp_path, the current folder)."""
 
     def write(epochs=2, extra="", name="tiny.yaml"):
         path = tmp_path / name
-        path.write_text(TINY_SPEC.format(epochs=epochs, runs=tmp_path / "runs") + textwrap.dedent(extra))
+        path.write_text(TINY_SPEC.format(epochs=epochs, runs="runs") + textwrap.dedent(extra))
         return path
 
     return write

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import click
 
-from cnntrain.commands.options import spec_options
+from cnntrain.commands.options import spec_options, trust_option
 
 
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @spec_options
-def check(spec, overrides):
-    """Validate SPEC and build its model; prints one OK line or the error."""
+@trust_option
+def check(spec, overrides, trust_spec):
+    """Validate SPEC and build its model, optimizer, schedule, loss, metrics and callbacks; prints
+    one OK line or the error. Without --trust-spec, what fit would refuse is refused here too."""
     from cnntrain.model.build import output_warning
     from cnntrain.spec import load_spec
 
     loaded = load_spec(spec, overrides)
+    loaded.trusted = trust_spec
     model = _build(loaded)
     warning = output_warning(loaded, model)
     if warning is not None:
@@ -31,8 +34,9 @@ def _build(spec):
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @spec_options
+@trust_option
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-def summary(spec, overrides, as_json):
+def summary(spec, overrides, trust_spec, as_json):
     """The model of SPEC layer by layer: output shape, parameters (with the formula),
     kernel, stride, padding, receptive field and multiply-accumulates, with totals."""
     from cnntrain.data import splits
@@ -41,6 +45,7 @@ def summary(spec, overrides, as_json):
     from cnntrain.spec import load_spec
 
     loaded = load_spec(spec, overrides)
+    loaded.trusted = trust_spec
     model = _build(loaded)
     rows = layers.describe(model)
     totals = layers.totals(rows, train_images=splits.train_images(loaded))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from cnntrain.commands.options import data_options, json_option, spec_options
+from cnntrain.commands.options import data_options, json_option, spec_options, trust_option
 from cnntrain.errors import CnntrainError
 from cnntrain.spec.schema import STRATEGIES
 
@@ -11,11 +11,13 @@ from cnntrain.spec.schema import STRATEGIES
 @click.command()
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
 @spec_options
+@trust_option
 @click.option("--epochs", type=click.IntRange(min=1), help="Same as --set fit.epochs=N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Same as --set fit.batch_size=N.")
 @click.option("--seed", type=click.IntRange(min=0), help="Same as --set seed=N.")
 @data_options
-@click.option("--out", type=click.Path(file_okay=False), help="Write the run to this folder instead of runs/<name>/<time>/.")
+@click.option("--out", type=click.Path(file_okay=False), help="Write the run to this folder instead of "
+              "runs/<name>/<time>/: a new or empty folder (made for you), never one holding other files.")
 @click.option("--resume", is_flag=False, flag_value="latest", default=None, metavar="[RUN]",
               help="Continue an unfinished run (default: the newest one) from its last finished epoch.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
@@ -35,8 +37,8 @@ from cnntrain.spec.schema import STRATEGIES
               help="Log to <run>/tensorboard for TensorBoard; same as --set fit.tensorboard=true.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final line.")
 @json_option("Print the final metrics as JSON on stdout, nothing else.")
-def fit(spec, overrides, epochs, batch_size, seed, data_dir, offline, out, resume, device, mixed_precision, jit,
-        deterministic, strategy, devices, workers, task_index, connect_timeout, tensorboard, quiet, as_json):
+def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline, out, resume, device, mixed_precision,
+        jit, deterministic, strategy, devices, workers, task_index, connect_timeout, tensorboard, quiet, as_json):
     """Train the model of SPEC and write a run folder: spec.yaml, model.keras, best.keras,
     history.csv, metrics.json, env.json, curves.png.
 
@@ -70,6 +72,7 @@ def fit(spec, overrides, epochs, batch_size, seed, data_dir, offline, out, resum
         if not spec:
             raise click.UsageError("Missing argument 'SPEC' (or use --resume).")
         loaded = load_spec(spec, overrides)
+    loaded.trusted = trust_spec
     from cnntrain.train import fit as training
     from cnntrain.views import console, reporter
 

@@ -11,6 +11,12 @@ def spec_options(f):
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(f)
 
 
+def trust_option(f):
+    return click.option("--trust-spec", "trust_spec", is_flag=True,
+                        help="The spec is yours: let it use any Keras callback, write outside its run folder "
+                             "and reach the network (refused by default: a spec may come from anyone).")(f)
+
+
 def data_options(f):
     f = click.option("--offline", is_flag=True, help="Never download: use only local files.")(f)
     f = click.option("--data-dir", type=click.Path(file_okay=False), envvar="CNNTRAIN_DATA_DIR",

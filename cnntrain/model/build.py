@@ -12,7 +12,7 @@ import re
 
 from cnntrain.backend import keras
 from cnntrain.data.catalog import DATASET_CLASSES, DATASET_SHAPES
-from cnntrain.model import outputs
+from cnntrain.model import arguments, outputs, policy
 from cnntrain.model.normalization import normalization_layer
 from cnntrain.spec import Spec, layer_entries
 
@@ -225,6 +225,8 @@ def _by_name(spec, path, value, module, base, getter, what):
 def _construct_ref(spec, path, name, args, module, base, what):
     # Errors point at the mapping under `path`, whose only key is `name`.
     cls = lookup_class(spec, path + (name,), name, module, base, what)
+    arguments.check(spec, path, cls, name, args, module=module.__name__.removeprefix("keras."),
+                    schedule=base is keras.optimizers.schedules.LearningRateSchedule)
     try:
         return cls(**{k: keras_value(v) for k, v in args.items()})
     except Exception as exc:
@@ -255,7 +257,13 @@ def build_schedule(spec, path, value, steps_per_epoch):
         else:
             resolved[key] = arg
     base = keras.optimizers.schedules.LearningRateSchedule
-    return _construct_ref(spec, path, name, resolved, keras.optimizers.schedules, base, "learning-rate schedule")
+    schedule = _construct_ref(spec, path, name, resolved, keras.optimizers.schedules, base, "learning-rate schedule")
+    try:   # the first steps, as training will ask for them: a value Keras kept as given fails here, not there
+        [float(schedule(step)) for step in (0, 1)]
+    except Exception as exc:
+        raise spec.error(path + (name,), f"{name}: {_first_lines(exc)}",
+                         f"see the arguments of keras.optimizers.schedules.{name}") from None
+    return schedule
 
 
 def uses_one_hot(spec: Spec) -> bool:
@@ -292,20 +300,32 @@ def build_metrics(spec: Spec) -> list:
     return metrics
 
 
-def build_callbacks(spec: Spec) -> list:
-    items = spec["fit"]["callbacks"]
+def build_callbacks(spec: Spec, run_dir=None) -> list:
+    """The spec's callbacks: allowed by the policy (model/policy.py), their argument types checked,
+    the paths they write resolved inside `run_dir` (left as written for `check`, which has none)."""
     built = []
-    for i, name, args in layer_entries(items):
-        if isinstance(args, dict) and name in ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint") \
-                and "monitor" not in args:
-            args = {**args, "monitor": spec["fit"]["monitor"]}
-            if spec["fit"]["monitor"].endswith(("accuracy", "acc")) and "mode" not in args:
-                args["mode"] = "max"
-        elif args is None and name in ("EarlyStopping", "ReduceLROnPlateau"):
-            args = {"monitor": spec["fit"]["monitor"]}
-        built.append(construct(spec, ("fit", "callbacks", i), name, args, keras.callbacks, keras.callbacks.Callback,
-                               "callback"))
+    for i, name, args in layer_entries(spec["fit"]["callbacks"]):
+        path = ("fit", "callbacks", i)
+        cls = lookup_class(spec, path + (name,), name, keras.callbacks, keras.callbacks.Callback, "callback")
+        kwargs = policy.callback(spec, path, name, _as_kwargs(spec, path, cls, name, args), run_dir)
+        if name in ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint") and "monitor" not in kwargs:
+            kwargs["monitor"] = spec["fit"]["monitor"]
+            if spec["fit"]["monitor"].endswith(("accuracy", "acc")) and "mode" not in kwargs:
+                kwargs["mode"] = "max"
+        arguments.check(spec, path, cls, name, kwargs, module="callbacks")
+        built.append(construct(spec, path, name, kwargs, keras.callbacks, keras.callbacks.Callback, "callback"))
     return built
+
+
+def _as_kwargs(spec, path, cls, name, args) -> dict:
+    """`- Name: value` and `- Name: [values]` as the keyword arguments they stand for."""
+    if args is None or isinstance(args, dict):
+        return dict(args or {})
+    try:
+        bound = inspect.signature(cls.__init__).bind_partial(None, *(args if isinstance(args, list) else [args]))
+    except TypeError as exc:
+        raise spec.error(path, f"{name}: {exc}", f"see the arguments of keras.callbacks.{name}") from None
+    return {k: v for k, v in list(bound.arguments.items())[1:]}
 
 
 def build_all(spec: Spec):
@@ -320,6 +340,7 @@ def build_all(spec: Spec):
     normalize = spec["preprocess"]["normalize"]
     if normalize != "none":
         front = [normalization_layer(normalize, np.zeros((1, *input_shape(spec)), np.uint8))]
+    policy.check_output_dir(spec)
     model = build_model(spec, front=front)
     check_output(spec, model, None)
     build_layers(spec, ("augment",))

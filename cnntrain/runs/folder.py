@@ -1,9 +1,13 @@
 """The run folder: its layout, creating one, finding runs, the lock, sweeping a killed writer's files.
 
     runs/<name>/<YYYYmmdd-HHMMSS>/
+      .cnntrain-run                        the marker, written first: the folder is ours, and the names we write
       spec.yaml  model.keras  best.keras  history.csv  metrics.json  env.json  curves.png
       eval.json  confusion.png             after `cnntrain evaluate`
       backup/                              resume state while the fit is unfinished
+
+cnntrain deletes only in a folder holding its marker, and there only the names the marker lists:
+a user's folder (a project with its own backup/) is never trained into, so never emptied.
 """
 from __future__ import annotations
 
@@ -15,10 +19,20 @@ import re
 import shutil
 from pathlib import Path
 
+from cnntrain import __version__
 from cnntrain.errors import CnntrainError
+from cnntrain.runs import atomic
 from cnntrain.runs.atomic import write_error
 
 BACKUP = "backup"
+MARKER = ".cnntrain-run"
+LOCK = ".lock"
+_TRASH = ".backup.deleting"
+# Every name a run writes at its top level; the marker adds those of the spec's callbacks.
+OWN_NAMES = ("spec.yaml", "env.json", "model.keras", "best.keras", "history.csv", "metrics.json", "curves.png",
+             "eval.json", "confusion.png", "tensorboard", BACKUP, _TRASH)
+# Multi-worker: the other workers' resume state beside the chief's files (see train/fit.py).
+_WORKER = re.compile(r"^\.worker-\d+$")
 
 
 def new_run_dir(root, name) -> Path:
@@ -40,7 +54,113 @@ def new_run_dir(root, name) -> Path:
     raise CnntrainError("too many runs started in the same second", file=str(parent))
 
 
-_TRASH = ".backup.deleting"
+def is_ours(path) -> bool:
+    return (Path(path) / MARKER).is_file()
+
+
+def check_ours(path):
+    """Refuse to resume (so to write and delete in) a folder without our marker."""
+    if not is_ours(path):
+        raise CnntrainError(f"not a run folder made by this version of cnntrain: it has no {MARKER} marker, and "
+                            "cnntrain writes and deletes only in folders it made", file=str(path),
+                            hint=f"start the run anew: cnntrain fit {Path(path) / 'spec.yaml'} --out NEW_FOLDER")
+
+
+def check_out(path):
+    """Refuse `--out PATH` when PATH holds a run, or holds files that are not a cnntrain run's."""
+    path = Path(path)
+    if is_run(path) and is_ours(path):
+        raise CnntrainError("this folder already holds a run", file=str(path),
+                            hint=f"resume it with 'cnntrain fit --resume {path}', or choose a new --out")
+    if path.exists() and not path.is_dir():
+        raise CnntrainError("--out names a file, not a folder", file=str(path), hint="choose a new folder with --out")
+    foreign = _foreign_entries(path)
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise CnntrainError(f"this folder is not empty and is not a cnntrain run folder (it holds {shown}); "
+                            "cnntrain trains only into a new or empty folder, so that it never deletes your files",
+                            file=str(path), hint=f"choose a new folder, e.g. --out {path / 'run'} (created for you)")
+
+
+def _foreign_entries(path) -> list[str]:
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise CnntrainError(f"cannot read the folder: {os.strerror(exc.errno) if exc.errno else exc}",
+                            file=str(path), hint="choose a folder you can write with --out") from None
+    if MARKER in names:
+        return []
+    return [n for n in names if not _WORKER.match(n)]
+
+
+def claim(path, extra_names=()) -> bool:
+    """Make `path` a run folder: create it (or take it when empty) and write the marker first,
+    listing the names this run may write. Returns whether the folder was created here."""
+    path = Path(path)
+    created = False
+    try:
+        path.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        check_out(path)
+    except OSError as exc:
+        raise CnntrainError(f"cannot create the run folder: {exc.strerror}", file=str(path)) from None
+    mark(path, extra_names)
+    return created
+
+
+def mark(path, extra_names=()):
+    names = sorted(set(OWN_NAMES) | set(extra_names))
+    atomic.write_json(Path(path) / MARKER, {"cnntrain": __version__, "names": names})
+
+
+def own_names(path) -> set[str]:
+    """The names the marker of `path` says cnntrain wrote; none without a marker."""
+    if not is_ours(path):
+        return set()
+    try:
+        names = atomic.read_json(Path(path) / MARKER).get("names")
+    except (CnntrainError, AttributeError):
+        names = None
+    if not isinstance(names, list):
+        names = list(OWN_NAMES)
+    return {n for n in names if isinstance(n, str) and _plain_name(n)}
+
+
+def _plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+
+
+def remove_run(path, *, created: bool):
+    """Delete what a run wrote in `path` (the names its marker lists, then the marker and the lock);
+    the folder itself only when this fit created it and nothing else is left in it."""
+    path = Path(path)
+    for name in sorted(own_names(path)):
+        target = path / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+    for name in (MARKER, LOCK):
+        with contextlib.suppress(FileNotFoundError):
+            (path / name).unlink()
+    if created:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
+def backup_file(run_dir, name) -> Path:
+    """The file `name` of backup/, as state.json names it: a plain name inside backup/, or the
+    run is refused as damaged (a path read back from a folder never reaches outside it)."""
+    backup = Path(run_dir) / BACKUP
+    if not (isinstance(name, str) and _plain_name(name) and not name.startswith(".")):
+        raise CnntrainError(f"the resume state is damaged: its weights file must be a file name inside "
+                            f"{BACKUP}/, received: {name!r}", file=str(backup / "state.json"),
+                            hint="this run cannot be resumed; start a new fit")
+    return backup / name
 
 
 def remove_backup(run_dir):
@@ -48,6 +168,8 @@ def remove_backup(run_dir):
     then the deletion. A kill during the deletion leaves a hidden folder, never a backup/ that
     is missing its state.json and so could be neither resumed nor counted as finished."""
     run_dir = Path(run_dir)
+    if not is_ours(run_dir):
+        return
     trash = run_dir / _TRASH
     if trash.exists():
         shutil.rmtree(trash, ignore_errors=True)
@@ -105,8 +227,11 @@ _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^/]*)?$")
 
 def sweep_temporaries(run_dir) -> list[Path]:
     """Delete the temporary files that a killed writer left in a run folder and its backup/.
-    Only safe while holding the run's lock: then no one else is writing them."""
+    Only safe while holding the run's lock: then no one else is writing them; and only in a
+    folder with our marker: elsewhere such names may be someone else's."""
     removed = []
+    if not is_ours(run_dir):
+        return removed
     for folder in (Path(run_dir), Path(run_dir) / BACKUP):
         try:
             entries = list(os.scandir(folder))
@@ -132,7 +257,7 @@ class RunLock:
     """
 
     def __init__(self, run_dir):
-        self.path = Path(run_dir) / ".lock"
+        self.path = Path(run_dir) / LOCK
         self.fd = None
 
     def __enter__(self):

@@ -26,6 +26,7 @@ class Spec:
     marks: dict = field(default_factory=dict)      # path -> (line, column) of the value
     key_marks: dict = field(default_factory=dict)  # path -> (line, column) of the key
     overrides: dict = field(default_factory=dict)  # path -> the --set text that gave it
+    trusted: bool = False   # --trust-spec: the user wrote it; it may write anywhere and reach the network
 
     def __getitem__(self, key):
         return self.values[key]

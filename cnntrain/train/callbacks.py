@@ -13,7 +13,7 @@ import numpy as np
 
 from cnntrain.backend import keras
 from cnntrain.runs import atomic
-from cnntrain.runs.folder import BACKUP
+from cnntrain.runs.folder import BACKUP, backup_file
 from cnntrain.runs.history import write_history
 from cnntrain.runs.model_file import save_model
 
@@ -126,7 +126,7 @@ class RunState(keras.callbacks.Callback):
         self.state.update(epochs_done=epochs_done, weights=weights, callbacks=_callback_state(self.others))
         atomic.write_json(self.backup / STATE, self.state)
         if old and old != weights:
-            (self.backup / old).unlink(missing_ok=True)
+            backup_file(self.run_dir, old).unlink(missing_ok=True)
 
 
 _CALLBACK_FIELDS = ("wait", "best", "cooldown_counter", "best_epoch", "stopped_epoch")

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from cnntrain import __version__
 from cnntrain.data import image_files, lookup, splits
 from cnntrain.feed import pipeline
 from cnntrain.figures import curves
-from cnntrain.model import build, normalization
+from cnntrain.model import build, normalization, policy
 from cnntrain.runs import atomic, folder, model_file
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError
@@ -60,6 +59,7 @@ def environment(spec: Spec, device_info: dict, options: FitOptions) -> dict:
 def fit(spec: Spec, options: FitOptions, reporter) -> Path:
     """Train `spec`; return the run folder. `reporter` is a ui.Reporter."""
     if _locks_early(spec, options):
+        folder.check_ours(options.resume)
         # Lock before the slow steps: a second fit on this folder is refused at once.
         with folder.RunLock(options.resume):
             return _fit(spec, options, reporter)
@@ -72,9 +72,8 @@ def _locks_early(spec, options) -> bool:
 
 
 def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
-    if options.out and not options.resume and folder.is_run(options.out):
-        raise CnntrainError("this folder already holds a run", file=str(options.out),
-                            hint=f"resume it with 'cnntrain fit --resume {options.out}', or choose a new --out")
+    if options.out and not options.resume:
+        folder.check_out(options.out)
     if spec["fit"]["tensorboard"]:
         _check_tensorboard(spec)
     kind = options.strategy or spec["fit"]["strategy"]
@@ -85,6 +84,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                             hint="e.g. --out runs/cifar10/multi")
     cpu_devices = sum(1 for d in options.devices if "cpu" in d.lower())
     device_info = devices.setup(options.device, mixed_precision=options.mixed_precision, cpu_devices=cpu_devices)
+    # What the spec may do is settled before any slow step and before any folder is made; after the
+    # device setup, which must come before anything that could start TensorFlow's runtime.
+    policy.check_output_dir(spec)
+    build.build_callbacks(spec)
     plan = distribute.make(kind, device_info, devices=list(options.devices) or None,
                            connect_timeout=options.connect_timeout)
     if not plan.is_chief:
@@ -117,7 +120,6 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                       metrics=build.build_metrics(spec), jit_compile=options.jit)
         model.optimizer.build(model.trainable_variables)
     plan.joined()
-    user_callbacks = build.build_callbacks(spec)
     augment = build.build_layers(spec, ("augment",))
     classes = len(data.class_names) if one_hot else None
     val_ds = None if data.x_val is None else _sharded(
@@ -140,29 +142,30 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         # Only the chief writes the run folder; the others keep their own resume state
         # beside it and remove it when the fit is done (TensorFlow's multi-worker guide).
         run_dir = Path(options.resume or options.out) / f".worker-{plan.worker_index}"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        created = folder.claim(run_dir, policy.written_names(spec))
     elif options.resume:
-        run_dir = Path(options.resume)
+        run_dir, created = Path(options.resume), False
+        folder.check_ours(run_dir)
     elif options.out:
         run_dir = Path(options.out)
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CnntrainError(f"cannot create the run folder: {exc.strerror}", file=str(run_dir)) from None
+        created = folder.claim(run_dir, policy.written_names(spec))
     else:
-        run_dir = folder.new_run_dir(spec["output"]["dir"], spec["name"])
+        run_dir, created = folder.new_run_dir(spec["output"]["dir"], spec["name"]), True
+        folder.mark(run_dir, policy.written_names(spec))
 
     with contextlib.nullcontext() if _locks_early(spec, options) else folder.RunLock(run_dir):
         if options.out and not options.resume and plan.is_chief and folder.is_run(run_dir):
             # Checked again under the lock: a fit with the same --out may have finished meanwhile.
             raise CnntrainError("this folder already holds a run", file=str(run_dir),
                                 hint=f"resume it with 'cnntrain fit --resume {run_dir}', or choose a new --out")
+        user_callbacks = build.build_callbacks(spec, run_dir)
         state = {"epochs_done": 0, "best": None, "best_epoch": None, "history": [], "weights": None,
                  "monitor": monitor, "callbacks": []}
         if options.resume and (run_dir / folder.BACKUP / STATE).exists():
             state = atomic.read_json(run_dir / folder.BACKUP / STATE)
+            weights = folder.backup_file(run_dir, state["weights"]) if state["weights"] else None
             try:
-                model.load_weights(run_dir / folder.BACKUP / state["weights"]) if state["weights"] else None
+                model.load_weights(weights) if weights else None
             except Exception as exc:
                 raise CnntrainError(f"cannot load the resume state: {exc}", file=str(run_dir / folder.BACKUP),
                                     hint="the backup does not match this spec's model; start a new fit") from None
@@ -198,9 +201,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                     done = saver.state["epochs_done"]
                     raise CnntrainError(f"interrupted; {done} epoch(s) are saved in {run_dir}",
                                         hint=f"resume with: cnntrain fit --resume {run_dir}", exit_code=130) from None
-            result = _finish(spec, run_dir, model, data, saver, guard, meter, metadata, started, classes, reporter, plan)
+            result = _finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, classes,
+                             reporter, plan)
     if not plan.is_chief:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        folder.remove_run(run_dir, created=True)
         return Path(options.resume or options.out)
     return result
 
@@ -237,17 +241,17 @@ def _sharded(dataset, plan):
     return dataset
 
 
-def _finish(spec, run_dir, model, data, saver, guard, meter, metadata, started, classes, reporter, plan) -> Path:
+def _finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, classes, reporter, plan) -> Path:
     state = saver.state
     stopped = "completed"
     if guard.where is not None:
         epoch, step = guard.where
         if not state["weights"]:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            folder.remove_run(run_dir, created=created)   # only what this run wrote: the folder may be the user's
             raise CnntrainError(f"the loss became NaN at epoch {epoch}, step {step}, before any epoch finished; "
                                 "nothing was saved", hint="lower the learning rate, or normalize the input "
                                 "(preprocess.normalize: scale)")
-        model.load_weights(run_dir / folder.BACKUP / state["weights"])
+        model.load_weights(folder.backup_file(run_dir, state["weights"]))
         stopped = "nan"
         reporter.warn(f"the loss became NaN at epoch {epoch}, step {step}: training stopped; model.keras holds "
                       f"the last good weights, from epoch {state['epochs_done']}")

@@ -1,6 +1,6 @@
 """A tiny spec that trains in seconds, and what its finished run folder holds."""
 
-RUN_FILES = {".lock", "spec.yaml", "env.json", "model.keras", "best.keras", "history.csv", "metrics.json",
+RUN_FILES = {".cnntrain-run", ".lock", "spec.yaml", "env.json", "model.keras", "best.keras", "history.csv", "metrics.json",
              "curves.png"}
 
 TINY_SPEC = """\
