@@ -191,3 +191,17 @@ def test_limit_draws_from_every_class_of_sorted_data(tmp_path):
     assert list(xs.ravel()) == sorted(xs.ravel())          # original order kept
     assert np.array_equal(_subset(x, y, 30, seed=3)[0], xs)  # seeded
     assert _subset(x, y, 500, seed=3)[0] is x
+
+
+COSINE = "compile.optimizer={Adam: {learning_rate: {CosineDecay: {initial_learning_rate: 0.01, decay_steps: %s}}}}"
+
+
+def test_a_schedule_over_the_whole_run_follows_epochs(tiny_spec, mnist_dir, tmp_path):
+    # 160 training images in batches of 32: 5 steps an epoch; 'all' is 2 epochs here, so the cosine
+    # reaches 0 at the last step, while '8 epochs' would still be near its start.
+    for value, run in (("all", "whole"), ("'8 epochs'", "fixed")):
+        result = run_cli("fit", tiny_spec(epochs=8), "--epochs", 2, "--set", COSINE % value, "--data-dir", mnist_dir,
+                         "--out", tmp_path / run, "--quiet")
+        assert result.exit_code == 0, result.output
+    assert [float(r["learning_rate"]) for r in history(tmp_path / "whole")] == pytest.approx([0.005, 0.0], abs=1e-6)
+    assert float(history(tmp_path / "fixed")[-1]["learning_rate"]) == pytest.approx(0.00853553, rel=1e-4)  # 0.005 x (1 + cos(pi x 10 / 40))
