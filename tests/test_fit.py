@@ -205,3 +205,63 @@ def test_a_schedule_over_the_whole_run_follows_epochs(tiny_spec, mnist_dir, tmp_
         assert result.exit_code == 0, result.output
     assert [float(r["learning_rate"]) for r in history(tmp_path / "whole")] == pytest.approx([0.005, 0.0], abs=1e-6)
     assert float(history(tmp_path / "fixed")[-1]["learning_rate"]) == pytest.approx(0.00853553, rel=1e-4)  # 0.005 x (1 + cos(pi x 10 / 40))
+
+
+def test_a_finished_run_trains_longer_and_its_schedule_goes_on(tiny_spec, mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    spec = tiny_spec(epochs=2)
+    assert run_cli("fit", spec, "--set", COSINE % "all", "--data-dir", mnist_dir, "--out", run, "-q").exit_code == 0
+    first = history(run)
+    again = run_cli("fit", "--resume", run, "--data-dir", mnist_dir)
+    assert again.exit_code == 1
+    assert again.stderr == (f"{run}: this run is finished after 2 epochs; there is nothing to resume\n"
+                            f"  hint: to train it longer, give the number of epochs in all, e.g. "
+                            f"'cnntrain fit --resume {run} --epochs 4'\n")
+    shorter = run_cli("fit", "--resume", run, "--epochs", 2, "--data-dir", mnist_dir)
+    assert shorter.stderr.startswith(f"{run}: this run is finished after 2 epochs; --epochs 2 would not train it "
+                                     "longer\n")
+    result = run_cli("fit", "--resume", run, "--epochs", 4, "--data-dir", mnist_dir)
+    assert result.exit_code == 0, result.output
+    assert f"training {run} longer: epochs 3 to 4\n" in result.stderr
+    rows = history(run)
+    assert rows[:2] == first and [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    # The optimizer's step went on from 10 (not from 0) and 'all' is now 20 steps: after epoch 3 the
+    # cosine is at step 15 of 20, 0.005 x (1 + cos(0.75 pi)); restarted, it would be at 0.005 again.
+    assert [float(r["learning_rate"]) for r in rows[2:]] == pytest.approx([0.00146447, 0.0], abs=1e-7)
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 4
+    assert load_spec(run / "spec.yaml")["fit"]["epochs"] == 4
+    assert not (run / folder.BACKUP).exists()
+    assert model_file.read_metadata(run / "model.keras")["epoch"] == 4
+
+
+def test_a_new_run_starts_from_another_runs_weights(tiny_spec, mnist_dir, tmp_path):
+    import numpy as np
+
+    from helpers.formats import digits
+
+    x_train, y_train = digits(200, seed=3)
+    x_test, y_test = digits(50, seed=4)
+    np.savez(mnist_dir / "fashion_mnist.npz", x_train=255 - x_train, y_train=y_train, x_test=255 - x_test,
+             y_test=y_test)
+    spec, source = tiny_spec(epochs=2), tmp_path / "mnist"
+    assert run_cli("fit", spec, "--data-dir", mnist_dir, "--out", source, "-q").exit_code == 0
+    # A learning rate of 0 keeps the starting weights: they must be the MNIST run's, exactly.
+    result = run_cli("fit", spec, "--init-from", source, "--set", "data.dataset=fashion_mnist", "--epochs", 1,
+                     "--set", "compile.optimizer={SGD: {learning_rate: 0.0}}", "--data-dir", mnist_dir,
+                     "--out", tmp_path / "fashion")
+    assert result.exit_code == 0, result.output
+    assert f"initial weights: {source / 'model.keras'}\n" in result.stderr
+    assert json.loads((tmp_path / "fashion" / "env.json").read_text())["init_from"] == str(source / "model.keras")
+    before, _ = model_file.load_model(source / "model.keras")
+    after, meta = model_file.load_model(tmp_path / "fashion" / "model.keras")
+    assert meta["dataset"] == "fashion_mnist"
+    assert all(np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights()))
+    wider = run_cli("fit", spec, "--init-from", source / "model.keras", "--set", "model.layers.0.Conv2D.filters=8",
+                    "--data-dir", mnist_dir, "--out", tmp_path / "wider", "-q")
+    assert wider.exit_code == 1 and not (tmp_path / "wider").exists()
+    assert wider.stderr == (f"{source / 'model.keras'}: cannot start from this model: its layer 1 with weights "
+                            "(Conv2D) has weights shaped (3, 3, 1, 4), (4,), the spec's Conv2D needs (3, 3, 1, 8), "
+                            "(8,)\n  hint: --init-from needs a model with the same layers: a run of a spec with the "
+                            "same model: section\n")
+    both = run_cli("fit", "--resume", source, "--init-from", source)
+    assert both.exit_code == 2 and "give --resume or --init-from, not both" in both.stderr

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import math
 import os
@@ -21,9 +22,9 @@ from cnntrain.figures import curves
 from cnntrain.model import build, normalization
 from cnntrain.runs import atomic, folder, model_file
 from cnntrain.backend import keras, tf
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, plural
 from cnntrain.spec import Spec
-from cnntrain.train import devices, distribute
+from cnntrain.train import devices, distribute, start
 from cnntrain.train.callbacks import STATE, NanGuard, RunState, Throughput, restore_callbacks
 
 
@@ -34,6 +35,8 @@ class FitOptions:
     offline: bool = False
     out: str | None = None          # the run folder itself (default: output.dir/name/timestamp)
     resume: str | None = None       # a run folder to continue
+    extend: bool = False            # the resumed run is finished: train it longer, to fit.epochs
+    init_from: str | None = None    # a run or .keras file whose weights a new run starts from
     device: str = "auto"
     mixed_precision: bool = False
     jit: bool = False
@@ -48,12 +51,13 @@ class FitOptions:
 # ---------------------------------------------------------------- fit
 
 
-def environment(spec: Spec, device_info: dict, options: FitOptions) -> dict:
+def environment(spec: Spec, device_info: dict, options: FitOptions, init_from: str | None = None) -> dict:
     return {
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
         "cnntrain": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
         "keras": keras.__version__, "numpy": np.__version__, "platform": platform.platform(),
         **device_info, "seed": spec["seed"], "deterministic": options.deterministic, "jit": options.jit,
-        "command": " ".join(sys.argv),
+        "command": " ".join(sys.argv), "init_from": init_from,
     }
 
 
@@ -115,6 +119,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                       metrics=build.build_metrics(spec), jit_compile=options.jit)
         model.optimizer.build(model.trainable_variables)
     plan.joined()
+    initial_weights = None
+    if options.init_from:
+        initial_weights = start.init_from(model, options.init_from, spec["output"]["dir"], [norm] if norm else [])
+        reporter.note(f"initial weights: {initial_weights}")
     user_callbacks = build.build_callbacks(spec)
     augment = build.build_layers(spec, ("augment",))
     classes = len(data.class_names) if one_hot else None
@@ -166,15 +174,22 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                 raise CnntrainError(f"cannot load the resume state: {exc}", file=str(run_dir / folder.BACKUP),
                                     hint="the backup does not match this spec's model; start a new fit") from None
             restore_callbacks(user_callbacks, state.get("callbacks"))
+            if (run_dir / "spec.yaml").read_text(encoding="utf-8") != spec.to_yaml():
+                atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())  # a new --epochs: the only change allowed
             reporter.note(f"resuming {run_dir} after epoch {state['epochs_done']} of {spec['fit']['epochs']}")
+        elif options.extend:
+            state = start.finished_state(run_dir, monitor)
         elif not options.resume:
             atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())
-            atomic.write_json(run_dir / "env.json", environment(spec, device_info, options))
+            atomic.write_json(run_dir / "env.json", environment(spec, device_info, options, initial_weights))
             (run_dir / folder.BACKUP).mkdir(exist_ok=True)
             atomic.write_json(run_dir / folder.BACKUP / STATE, state)
         reporter.note(f"run folder: {run_dir}")
         guard, meter = NanGuard(), Throughput()
         saver = RunState(run_dir, state, monitor, metadata, guard, user_callbacks)
+        if options.extend:
+            done = start.continue_finished(model, run_dir, saver, spec)
+            reporter.note(f"training {run_dir} longer: epochs {done + 1} to {spec['fit']['epochs']}")
         callbacks = [guard, meter, saver, *user_callbacks, reporter.callback(steps, spec["fit"]["epochs"])]
         if spec["fit"]["tensorboard"]:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0))
@@ -188,7 +203,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                     for callback in callbacks:
                         getattr(callback, "close", lambda: None)()  # leave the terminal clean
                     done = saver.state["epochs_done"]
-                    raise CnntrainError(f"interrupted; {done} epoch(s) are saved in {run_dir}",
+                    raise CnntrainError(f"interrupted; {plural(done, 'epoch')} saved in {run_dir}",
                                         hint=f"resume with: cnntrain fit --resume {run_dir}", exit_code=130) from None
             result = _finish(spec, run_dir, model, data, saver, guard, meter, metadata, started, classes, reporter, plan)
     if not plan.is_chief:
