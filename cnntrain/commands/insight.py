@@ -3,19 +3,20 @@ from __future__ import annotations
 
 import click
 
-from cnntrain.commands.options import runs_option, unsafe_option
+from cnntrain.commands.options import picture_option, runs_option, say_model, unsafe_option
 
 
 def _model_of(target, runs_root, unsafe):
     from cnntrain.runs.model_file import load_model, resolve_model
 
     model_file, _ = resolve_model(target, runs_root)
+    say_model(model_file)
     return load_model(model_file, unsafe=unsafe)
 
 
 @click.command()
 @click.argument("target", required=False, metavar="[RUN | MODEL.keras]")
-@click.option("--out", type=click.Path(dir_okay=False), default="filters.png", show_default=True)
+@picture_option("filters.png")
 @runs_option
 @unsafe_option
 def filters(target, out, runs_root, unsafe):
@@ -30,7 +31,7 @@ def filters(target, out, runs_root, unsafe):
 @click.command()
 @click.argument("target", metavar="RUN | MODEL.keras")
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default="activations.png", show_default=True)
+@picture_option("activations.png")
 @click.option("--maps", type=click.IntRange(1, 64), default=16, show_default=True, help="Feature maps per layer.")
 @runs_option
 @unsafe_option

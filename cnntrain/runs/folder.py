@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -69,12 +70,28 @@ def is_finished(path) -> bool:
 
 
 def list_runs(root="runs") -> list[Path]:
-    """Every run folder under `root`, newest first (by folder name, then modification time)."""
+    """Every run folder under `root`, newest first: by the time each run started, which `evaluate`
+    and `fit --resume` leave alone (the folders' modification times they change)."""
     root = Path(root)
     if not root.is_dir():
         return []
     found = [p.parent for p in root.glob("*/*/spec.yaml")] + [p.parent for p in root.glob("*/spec.yaml")]
-    return sorted(set(found), key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    return sorted(set(found), key=lambda p: (started(p), p.name), reverse=True)
+
+
+def started(run_dir) -> float:
+    """When the run started, in seconds since the epoch: env.json's `started`, else when env.json
+    (written once, at the start) or spec.yaml was written."""
+    run_dir = Path(run_dir)
+    try:
+        stamp = json.loads((run_dir / "env.json").read_text(encoding="utf-8")).get("started")
+        return _dt.datetime.fromisoformat(stamp).timestamp()
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    for name in ("env.json", "spec.yaml"):
+        with contextlib.suppress(OSError):
+            return (run_dir / name).stat().st_mtime
+    return 0.0
 
 
 def resolve_run(arg: str | None, root="runs", *, unfinished=False, need_model=False) -> Path:
