@@ -4,7 +4,6 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -12,7 +11,7 @@ from rich.console import Console
 
 from cnntrain.cli import cli
 from cnntrain.views import tables
-from helpers.formats import digits
+from helpers.formats import tiny_mnist
 from helpers.runs import TINY_SPEC
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -30,9 +29,7 @@ def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("two")
     data = root / "data"
     data.mkdir()
-    x_train, y_train = digits(200, seed=1)
-    x_test, y_test = digits(50, seed=2)
-    np.savez(data / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    x_test, y_test = tiny_mnist(data)
     spec = root / "tiny.yaml"
     spec.write_text(TINY_SPEC.format(epochs=1, runs=root / "runs"))
     fits = [run("fit", spec, "--data-dir", data, "--quiet"),
