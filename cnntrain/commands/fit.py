@@ -43,7 +43,6 @@ def fit(spec, overrides, epochs, batch_size, seed, data_dir, offline, out, resum
 
     A killed or interrupted fit continues with --resume (the SPEC may then be left out);
     --resume RUN --epochs N trains a finished run longer, its schedule going on from where it was."""
-    from cnntrain.runs import folder
     from cnntrain.spec import load_spec
 
     overrides = list(overrides)
@@ -93,12 +92,14 @@ def _resumed(resume, spec, overrides):
     if (run_dir / folder.BACKUP).is_dir():
         return run_dir, wanted, False
     done = len(read_history(run_dir / "history.csv"))
+    hint = f"to train it longer, give the number of epochs in all, e.g. 'cnntrain fit --resume {run_dir} --epochs {2 * done}'"
+    asked = epochs != saved["fit"]["epochs"] or any(o.startswith("fit.epochs=") for o in overrides)
+    if not asked:  # an early-stopped run is finished too: only an explicit --epochs trains it on
+        raise CnntrainError(f"this run is finished after {plural(done, 'epoch')}; there is nothing to resume",
+                            file=str(run_dir), hint=hint)
     if epochs <= done:
-        raise CnntrainError(f"this run is finished after {plural(done, 'epoch')}; --epochs {epochs} would not train "
-                            "it longer" if epochs != saved["fit"]["epochs"] or spec or overrides else
-                            f"this run is finished after {plural(done, 'epoch')}; there is nothing to resume",
-                            file=str(run_dir), hint=f"to train it longer, give the number of epochs in all, e.g. "
-                            f"'cnntrain fit --resume {run_dir} --epochs {2 * done}'")
+        raise CnntrainError(f"this run is finished after {plural(done, 'epoch')}; --epochs {epochs} would not "
+                            "train it longer", file=str(run_dir), hint=hint)
     return run_dir, wanted, True
 
 
