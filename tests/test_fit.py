@@ -212,6 +212,7 @@ def test_a_finished_run_trains_longer_and_its_schedule_goes_on(tiny_spec, mnist_
     spec = tiny_spec(epochs=2)
     assert run_cli("fit", spec, "--set", COSINE % "all", "--data-dir", mnist_dir, "--out", run, "-q").exit_code == 0
     first = history(run)
+    assert run_cli("evaluate", run, "--data-dir", mnist_dir).exit_code == 0
     again = run_cli("fit", "--resume", run, "--data-dir", mnist_dir)
     assert again.exit_code == 1
     assert again.stderr == (f"{run}: this run is finished after 2 epochs; there is nothing to resume\n"
@@ -232,6 +233,9 @@ def test_a_finished_run_trains_longer_and_its_schedule_goes_on(tiny_spec, mnist_
     assert load_spec(run / "spec.yaml")["fit"]["epochs"] == 4
     assert not (run / folder.BACKUP).exists()
     assert model_file.read_metadata(run / "model.keras")["epoch"] == 4
+    # eval.json is of the epoch-2 model: runs shows the fit's test figure of the model as it is now.
+    listed = json.loads(run_cli("runs", "--dir", tmp_path, "--json").stdout)
+    assert [(row["run"], row["epochs"], row["test_from"]) for row in listed] == [(str(run), 4, "fit")]
 
 
 def test_a_new_run_starts_from_another_runs_weights(tiny_spec, mnist_dir, tmp_path):

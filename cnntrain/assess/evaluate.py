@@ -148,7 +148,9 @@ def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline
     data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline, split=split)
     y = _align_labels(y, getattr(data, "class_names", None), names)
     result = evaluate_model(model, metadata, x, y, batch_size=batch_size, top_k=top_k)
-    result = {"model": str(model_file), "dataset": metadata.get("dataset"), "split": split,
+    # The model's epoch tells `cnntrain runs` whether these figures are still its model's after a fit --resume.
+    result = {"model": str(model_file), "epoch": metadata.get("epoch"), "dataset": metadata.get("dataset"),
+              "split": split,
               "source": str(getattr(data, "source", "") or ""), **result}
 
     _, json_path, png_path = output_paths(model_file, run_dir, split)

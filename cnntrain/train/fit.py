@@ -189,7 +189,9 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         saver = RunState(run_dir, state, monitor, metadata, guard, user_callbacks)
         if options.extend:
             done = start.continue_finished(model, run_dir, saver, spec)
-            reporter.note(f"training {run_dir} longer: epochs {done + 1} to {spec['fit']['epochs']}")
+            last = spec["fit"]["epochs"]
+            more = f"epoch {last}" if last == done + 1 else f"epochs {done + 1} to {last}"
+            reporter.note(f"training {run_dir} longer: {more}")
         callbacks = [guard, meter, saver, *user_callbacks, reporter.callback(steps, spec["fit"]["epochs"])]
         if spec["fit"]["tensorboard"]:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0))
