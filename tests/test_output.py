@@ -115,7 +115,8 @@ def test_a_narrow_terminal_folds_and_never_cuts_numbers():
     model = build.build_all(load_spec(CONFIGS / "mnist.yaml"))
     rows = layers.describe(model)
     console = Console(width=80, record=True, color_system=None, file=open("/dev/null", "w"))
-    console.print(tables.model_table(rows, layers.totals(rows), "mnist"))
+    console.print(tables.model_table(rows, layers.totals(rows), "mnist"))  # without a width to fit: folded
+    console.print(tables.model_table(rows, layers.totals(rows), "fitted", width=80))
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     confusion = [[1234 if i == j else 5 for j in range(10)] for i in range(10)]
     console.print(tables.confusion_table({"class_names": names, "confusion": confusion}))
@@ -123,3 +124,7 @@ def test_a_narrow_terminal_folds_and_never_cuts_numbers():
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     for number in ("294,976", "5,308,416", "194,688", "1234"):
         assert re.search(rf"[ │]{number} │", text), number
+    fitted = text[text.index("fitted"):]
+    assert re.search(r"│ max_pooling2d\w* │ MaxPooling2D │ \(12, 12, 32\) │ +0 │ +│", fitted), fitted
+    assert "(padding, stride, kernel, receptive field: left out to fit the terminal; --json shows them)" in \
+        " ".join(line.strip() for line in fitted.splitlines())

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnntrain.errors import plural
+from cnntrain.views.console import UNBOUNDED
 from cnntrain.views.console import pct as _pct
 
 
@@ -32,7 +33,12 @@ MAX_TABLE_CLASSES = 20
 # ---------------------------------------------------------------- the model
 
 
-def model_table(rows, totals: dict, title: str) -> Table:
+# What the model table leaves out first on a narrow terminal: the per-layer lines under the table
+# and --json keep the arithmetic, and folding every name in two reads worse than fewer columns.
+OPTIONAL_MODEL_COLUMNS = ("padding", "stride", "kernel", "receptive field")
+
+
+def model_table(rows, totals: dict, title: str, width: int | None = None) -> Table:
     table = FoldingTable(title=escape(title))
     for name, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right"),
                           ("kernel", "left"), ("stride", "left"), ("padding", "left"),
@@ -46,7 +52,24 @@ def model_table(rows, totals: dict, title: str) -> Table:
                      f"{totals['non_trainable']:,} non-trainable); {totals['macs_per_image']:,} MACs per image")
     if totals.get("train_flops_per_epoch"):
         table.caption += f"; about {totals['train_flops_per_epoch'] / 1e12:.2f} TFLOPs to train one epoch"
+    if width is not None:
+        _drop_to_fit(table, width, OPTIONAL_MODEL_COLUMNS)
     return table
+
+
+def _drop_to_fit(table: Table, width: int, optional) -> None:
+    """Leave out `optional` columns, in order, until `table` fits `width`; the caption says which."""
+    from rich.console import Console
+
+    unbounded = Console(width=UNBOUNDED)  # rich caps a measurement at its console's width
+    dropped = []
+    for name in optional:
+        if unbounded.measure(table).maximum <= width:
+            break
+        table.columns.pop([column.header for column in table.columns].index(name))
+        dropped.append(name)
+    if dropped:
+        table.caption += f" ({', '.join(dropped)}: left out to fit the terminal; --json shows them)"
 
 
 # ---------------------------------------------------------------- evaluation
