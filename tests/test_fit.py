@@ -207,10 +207,15 @@ def test_a_schedule_over_the_whole_run_follows_epochs(tiny_spec, mnist_dir, tmp_
     assert float(history(tmp_path / "fixed")[-1]["learning_rate"]) == pytest.approx(0.00853553, rel=1e-4)  # 0.005 x (1 + cos(pi x 10 / 40))
 
 
-def test_a_finished_run_trains_longer_and_its_schedule_goes_on(tiny_spec, mnist_dir, tmp_path):
+def test_a_finished_run_trains_longer_and_its_schedule_goes_on(tiny_spec, mnist_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
     spec = tiny_spec(epochs=2)
     assert run_cli("fit", spec, "--set", COSINE % "all", "--data-dir", mnist_dir, "--out", run, "-q").exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    newest = run_cli("fit", "--resume", "--epochs", 4)  # the newest unfinished run: there is none
+    assert newest.stderr == ("error: no unfinished run found under runs/\n  hint: train one first with 'cnntrain fit "
+                             "SPEC', or give the run folder; a finished run is trained longer with 'cnntrain fit "
+                             "--resume RUN --epochs N'\n")
     first = history(run)
     assert run_cli("evaluate", run, "--data-dir", mnist_dir).exit_code == 0
     again = run_cli("fit", "--resume", run, "--data-dir", mnist_dir)

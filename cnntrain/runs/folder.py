@@ -112,8 +112,10 @@ def resolve_run(arg: str | None, root="runs", *, unfinished=False, need_model=Fa
             continue
         return run
     what = "unfinished run" if unfinished else "finished run" if need_model else "run"
-    raise CnntrainError(f"no {what} found under {root}/",
-                        hint="train one first with 'cnntrain fit SPEC', or give the run folder")
+    hint = "train one first with 'cnntrain fit SPEC', or give the run folder"
+    if unfinished:
+        hint += "; a finished run is trained longer with 'cnntrain fit --resume RUN --epochs N'"
+    raise CnntrainError(f"no {what} found under {root}/", hint=hint)
 
 
 # What atomic_path's mkstemp names look like: .<stem>.<8 random characters>.tmp<suffix>

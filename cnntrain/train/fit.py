@@ -85,6 +85,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     if kind == "multi-worker" and not (options.out or options.resume):
         raise CnntrainError("multi-worker training needs --out: the same run folder path on every worker",
                             hint="e.g. --out runs/cifar10/multi")
+    if kind == "multi-worker" and options.extend:
+        # The workers' own resume state is gone with the finished run; only the chief's model.keras is left.
+        raise CnntrainError("a finished run cannot be trained longer with multi-worker training", file=options.resume,
+                            hint="train it longer on one machine, or start a new run from it with --init-from")
     cpu_devices = sum(1 for d in options.devices if "cpu" in d.lower())
     device_info = devices.setup(options.device, mixed_precision=options.mixed_precision, cpu_devices=cpu_devices)
     plan = distribute.make(kind, device_info, devices=list(options.devices) or None,
