@@ -226,6 +226,9 @@ def test_a_finished_run_trains_longer_and_its_schedule_goes_on(tiny_spec, mnist_
     shorter = run_cli("fit", "--resume", run, "--epochs", 2, "--data-dir", mnist_dir)
     assert shorter.stderr.startswith(f"{run}: this run is finished after 2 epochs; --epochs 2 would not train it "
                                      "longer\n")
+    workers = run_cli("fit", "--resume", run, "--epochs", 4, "--strategy", "multi-worker", "-q")
+    assert workers.stderr == (f"{run}: a finished run cannot be trained longer with multi-worker training\n"
+                              "  hint: train it longer on one machine, or start a new run from it with --init-from\n")
     result = run_cli("fit", "--resume", run, "--epochs", 4, "--data-dir", mnist_dir)
     assert result.exit_code == 0, result.output
     assert f"training {run} longer: epochs 3 to 4\n" in result.stderr
