@@ -88,6 +88,7 @@ def test_pictures_are_written_in_the_format_their_name_says(two_runs, tmp_path):
         result = run("filters", two_runs["old"], "--out", tmp_path / name)
         assert result.exit_code == 0, result.output
         assert result.stderr == f"model: {two_runs['old'] / 'model.keras'}\n"
+        assert re.fullmatch(rf"wrote {re.escape(str(tmp_path / name))}: 4 filters of conv2d\w*\n", result.stdout)
         with Image.open(tmp_path / name) as picture:
             assert picture.format == kind
     for name, what in (("f.bmp", "'.bmp' is not a picture format cnntrain writes"),

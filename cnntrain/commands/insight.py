@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from cnntrain.commands.options import picture_option, runs_option, say_model, unsafe_option
+from cnntrain.errors import plural
 
 
 def _model_of(target, runs_root, unsafe):
@@ -25,7 +26,7 @@ def filters(target, out, runs_root, unsafe):
 
     model, _ = _model_of(target, runs_root, unsafe)
     info = filters_figure(model, out)
-    click.echo(f"wrote {info['path']}: {info['shown']} filters of {info['layer']}")
+    click.echo(f"wrote {info['path']}: {plural(info['shown'], 'filter')} of {info['layer']}")
 
 
 @click.command()
@@ -45,4 +46,4 @@ def activations(target, image, out, maps, runs_root, unsafe):
     height, width, channels = input_shape_of(model, metadata)
     pixels = read_image(image, height=height, width=width, channels=channels)
     info = activations_figure(model, pixels, out, max_maps=maps)
-    click.echo(f"wrote {info['path']}: {len(info['layers'])} layers")
+    click.echo(f"wrote {info['path']}: {plural(len(info['layers']), 'layer')}")
