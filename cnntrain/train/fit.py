@@ -170,6 +170,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                                 hint=f"resume it with 'cnntrain fit --resume {run_dir}', or choose a new --out")
         state = {"epochs_done": 0, "best": None, "best_epoch": None, "history": [], "weights": None,
                  "monitor": monitor, "callbacks": []}
+        extending = False  # a finished run trained longer; under the lock, its backup/ is still absent
         if options.resume and (run_dir / folder.BACKUP / STATE).exists():
             state = atomic.read_json(run_dir / folder.BACKUP / STATE)
             try:
@@ -182,7 +183,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                 atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())  # a new --epochs: the only change allowed
             reporter.note(f"resuming {run_dir} after epoch {state['epochs_done']} of {spec['fit']['epochs']}")
         elif options.extend:
-            state = start.finished_state(run_dir, monitor)
+            state, extending = start.finished_state(run_dir, monitor), True
         elif not options.resume:
             atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())
             atomic.write_json(run_dir / "env.json", environment(spec, device_info, options, initial_weights))
@@ -191,7 +192,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         reporter.note(f"run folder: {run_dir}")
         guard, meter = NanGuard(), Throughput()
         saver = RunState(run_dir, state, monitor, metadata, guard, user_callbacks)
-        if options.extend:
+        if extending:
             done = start.continue_finished(model, run_dir, saver, spec)
             last = spec["fit"]["epochs"]
             more = f"epoch {last}" if last == done + 1 else f"epochs {done + 1} to {last}"
