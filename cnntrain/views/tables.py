@@ -12,8 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnntrain.errors import plural
-from cnntrain.views.console import UNBOUNDED
-from cnntrain.views.console import pct as _pct
+from cnntrain.views.console import UNBOUNDED, pct
 
 
 class FoldingTable(Table):
@@ -88,8 +87,8 @@ def show_evaluation(console, result: dict) -> None:
         head.add_row("data", escape(str(result["dataset"])) + split)
     head.add_row("samples", f"{result['samples']:,}")
     head.add_row("loss", f"{result['loss']:.4f}")
-    head.add_row("accuracy", f"[bold]{_pct(result['accuracy'])}[/bold]")
-    head.add_row(f"top-{k} accuracy", _pct(result["top_k_accuracy"]))
+    head.add_row("accuracy", f"[bold]{pct(result['accuracy'])}[/bold]")
+    head.add_row(f"top-{k} accuracy", pct(result["top_k_accuracy"]))
     head.add_row("macro F1", f"{result['macro_f1']:.4f}")
     console.print(head)
     console.print()
@@ -183,7 +182,7 @@ def runs_table(rows) -> Table:
         on = "-" if r.get("test_from") is None else \
             f"{'?' if images is None else plural(images, 'image')} ({r['test_from']})"
         table.add_row(escape("/".join(Path(r["run"]).parts[-2:])), escape(r["status"]), _text(r["epochs"]),
-                      _pct(r["val_accuracy"]), _pct(r["test_accuracy"]), on,
+                      pct(r["val_accuracy"]), pct(r["test_accuracy"]), on,
                       f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] else "-",
                       f"{r['images_per_s']:,.0f}" if r["images_per_s"] else "-")
     table.caption = "test acc: from cnntrain evaluate (eval.json) if run, else from the fit (metrics.json)"
