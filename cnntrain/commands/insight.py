@@ -11,8 +11,9 @@ def _model_of(target, runs_root, unsafe):
     from cnntrain.runs.model_file import load_model, resolve_model
 
     model_file, _ = resolve_model(target, runs_root)
+    loaded = load_model(model_file, unsafe=unsafe)
     say_model(model_file)
-    return load_model(model_file, unsafe=unsafe)
+    return loaded
 
 
 @click.command()
