@@ -18,8 +18,9 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def run(*args, columns=None):
-    """The CLI through click's runner (not a terminal), with $COLUMNS set as a narrow terminal would."""
-    env = {"COLUMNS": str(columns)} if columns else None
+    """The CLI through click's runner (not a terminal, whatever a CI sets to force colours), with
+    $COLUMNS set as a narrow terminal would."""
+    env = {"FORCE_COLOR": None, "TTY_COMPATIBLE": None, **({"COLUMNS": str(columns)} if columns else {})}
     return CliRunner().invoke(cli, [str(a) for a in args], env=env)
 
 
