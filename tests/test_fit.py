@@ -229,8 +229,10 @@ def test_a_finished_run_trains_longer_and_its_schedule_goes_on(tiny_spec, mnist_
     workers = run_cli("fit", "--resume", run, "--epochs", 4, "--strategy", "multi-worker", "-q")
     assert workers.stderr == (f"{run}: a finished run cannot be trained longer with multi-worker training\n"
                               "  hint: train it longer on one machine, or start a new run from it with --init-from\n")
-    result = run_cli("fit", "--resume", run, "--epochs", 4, "--data-dir", mnist_dir)
+    # No --data-dir: the run's own (env.json) is used, so the command in the hint works as printed.
+    result = run_cli("fit", "--resume", run, "--epochs", 4)
     assert result.exit_code == 0, result.output
+    assert f"data: {mnist_dir / 'mnist.npz'}: 160 train" in result.stderr
     assert f"training {run} longer: epochs 3 to 4\n" in result.stderr
     rows = history(run)
     assert rows[:2] == first and [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
