@@ -2,10 +2,6 @@
 import csv
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -13,6 +9,7 @@ from click.testing import CliRunner
 from cnntrain.runs import folder, model_file
 from cnntrain.cli import cli
 from helpers.cli import run_cli
+from helpers.procs import killed_after
 from helpers.marks import gpu_count, needs_gpu, needs_no_gpu
 from helpers.runs import RUN_FILES
 from cnntrain.spec import load_spec
@@ -147,24 +144,7 @@ def test_killed_fit_resumes_to_the_exact_epoch_count(tiny_spec, mnist_dir, tmp_p
     spec = tiny_spec(epochs=12)
     run = tmp_path / "run"
     env = {**os.environ, "CNNTRAIN_DATA_DIR": str(mnist_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "cnntrain", "fit", str(spec), "--out", str(run), "--quiet"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = run / folder.BACKUP / "state.json"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            if state.exists() and json.loads(state.read_text() or "{}").get("epochs_done", 0) >= 2:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the fit never finished two epochs")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    before = json.loads(state.read_text())
+    before = killed_after(["fit", spec, "--out", run, "--quiet"], run, 2, env=env)
     assert 2 <= before["epochs_done"] < 12
     assert not (run / "model.keras").exists()
     result = run_cli("fit", "--resume", run, "--data-dir", mnist_dir)
@@ -279,3 +259,18 @@ def test_a_new_run_starts_from_another_runs_weights(tiny_spec, mnist_dir, tmp_pa
                             "same model: section\n")
     both = run_cli("fit", "--resume", source, "--init-from", source)
     assert both.exit_code == 2 and "give --resume or --init-from, not both" in both.stderr
+
+
+def test_a_run_killed_while_trained_longer_resumes(tiny_spec, mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("fit", tiny_spec(epochs=2), "--data-dir", mnist_dir, "--out", run, "-q").exit_code == 0
+    first = history(run)
+    killed = killed_after(["fit", "--resume", run, "--epochs", 12, "-q"], run, 3)
+    assert 3 <= killed["epochs_done"] < 12
+    assert load_spec(run / "spec.yaml")["fit"]["epochs"] == 12
+    result = run_cli("fit", "--resume", run)
+    assert result.exit_code == 0, result.output
+    rows = history(run)
+    assert rows[:2] == first and [int(r["epoch"]) for r in rows] == list(range(1, 13))
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 12
+    assert not (run / folder.BACKUP).exists()
