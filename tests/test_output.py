@@ -130,3 +130,25 @@ def test_a_narrow_terminal_folds_and_never_cuts_numbers():
     assert re.search(r"│ max_pooling2d\w* │ MaxPooling2D │ \(12, 12, 32\) │ +0 │ +│", fitted), fitted
     assert "(padding, stride, kernel, receptive field: left out to fit the terminal; --json shows them)" in \
         " ".join(line.strip() for line in fitted.splitlines())
+
+
+def test_piped_evaluation_keeps_every_class_name(tmp_path):
+    from cnntrain.runs import model_file
+    from helpers.models import metadata, part_trained, synthetic
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    folder = tmp_path / "objects"
+    for split, (x, y) in (("train", synthetic(20, 1)), ("test", synthetic(60, 2))):
+        for i, (pixels, label) in enumerate(zip(x, y)):
+            (folder / split / names[label]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[..., 0]).save(folder / split / names[label] / f"{i}.png")
+    model = tmp_path / "objects.keras"
+    model_file.save_model(part_trained(3), model, metadata(names, dataset="image_folder", data_path=str(folder),
+                                                           image_size=[8, 8], color_mode="grayscale"))
+    result = run("evaluate", model, columns=80)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    confusion = result.stdout[result.stdout.index("Confusion matrix"):]
+    header = next(line for line in confusion.splitlines() if "true \\ pred" in line)
+    assert header.split("┃")[2:-1] == [f" {name} " for name in names]
+    assert re.search(r"^│ automobile +│ +[01]\.\d{4} │", result.stdout, re.M), result.stdout
