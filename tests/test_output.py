@@ -122,14 +122,21 @@ def test_a_narrow_terminal_folds_and_never_cuts_numbers():
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     confusion = [[1234 if i == j else 5 for j in range(10)] for i in range(10)]
     console.print(tables.confusion_table({"class_names": names, "confusion": confusion}))
+    run = {"run": "runs/mnist/20261202-141857", "status": "completed", "epochs": 8, "val_accuracy": 0.99,
+           "test_accuracy": 0.9926, "test_images": 10000, "test_from": "evaluate", "wall_time_s": 650.0,
+           "images_per_s": 1234.5}
+    console.print(tables.runs_table([run], width=80))
     text = console.export_text()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     for number in ("294,976", "5,308,416", "194,688", "1234"):
         assert re.search(rf"[ │]{number} │", text), number
-    fitted = text[text.index("fitted"):]
+    fitted = text[text.index("fitted"):text.index("Confusion matrix")]
     assert re.search(r"│ max_pooling2d\w* │ MaxPooling2D │ \(12, 12, 32\) │ +0 │ +│", fitted), fitted
     assert "(padding, stride, kernel, receptive field: left out to fit the terminal; --json shows them)" in \
         " ".join(line.strip() for line in fitted.splitlines())
+    runs = " ".join(line.strip() for line in text[text.index("runs, newest first"):].splitlines())
+    assert re.search(r"│ +8 │ +99\.00% │ +99\.26% │ 10,000 images +│", text) and "1,234" not in runs
+    assert "(images/s, time: left out to fit the terminal; --json shows them)" in runs
 
 
 def test_piped_evaluation_keeps_every_class_name(tmp_path):

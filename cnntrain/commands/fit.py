@@ -131,4 +131,4 @@ def runs_command(root, as_json):
     elif not rows:
         console.err.print(f"no runs under {console.escape(root)}/ yet: train one with 'cnntrain fit SPEC'")
     else:
-        console.out.print(tables.runs_table(rows))
+        console.out.print(tables.runs_table(rows, width=console.out.width))

@@ -172,7 +172,7 @@ def show_predictions(console, rows: list[dict], top_k: int) -> None:
 # ---------------------------------------------------------------- runs
 
 
-def runs_table(rows) -> Table:
+def runs_table(rows, width: int | None = None) -> Table:
     table = FoldingTable(title="runs, newest first")
     for column, justify in (("run", "left"), ("status", "left"), ("epochs", "right"), ("val acc", "right"),
                             ("test acc", "right"), ("on", "left"), ("time", "right"), ("images/s", "right")):
@@ -186,6 +186,8 @@ def runs_table(rows) -> Table:
                       f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] else "-",
                       f"{r['images_per_s']:,.0f}" if r["images_per_s"] else "-")
     table.caption = "test acc: from cnntrain evaluate (eval.json) if run, else from the fit (metrics.json)"
+    if width is not None:
+        _drop_to_fit(table, width, ("images/s", "time"))
     return table
 
 
