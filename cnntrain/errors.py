@@ -76,3 +76,8 @@ class CnntrainError(Exception):
 
 class SpecError(CnntrainError):
     """A mistake in a spec file or a --set override."""
+
+
+def plural(count, noun: str) -> str:
+    """'1 epoch', '2 epochs': messages and tables count things, and '1 epochs' reads as a slip."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"

@@ -3,7 +3,6 @@ datasets in real formats, and a tiny spec that trains in seconds. Helpers are in
 import os
 import textwrap
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -12,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ["PYTHONPATH"] = os.pathsep.join([_REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
-from helpers.formats import digits  # noqa: E402
+from helpers.formats import tiny_mnist  # noqa: E402
 from helpers.runs import TINY_SPEC  # noqa: E402
 
 
@@ -38,9 +37,7 @@ def mnist_dir(tmp_path):
     """A folder holding mnist.npz in Keras' layout: 200 train, 50 test images."""
     folder = tmp_path / "data"
     folder.mkdir()
-    x_train, y_train = digits(200, seed=1)
-    x_test, y_test = digits(50, seed=2)
-    np.savez(folder / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    tiny_mnist(folder)
     return folder
 
 

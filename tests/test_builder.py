@@ -152,3 +152,23 @@ def test_output_must_match_the_classes():
         build.check_output(spec, model, 10)
     assert str(info.value) == ("spec.yaml:7:7: the model's output has 3 units but the data has 10 classes\n"
                                "  hint: set units: 10 on the last Dense layer")
+
+
+@pytest.mark.parametrize("config,epochs,warmup,decay", [("mnist.yaml", 1, 0, 422), ("mnist.yaml", 8, 0, 8 * 422),
+                                                       ("cifar10.yaml", 2, 352, 352), ("cifar10.yaml", 15, 352, 14 * 352)])
+def test_shipped_schedules_follow_the_run_length(config, epochs, warmup, decay):
+    # 54,000 MNIST / 45,000 CIFAR-10 training images in batches of 128: 422 / 352 steps an epoch
+    spec = load_spec(CONFIGS / config, [f"fit.epochs={epochs}"])
+    schedule = build.build_optimizer(spec, steps_per_epoch=422 if config == "mnist.yaml" else 352)._learning_rate
+    assert (schedule.warmup_steps, schedule.decay_steps) == (warmup, decay)
+
+
+def test_schedule_steps_in_a_form_not_understood():
+    spec = spec_of(BASE + "compile:\n  optimizer:\n    SGD:\n      learning_rate:\n"
+                          "        CosineDecay: {initial_learning_rate: 0.1, decay_steps: 'all but 1 epoch'}\n")
+    with pytest.raises(SpecError) as info:
+        build.build_optimizer(spec, steps_per_epoch=50)
+    assert str(info.value) == (
+        "spec.yaml:12:64: decay_steps must be a number of steps, 'N epochs', 'all' or 'all - N epochs', received: "
+        "'all but 1 epoch'\n  hint: e.g. decay_steps: all (the whole run, which follows --epochs), "
+        "or warmup_steps: '1 epochs'")

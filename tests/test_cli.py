@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers.cli import modules_after, run_cli as run
-from helpers.formats import digits
+from helpers.formats import tiny_mnist
 from helpers.runs import TINY_SPEC
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -94,14 +94,10 @@ def test_summary_agrees_with_keras():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny finished run shared by the commands that read runs."""
-    import numpy as np
-
     root = tmp_path_factory.mktemp("trained")
     data = root / "data"
     data.mkdir()
-    x_train, y_train = digits(200, seed=1)
-    x_test, y_test = digits(50, seed=2)
-    np.savez(data / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    x_test, y_test = tiny_mnist(data)
     spec = root / "tiny.yaml"
     spec.write_text(TINY_SPEC.format(epochs=3, runs=root / "runs"))
     # Its output.dir is an absolute folder, which only a trusted spec may name: this one is ours.

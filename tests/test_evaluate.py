@@ -117,8 +117,8 @@ def test_evaluate_run_writes_eval_and_confusion(trained, tmp_path):
     (run / "spec.yaml").write_text("name: tiny\n")
     model_file.save_model(trained, run / "model.keras", metadata(dataset="image_folder", data_path=str(data)))
 
-    result, folder = evaluate_run(None, runs_root=tmp_path / "runs", top_k=3, batch_size=32)
-    assert folder == run
+    result, written = evaluate_run(None, runs_root=tmp_path / "runs", top_k=3, batch_size=32)
+    assert written == (run / "eval.json", run / "confusion.png")
     direct = evaluate_model(trained, metadata(), x_te, y_te, top_k=3)
     for key in ("samples", "accuracy", "confusion", "per_class", "macro_f1", "top_k_accuracy"):
         assert result[key] == direct[key]
@@ -132,17 +132,18 @@ def test_evaluate_run_writes_eval_and_confusion(trained, tmp_path):
         side = int(confusion.figure_inches(CLASSES) * 100)
         assert png.format == "PNG" and png.size == (side, side)
 
-    train_result, _ = evaluate_run(str(run), split="train", batch_size=32)
+    train_result, written = evaluate_run(str(run), split="train", batch_size=32)
     assert train_result["samples"] == 40 and train_result["split"] == "train"
+    assert written == (run / "eval-train.json", run / "confusion-train.png")
+    assert json.loads((run / "eval.json").read_text())["split"] == "test"  # not replaced by the training split's
 
     # A bare .keras file: results land beside it.
     bare = tmp_path / "elsewhere" / "mine.keras"
     bare.parent.mkdir()
     model_file.save_model(trained, bare, metadata(dataset="image_folder", data_path=str(data)))
-    _, folder = evaluate_run(str(bare))
-    assert folder == bare.parent
-    assert (bare.parent / "mine.eval.json").is_file()
-    assert (bare.parent / "mine.confusion.png").is_file()
+    _, written = evaluate_run(str(bare))
+    assert written == (bare.parent / "mine.eval.json", bare.parent / "mine.confusion.png")
+    assert all(path.is_file() for path in written)
 
 
 def test_model_without_metadata(trained, test_set, tmp_path):

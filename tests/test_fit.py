@@ -3,7 +3,6 @@ import csv
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from click.testing import CliRunner
 from cnntrain.runs import folder, model_file
 from cnntrain.cli import cli
 from helpers.cli import run_cli
-from helpers.procs import reaped
+from helpers.procs import killed_after, reaped
 from helpers.marks import gpu_count, needs_gpu, needs_no_gpu
 from helpers.runs import RUN_FILES
 from cnntrain.spec import load_spec
@@ -206,24 +205,7 @@ def test_killed_fit_resumes_to_the_exact_epoch_count(tiny_spec, mnist_dir, tmp_p
     spec = tiny_spec(epochs=12)
     run = tmp_path / "run"
     env = {**os.environ, "CNNTRAIN_DATA_DIR": str(mnist_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "cnntrain", "fit", str(spec), "--out", str(run), "--quiet"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = run / folder.BACKUP / "state.json"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            if state.exists() and json.loads(state.read_text() or "{}").get("epochs_done", 0) >= 2:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the fit never finished two epochs")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    before = json.loads(state.read_text())
+    before = killed_after(["fit", spec, "--out", run, "--quiet"], run, 2, env=env)
     assert 2 <= before["epochs_done"] < 12
     assert not (run / "model.keras").exists()
     result = run_cli("fit", "--resume", run, "--data-dir", mnist_dir)
@@ -280,3 +262,106 @@ def test_limit_draws_from_every_class_of_sorted_data(tmp_path):
     assert list(xs.ravel()) == sorted(xs.ravel())          # original order kept
     assert np.array_equal(_subset(x, y, 30, seed=3)[0], xs)  # seeded
     assert _subset(x, y, 500, seed=3)[0] is x
+
+
+COSINE = "compile.optimizer={Adam: {learning_rate: {CosineDecay: {initial_learning_rate: 0.01, decay_steps: %s}}}}"
+
+
+def test_a_schedule_over_the_whole_run_follows_epochs(tiny_spec, mnist_dir, tmp_path):
+    # 160 training images in batches of 32: 5 steps an epoch; 'all' is 2 epochs here, so the cosine
+    # reaches 0 at the last step, while '8 epochs' would still be near its start.
+    for value, run in (("all", "whole"), ("'8 epochs'", "fixed")):
+        result = run_cli("fit", tiny_spec(epochs=8), "--epochs", 2, "--set", COSINE % value, "--data-dir", mnist_dir,
+                         "--out", tmp_path / run, "--quiet")
+        assert result.exit_code == 0, result.output
+    assert [float(r["learning_rate"]) for r in history(tmp_path / "whole")] == pytest.approx([0.005, 0.0], abs=1e-6)
+    assert float(history(tmp_path / "fixed")[-1]["learning_rate"]) == pytest.approx(0.00853553, rel=1e-4)  # 0.005 x (1 + cos(pi x 10 / 40))
+
+
+def test_a_finished_run_trains_longer_and_its_schedule_goes_on(tiny_spec, mnist_dir, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    spec = tiny_spec(epochs=2)
+    assert run_cli("fit", spec, "--set", COSINE % "all", "--data-dir", mnist_dir, "--out", run, "-q").exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    newest = run_cli("fit", "--resume", "--epochs", 4)  # the newest unfinished run: there is none
+    assert newest.stderr == ("error: no unfinished run found under runs/\n  hint: train one first with 'cnntrain fit "
+                             "SPEC', or give the run folder; a finished run is trained longer with 'cnntrain fit "
+                             "--resume RUN --epochs N'\n")
+    first = history(run)
+    assert run_cli("evaluate", run, "--data-dir", mnist_dir).exit_code == 0
+    again = run_cli("fit", "--resume", run, "--data-dir", mnist_dir)
+    assert again.exit_code == 1
+    assert again.stderr == (f"{run}: this run is finished after 2 epochs; there is nothing to resume\n"
+                            f"  hint: to train it longer, give the number of epochs in all, e.g. "
+                            f"'cnntrain fit --resume {run} --epochs 4'\n")
+    shorter = run_cli("fit", "--resume", run, "--epochs", 2, "--data-dir", mnist_dir)
+    assert shorter.stderr.startswith(f"{run}: this run is finished after 2 epochs; --epochs 2 would not train it "
+                                     "longer\n")
+    workers = run_cli("fit", "--resume", run, "--epochs", 4, "--strategy", "multi-worker", "-q")
+    assert workers.stderr == (f"{run}: a finished run cannot be trained longer with multi-worker training\n"
+                              "  hint: train it longer on one machine, or start a new run from it with --init-from\n")
+    # No --data-dir: the run's own (env.json) is used, so the command in the hint works as printed.
+    result = run_cli("fit", "--resume", run, "--epochs", 4)
+    assert result.exit_code == 0, result.output
+    assert f"data: {mnist_dir / 'mnist.npz'}: 160 train" in result.stderr
+    assert f"training {run} longer: epochs 3 to 4\n" in result.stderr
+    rows = history(run)
+    assert rows[:2] == first and [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    # The optimizer's step went on from 10 (not from 0) and 'all' is now 20 steps: after epoch 3 the
+    # cosine is at step 15 of 20, 0.005 x (1 + cos(0.75 pi)); restarted, it would be at 0.005 again.
+    assert [float(r["learning_rate"]) for r in rows[2:]] == pytest.approx([0.00146447, 0.0], abs=1e-7)
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 4
+    assert load_spec(run / "spec.yaml")["fit"]["epochs"] == 4
+    assert not (run / folder.BACKUP).exists()
+    assert model_file.read_metadata(run / "model.keras")["epoch"] == 4
+    # eval.json is of the epoch-2 model: runs shows the fit's test figure of the model as it is now.
+    listed = json.loads(run_cli("runs", "--dir", tmp_path, "--json").stdout)
+    assert [(row["run"], row["epochs"], row["test_from"]) for row in listed] == [(str(run), 4, "fit")]
+
+
+def test_a_new_run_starts_from_another_runs_weights(tiny_spec, mnist_dir, tmp_path):
+    import numpy as np
+
+    from helpers.formats import digits
+
+    x_train, y_train = digits(200, seed=3)
+    x_test, y_test = digits(50, seed=4)
+    np.savez(mnist_dir / "fashion_mnist.npz", x_train=255 - x_train, y_train=y_train, x_test=255 - x_test,
+             y_test=y_test)
+    spec, source = tiny_spec(epochs=2), tmp_path / "mnist"
+    assert run_cli("fit", spec, "--data-dir", mnist_dir, "--out", source, "-q").exit_code == 0
+    # A learning rate of 0 keeps the starting weights: they must be the MNIST run's, exactly.
+    result = run_cli("fit", spec, "--init-from", source, "--set", "data.dataset=fashion_mnist", "--epochs", 1,
+                     "--set", "compile.optimizer={SGD: {learning_rate: 0.0}}", "--data-dir", mnist_dir,
+                     "--out", tmp_path / "fashion")
+    assert result.exit_code == 0, result.output
+    assert f"initial weights: {source / 'model.keras'}\n" in result.stderr
+    assert json.loads((tmp_path / "fashion" / "env.json").read_text())["init_from"] == str(source / "model.keras")
+    before, _ = model_file.load_model(source / "model.keras")
+    after, meta = model_file.load_model(tmp_path / "fashion" / "model.keras")
+    assert meta["dataset"] == "fashion_mnist"
+    assert all(np.array_equal(a, b) for a, b in zip(before.get_weights(), after.get_weights()))
+    wider = run_cli("fit", spec, "--init-from", source / "model.keras", "--set", "model.layers.0.Conv2D.filters=8",
+                    "--data-dir", mnist_dir, "--out", tmp_path / "wider", "-q")
+    assert wider.exit_code == 1 and not (tmp_path / "wider").exists()
+    assert wider.stderr == (f"{source / 'model.keras'}: cannot start from this model: its layer 1 with weights "
+                            "(Conv2D) has weights shaped (3, 3, 1, 4), (4,), the spec's Conv2D needs (3, 3, 1, 8), "
+                            "(8,)\n  hint: --init-from needs a model with the same layers: a run of a spec with the "
+                            "same model: section\n")
+    both = run_cli("fit", "--resume", source, "--init-from", source)
+    assert both.exit_code == 2 and "give --resume or --init-from, not both" in both.stderr
+
+
+def test_a_run_killed_while_trained_longer_resumes(tiny_spec, mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("fit", tiny_spec(epochs=2), "--data-dir", mnist_dir, "--out", run, "-q").exit_code == 0
+    first = history(run)
+    killed = killed_after(["fit", "--resume", run, "--epochs", 12, "-q"], run, 3)
+    assert 3 <= killed["epochs_done"] < 12
+    assert load_spec(run / "spec.yaml")["fit"]["epochs"] == 12
+    result = run_cli("fit", "--resume", run)
+    assert result.exit_code == 0, result.output
+    rows = history(run)
+    assert rows[:2] == first and [int(r["epoch"]) for r in rows] == list(range(1, 13))
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 12
+    assert not (run / folder.BACKUP).exists()

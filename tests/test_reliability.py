@@ -156,7 +156,7 @@ def test_kill_soak_resumes_to_an_exact_run(tiny_spec, mnist_dir, tmp_path):
         if sent == signal.SIGINT:
             assert proc.returncode == 130, stderr[-2000:]
             # Ctrl-C during an epoch names the epochs saved; before or after the training loop, just says so.
-            saved = (rf"error: interrupted; \d+ epoch\(s\) are saved in {re.escape(str(run))}\n  hint: resume with: "
+            saved = (rf"error: interrupted; (1 epoch|\d+ epochs) saved in {re.escape(str(run))}\n  hint: resume with: "
                      rf"cnntrain fit --resume {re.escape(str(run))}\n")
             assert re.search(rf"(^|\n)({saved}|interrupted\n)\Z", stderr), stderr[-2000:]
         else:

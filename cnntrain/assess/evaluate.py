@@ -100,17 +100,20 @@ def _align_labels(y, data_names, model_names):
     return mapping[np.asarray(y, dtype=np.int64)]
 
 
-def output_paths(model_file: Path, run_dir: Path | None) -> tuple[Path, Path, Path]:
-    """(folder, eval json, confusion png) where the evaluation of `model_file` is written."""
+def output_paths(model_file: Path, run_dir: Path | None, split: str = "test") -> tuple[Path, Path, Path]:
+    """(folder, eval json, confusion png) where the evaluation of `model_file` is written. A training-split
+    evaluation gets its own names: it must not replace the test figures that `cnntrain runs` shows."""
+    tail = "" if split == "test" else f"-{split}"
     if run_dir is not None:
-        return run_dir, run_dir / "eval.json", run_dir / "confusion.png"
+        return run_dir, run_dir / f"eval{tail}.json", run_dir / f"confusion{tail}.png"
     folder = model_file.parent
-    return folder, folder / f"{model_file.stem}.eval.json", folder / f"{model_file.stem}.confusion.png"
+    return folder, folder / f"{model_file.stem}.eval{tail}.json", folder / f"{model_file.stem}.confusion{tail}.png"
 
 
 def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline=False, split="test",
-                 top_k=5, batch_size=256, unsafe=False) -> tuple[dict, Path | None]:
-    """Evaluate a run's model.keras (or a .keras file) on its data set; write eval.json and confusion.png."""
+                 top_k=5, batch_size=256, unsafe=False) -> tuple[dict, tuple[Path, Path]]:
+    """Evaluate a run's model.keras (or a .keras file) on its data set; write eval.json and confusion.png
+    (output_paths) and return the figures and the two files written."""
     from cnntrain.figures import confusion
 
     if split not in ("test", "train"):
@@ -120,10 +123,12 @@ def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline
     data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline, split=split)
     y = _align_labels(y, getattr(data, "class_names", None), names)
     result = evaluate_model(model, metadata, x, y, batch_size=batch_size, top_k=top_k)
-    result = {"model": str(model_file), "dataset": metadata.get("dataset"), "split": split,
+    # The model's epoch tells `cnntrain runs` whether these figures are still its model's after a fit --resume.
+    result = {"model": str(model_file), "epoch": metadata.get("epoch"), "dataset": metadata.get("dataset"),
+              "split": split,
               "source": str(getattr(data, "source", "") or ""), **result}
 
-    folder, json_path, png_path = output_paths(model_file, run_dir)
+    _, json_path, png_path = output_paths(model_file, run_dir, split)
     write_json(json_path, result)
     confusion.confusion_png(result, png_path)
-    return result, folder
+    return result, (json_path, png_path)

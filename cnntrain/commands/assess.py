@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cnntrain.commands.options import data_options, invert_option, json_option, runs_option, unsafe_option
+from cnntrain.commands.options import data_options, invert_option, json_option, runs_option, say_model, unsafe_option
 
 
 @click.command()
@@ -23,13 +23,14 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, runs_root, uns
     """Test loss, accuracy, top-k accuracy, per-class precision/recall/F1 and the confusion
     matrix of a run's model (default: the newest finished run) or of a .keras file.
 
-    Writes eval.json and confusion.png into the run folder."""
+    Writes eval.json and confusion.png into the run folder (eval-train.json and confusion-train.png
+    for --split train), or MODEL.eval.json and MODEL.confusion.png beside a .keras file."""
     from cnntrain.views import console, tables
     from cnntrain.assess.evaluate import evaluate_run
 
     if unsafe:
         console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
-    result, folder = evaluate_run(target, runs_root=runs_root, data_dir=data_dir, offline=offline, split=split,
+    result, written = evaluate_run(target, runs_root=runs_root, data_dir=data_dir, offline=offline, split=split,
                                   top_k=top_k, batch_size=batch_size, unsafe=unsafe)
     if result.get("note"):
         console.err.print(f"note: {console.escape(result['note'])}")
@@ -37,8 +38,7 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, runs_root, uns
         click.echo(json.dumps(result, indent=2))
         return
     tables.show_evaluation(console.out, result)
-    if folder:
-        console.err.print(f"wrote eval.json and confusion.png to {console.escape(str(folder))}")
+    console.err.print(f"wrote {console.escape(str(written[0]))} and {console.escape(str(written[1]))}")
 
 
 @click.command()
@@ -69,6 +69,8 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, batch_size, unsaf
         console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     rows, errors, info = predict_files(list(inputs), target=model_path or run, runs_root=runs_root, top_k=top_k,
                                        invert=invert, batch_size=batch_size, unsafe=unsafe)
+    if not as_json:
+        say_model(info["model"])
     if info.get("note"):
         console.err.print(f"note: {console.escape(info['note'])}")
     for row in rows:

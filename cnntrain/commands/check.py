@@ -55,7 +55,7 @@ def summary(spec, overrides, trust_spec, as_json):
 
         click.echo(json.dumps({"layers": [dataclasses.asdict(r) for r in rows], "totals": totals}, indent=2))
         return
-    console.out.print(tables.model_table(rows, totals, f"{loaded['name']} ({spec})"))
+    console.out.print(tables.model_table(rows, totals, f"{loaded['name']} ({spec})", width=console.out.width))
     for r in rows:
         if r.formula or r.size_arithmetic:
             parts = [p for p in (r.formula and f"params {r.formula}", r.size_arithmetic and f"size {r.size_arithmetic}") if p]

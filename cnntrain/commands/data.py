@@ -5,7 +5,7 @@ import json
 
 import click
 
-from cnntrain.commands.options import data_options, spec_options
+from cnntrain.commands.options import data_options, picture_option, spec_options
 
 
 @click.command()
@@ -35,7 +35,7 @@ def data(action, name, path, data_dir, offline):
 @click.argument("spec", type=click.Path(dir_okay=False))
 @spec_options
 @data_options
-@click.option("--out", type=click.Path(dir_okay=False), default="augment.png", show_default=True, help="PNG to write.")
+@picture_option("augment.png")
 @click.option("--images", type=click.IntRange(1, 16), default=6, show_default=True, help="Training images shown.")
 @click.option("--versions", type=click.IntRange(1, 16), default=7, show_default=True, help="Augmented versions of each.")
 def augment(spec, overrides, data_dir, offline, out, images, versions):

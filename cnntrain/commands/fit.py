@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from cnntrain.commands.options import data_options, json_option, spec_options, trust_option
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, plural
 from cnntrain.spec.schema import STRATEGIES
 
 
@@ -19,7 +19,10 @@ from cnntrain.spec.schema import STRATEGIES
 @click.option("--out", type=click.Path(file_okay=False), help="Write the run to this folder instead of "
               "runs/<name>/<time>/: a new or empty folder (made for you), never one holding other files.")
 @click.option("--resume", is_flag=False, flag_value="latest", default=None, metavar="[RUN]",
-              help="Continue an unfinished run (default: the newest one) from its last finished epoch.")
+              help="Continue an unfinished run (default: the newest one) from its last finished epoch; "
+                   "with --epochs N, train a finished RUN longer, to N epochs in all.")
+@click.option("--init-from", metavar="RUN | MODEL.keras",
+              help="Start a new run from the weights of a trained model with the same layers.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
               help="Where to train.")
 @click.option("--mixed-precision", is_flag=True, help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU.")
@@ -37,13 +40,14 @@ from cnntrain.spec.schema import STRATEGIES
               help="Log to <run>/tensorboard for TensorBoard; same as --set fit.tensorboard=true.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final line.")
 @json_option("Print the final metrics as JSON on stdout, nothing else.")
-def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline, out, resume, device, mixed_precision,
-        jit, deterministic, strategy, devices, workers, task_index, connect_timeout, tensorboard, quiet, as_json):
+def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline, out, resume, init_from, device,
+        mixed_precision, jit, deterministic, strategy, devices, workers, task_index, connect_timeout, tensorboard, quiet,
+        as_json):
     """Train the model of SPEC and write a run folder: spec.yaml, model.keras, best.keras,
     history.csv, metrics.json, env.json, curves.png.
 
-    A killed or interrupted fit continues with --resume (the SPEC may then be left out)."""
-    from cnntrain.runs import folder
+    A killed or interrupted fit continues with --resume (the SPEC may then be left out);
+    --resume RUN --epochs N trains a finished run longer, its schedule going on from where it was."""
     from cnntrain.spec import load_spec
 
     overrides = list(overrides)
@@ -51,23 +55,12 @@ def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline
                        ("fit.tensorboard", "true" if tensorboard else None)):
         if value is not None:
             overrides.append(f"{key}={value}")
-    run_dir = None
+    run_dir, extend = None, False
+    if resume and init_from:
+        raise click.UsageError("give --resume or --init-from, not both")
     if resume:
-        run_dir = folder.resolve_run(None if resume == "latest" else resume, unfinished=True)
-        if not (run_dir / folder.BACKUP).is_dir():
-            raise CnntrainError("this run is finished; there is nothing to resume", file=str(run_dir),
-                                hint="start a new fit, e.g. with --epochs to train longer")
-        saved = load_spec(run_dir / "spec.yaml")
-        if spec or overrides:
-            wanted = load_spec(spec or run_dir / "spec.yaml", overrides)
-            if wanted.to_yaml() != saved.to_yaml():
-                import difflib
-
-                diff = "".join(difflib.unified_diff(saved.to_yaml().splitlines(True), wanted.to_yaml().splitlines(True),
-                                                    f"{run_dir}/spec.yaml", spec or "--set"))
-                raise CnntrainError(f"the spec differs from the one this run was started with:\n{diff.rstrip()}",
-                                    file=str(run_dir), hint="resume without changes, or start a new fit")
-        loaded = saved
+        run_dir, loaded, extend = _resumed(resume, spec, overrides)
+        data_dir = data_dir or _data_dir_of(run_dir)
     else:
         if not spec:
             raise click.UsageError("Missing argument 'SPEC' (or use --resume).")
@@ -77,10 +70,55 @@ def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline
     from cnntrain.views import console, reporter
 
     options = training.FitOptions(data_dir=data_dir, offline=offline, out=out, resume=str(run_dir) if run_dir else None,
+                                  extend=extend, init_from=init_from,
                                   device=device, mixed_precision=mixed_precision, jit=jit, deterministic=deterministic,
                                   strategy=strategy, devices=tuple(d.strip() for d in (devices or "").split(",") if d.strip()),
                                   workers=workers, task_index=task_index, connect_timeout=connect_timeout)
     training.fit(loaded, options, reporter.Reporter(console.choose_mode(quiet, as_json)))
+
+
+def _resumed(resume, spec, overrides):
+    """(run folder, spec, whether the run is finished and is to be trained longer). Only fit.epochs may
+    change: a resumed run is the same training, continued."""
+    from cnntrain.runs import folder
+    from cnntrain.runs.history import read_history
+    from cnntrain.spec import load_spec
+
+    run_dir = folder.resolve_run(None if resume == "latest" else resume, unfinished=True)
+    saved = load_spec(run_dir / "spec.yaml")
+    wanted = load_spec(spec or run_dir / "spec.yaml", overrides) if spec or overrides else saved
+    epochs = wanted["fit"]["epochs"]
+    same_length = load_spec(spec or run_dir / "spec.yaml", [*overrides, f"fit.epochs={saved['fit']['epochs']}"]) \
+        if spec or overrides else saved
+    if same_length.to_yaml() != saved.to_yaml():
+        import difflib
+
+        diff = "".join(difflib.unified_diff(saved.to_yaml().splitlines(True), wanted.to_yaml().splitlines(True),
+                                            f"{run_dir}/spec.yaml", spec or "--set"))
+        raise CnntrainError(f"the spec differs from the one this run was started with:\n{diff.rstrip()}",
+                            file=str(run_dir), hint="resume without changes (--epochs may change), or start a new fit")
+    if (run_dir / folder.BACKUP).is_dir():
+        return run_dir, wanted, False
+    done = len(read_history(run_dir / "history.csv"))
+    hint = f"to train it longer, give the number of epochs in all, e.g. 'cnntrain fit --resume {run_dir} --epochs {2 * done}'"
+    asked = epochs != saved["fit"]["epochs"] or any(o.startswith("fit.epochs=") for o in overrides)
+    if not asked:  # an early-stopped run is finished too: only an explicit --epochs trains it on
+        raise CnntrainError(f"this run is finished after {plural(done, 'epoch')}; there is nothing to resume",
+                            file=str(run_dir), hint=hint)
+    if epochs <= done:
+        raise CnntrainError(f"this run is finished after {plural(done, 'epoch')}; --epochs {epochs} would not "
+                            "train it longer", file=str(run_dir), hint=hint)
+    return run_dir, wanted, True
+
+
+def _data_dir_of(run_dir):
+    """The --data-dir (or CNNTRAIN_DATA_DIR) the run was started with: a resume needs no flag repeated."""
+    import json
+
+    try:
+        return json.loads((run_dir / "env.json").read_text(encoding="utf-8")).get("data_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 @click.command("runs")
@@ -100,4 +138,4 @@ def runs_command(root, as_json):
     elif not rows:
         console.err.print(f"no runs under {console.escape(root)}/ yet: train one with 'cnntrain fit SPEC'")
     else:
-        console.out.print(tables.runs_table(rows))
+        console.out.print(tables.runs_table(rows, width=console.out.width))

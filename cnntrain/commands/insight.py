@@ -3,19 +3,22 @@ from __future__ import annotations
 
 import click
 
-from cnntrain.commands.options import invert_option, runs_option, unsafe_option
+from cnntrain.commands.options import invert_option, picture_option, runs_option, say_model, unsafe_option
+from cnntrain.errors import plural
 
 
 def _model_of(target, runs_root, unsafe):
     from cnntrain.runs.model_file import load_model, resolve_model
 
     model_file, _ = resolve_model(target, runs_root)
-    return load_model(model_file, unsafe=unsafe)
+    loaded = load_model(model_file, unsafe=unsafe)
+    say_model(model_file)
+    return loaded
 
 
 @click.command()
 @click.argument("target", required=False, metavar="[RUN | MODEL.keras]")
-@click.option("--out", type=click.Path(dir_okay=False), default="filters.png", show_default=True)
+@picture_option("filters.png")
 @runs_option
 @unsafe_option
 def filters(target, out, runs_root, unsafe):
@@ -26,13 +29,13 @@ def filters(target, out, runs_root, unsafe):
     model, _ = _model_of(target, runs_root, unsafe)
     info = filters_figure(model, out)
     # The layer's name comes from the model file.
-    click.echo(f"wrote {info['path']}: {info['shown']} filters of {printable(info['layer'])}")
+    click.echo(f"wrote {info['path']}: {plural(info['shown'], 'filter')} of {printable(info['layer'])}")
 
 
 @click.command()
 @click.argument("target", metavar="RUN | MODEL.keras")
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default="activations.png", show_default=True)
+@picture_option("activations.png")
 @click.option("--maps", type=click.IntRange(1, 64), default=16, show_default=True, help="Feature maps per layer.")
 @invert_option
 @runs_option
@@ -53,4 +56,4 @@ def activations(target, image, out, maps, invert, runs_root, unsafe):
     if inverted:
         console.err.print(console.escape(inverted_note(image, background)))
     info = activations_figure(model, pixels, out, max_maps=maps)
-    click.echo(f"wrote {info['path']}: {len(info['layers'])} layers")
+    click.echo(f"wrote {info['path']}: {plural(len(info['layers']), 'layer')}")

@@ -33,6 +33,25 @@ def unsafe_option(f):
                         help="Allow model files that contain code (Lambda layers). Only for files you trust.")(f)
 
 
+def picture_option(default: str):
+    """--out for a picture: its suffix says the format, checked before any work is done."""
+    def check(ctx, param, value):
+        from cnntrain.figures import picture_format
+
+        picture_format(value)
+        return value
+
+    return click.option("--out", type=click.Path(dir_okay=False), default=default, show_default=True,
+                        callback=check, help="The picture to write: .png, .jpg, .webp, .tif, .pdf or .svg.")
+
+
+def say_model(path) -> None:
+    """Every command that picks a model file (perhaps the newest run's) says which one."""
+    from cnntrain.views import console
+
+    console.err.print(f"model: {console.escape(str(path))}")
+
+
 def json_option(help_text: str):
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnntrain.errors import CnntrainError
 from cnntrain.runs import atomic
 
 DPI = 100
@@ -19,13 +20,32 @@ def new_figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=DPI)
 
 
-def save_png(fig, path) -> Path:
-    """Write `fig` to `path` as PNG through the atomic writer; a write error names the file."""
+# The formats a picture can be written in, by file suffix; matplotlib writes each one itself.
+FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff",
+           ".pdf": "pdf", ".svg": "svg"}
+
+
+def picture_format(path) -> str:
+    """The format `path`'s suffix names, or an error: PNG bytes under a .jpg name would fool every reader."""
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        what = f"'{path.suffix}' is not a picture format cnntrain writes" if suffix else \
+            "the file name has no suffix to say which picture format to write"
+        raise CnntrainError(f"cannot write the picture: {what}", file=str(path),
+                            hint="name it .png, .jpg, .webp, .tif, .pdf or .svg")
+    return FORMATS[suffix]
+
+
+def save_png(fig, path) -> Path:
+    """Write `fig` to `path` through the atomic writer, as PNG or the format its suffix names
+    (picture_format); a write error names the file."""
+    path = Path(path)
+    kind = picture_format(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=DPI, format="png")
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, format=kind)
     except OSError as exc:
         raise atomic.write_error(path, exc) from None
     return path

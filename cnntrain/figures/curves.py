@@ -1,6 +1,7 @@
 """curves.png: loss and accuracy per epoch, training against validation."""
 from __future__ import annotations
 
+from cnntrain.errors import plural
 from cnntrain.figures import new_figure, save_png
 
 
@@ -19,6 +20,6 @@ def curves_png(history: list[dict], path, title: str = ""):
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{title}: {len(epochs)} epochs" if title else f"{len(epochs)} epochs")
+    fig.suptitle(f"{title}: {plural(len(epochs), 'epoch')}" if title else plural(len(epochs), "epoch"))
     fig.tight_layout()
     return save_png(fig, path)

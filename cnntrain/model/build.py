@@ -16,7 +16,10 @@ from cnntrain.model import arguments, outputs, policy
 from cnntrain.model.normalization import normalization_layer
 from cnntrain.spec import Spec, layer_entries
 
-_EPOCHS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*epochs?\s*$")
+# A schedule argument in epochs: "8 epochs" (fixed), "all" (the whole run, so it follows
+# --epochs) or "all - 1 epochs" (the whole run less a warmup, say).
+_EPOCHS = re.compile(r"^\s*(?:(?P<all>all)(?:\s*-\s*(?P<less>\d+(?:\.\d+)?)\s*epochs?)?"
+                     r"|(?P<n>\d+(?:\.\d+)?)\s*epochs?)\s*$")
 
 
 def _public_classes(module, base):
@@ -247,15 +250,10 @@ def build_optimizer(spec: Spec, steps_per_epoch: int | None = None):
 
 
 def build_schedule(spec, path, value, steps_per_epoch):
-    """A keras.optimizers.schedules class; any '<N> epochs' argument becomes N x steps_per_epoch steps."""
+    """A keras.optimizers.schedules class; an argument in epochs ('N epochs', 'all', 'all - N epochs')
+    becomes steps."""
     name, args = _ref(value)
-    resolved = {}
-    for key, arg in (args or {}).items():
-        match = _EPOCHS.match(arg) if isinstance(arg, str) else None
-        if match:
-            resolved[key] = max(1, round(float(match.group(1)) * (steps_per_epoch or 1)))
-        else:
-            resolved[key] = arg
+    resolved = {key: _steps(spec, path + (name, key), arg, steps_per_epoch) for key, arg in (args or {}).items()}
     base = keras.optimizers.schedules.LearningRateSchedule
     schedule = _construct_ref(spec, path, name, resolved, keras.optimizers.schedules, base, "learning-rate schedule")
     try:   # the first steps, as training will ask for them: a value Keras kept as given fails here, not there
@@ -264,6 +262,25 @@ def build_schedule(spec, path, value, steps_per_epoch):
         raise spec.error(path + (name,), f"{name}: {_first_lines(exc)}",
                          f"see the arguments of keras.optimizers.schedules.{name}") from None
     return schedule
+
+
+def _steps(spec, path, arg, steps_per_epoch):
+    if isinstance(arg, list):
+        return [_steps(spec, path + (i,), a, steps_per_epoch) for i, a in enumerate(arg)]
+    if not isinstance(arg, str):
+        return arg
+    match = _EPOCHS.match(arg)
+    if not match:
+        if "epoch" in arg or str(path[-1]).endswith(("steps", "boundaries")):
+            raise spec.error(path, f"{path[-1]} must be a number of steps, 'N epochs', 'all' or 'all - N epochs', "
+                             f"received: {arg!r}", "e.g. decay_steps: all (the whole run, which follows --epochs), "
+                             "or warmup_steps: '1 epochs'")
+        return arg
+    if match["all"]:
+        epochs = spec["fit"]["epochs"] - float(match["less"] or 0)
+    else:
+        epochs = float(match["n"])
+    return max(1, round(epochs * (steps_per_epoch or 1)))
 
 
 def uses_one_hot(spec: Spec) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -191,12 +192,28 @@ def is_finished(path) -> bool:
 
 
 def list_runs(root="runs") -> list[Path]:
-    """Every run folder under `root`, newest first (by folder name, then modification time)."""
+    """Every run folder under `root`, newest first: by the time each run started, which `evaluate`
+    and `fit --resume` leave alone (the folders' modification times they change)."""
     root = Path(root)
     if not root.is_dir():
         return []
     found = [p.parent for p in root.glob("*/*/spec.yaml")] + [p.parent for p in root.glob("*/spec.yaml")]
-    return sorted(set(found), key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    return sorted(set(found), key=lambda p: (started(p), p.name), reverse=True)
+
+
+def started(run_dir) -> float:
+    """When the run started, in seconds since the epoch: env.json's `started`, else when env.json
+    (written once, at the start) or spec.yaml was written."""
+    run_dir = Path(run_dir)
+    try:
+        stamp = json.loads((run_dir / "env.json").read_text(encoding="utf-8")).get("started")
+        return _dt.datetime.fromisoformat(stamp).timestamp()
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    for name in ("env.json", "spec.yaml"):
+        with contextlib.suppress(OSError):
+            return (run_dir / name).stat().st_mtime
+    return 0.0
 
 
 def resolve_run(arg: str | None, root="runs", *, unfinished=False, need_model=False) -> Path:
@@ -217,8 +234,10 @@ def resolve_run(arg: str | None, root="runs", *, unfinished=False, need_model=Fa
             continue
         return run
     what = "unfinished run" if unfinished else "finished run" if need_model else "run"
-    raise CnntrainError(f"no {what} found under {root}/",
-                        hint="train one first with 'cnntrain fit SPEC', or give the run folder")
+    hint = "train one first with 'cnntrain fit SPEC', or give the run folder"
+    if unfinished:
+        hint += "; a finished run is trained longer with 'cnntrain fit --resume RUN --epochs N'"
+    raise CnntrainError(f"no {what} found under {root}/", hint=hint)
 
 
 # What atomic_path's mkstemp names look like: .<stem>.<8 random characters>.tmp<suffix>

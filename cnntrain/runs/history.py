@@ -1,6 +1,9 @@
 """history.csv: one row per epoch, the union of the rows' keys as columns."""
 from __future__ import annotations
 
+import csv
+
+from cnntrain.errors import CnntrainError
 from cnntrain.runs.atomic import write_text
 
 
@@ -20,3 +23,15 @@ def _csv_number(value):
     if isinstance(value, int):
         return str(value)
     return f"{value:.6g}"
+
+
+def read_history(path) -> list[dict]:
+    """history.csv back as the rows write_history took: the epoch an int, the figures floats."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
+                for row in rows]
+    except (OSError, ValueError, TypeError) as exc:
+        raise CnntrainError(f"cannot read the run's history: {exc}", file=str(path),
+                            hint="history.csv is written by cnntrain fit, one row per epoch") from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import math
 import os
@@ -20,9 +21,9 @@ from cnntrain.figures import curves
 from cnntrain.model import build, normalization, policy
 from cnntrain.runs import atomic, folder, model_file
 from cnntrain.backend import keras, tf
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, plural
 from cnntrain.spec import Spec
-from cnntrain.train import devices, distribute
+from cnntrain.train import devices, distribute, start
 from cnntrain.train.callbacks import STATE, EpochSeeds, NanGuard, RunState, Throughput, restore_callbacks
 
 
@@ -33,6 +34,8 @@ class FitOptions:
     offline: bool = False
     out: str | None = None          # the run folder itself (default: output.dir/name/timestamp)
     resume: str | None = None       # a run folder to continue
+    extend: bool = False            # the resumed run is finished: train it longer, to fit.epochs
+    init_from: str | None = None    # a run or .keras file whose weights a new run starts from
     device: str = "auto"
     mixed_precision: bool = False
     jit: bool = False
@@ -47,12 +50,15 @@ class FitOptions:
 # ---------------------------------------------------------------- fit
 
 
-def environment(spec: Spec, device_info: dict, options: FitOptions) -> dict:
+def environment(spec: Spec, device_info: dict, options: FitOptions, init_from: str | None = None) -> dict:
     return {
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
         "cnntrain": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
         "keras": keras.__version__, "numpy": np.__version__, "platform": platform.platform(),
         **device_info, "seed": spec["seed"], "deterministic": options.deterministic, "jit": options.jit,
-        "command": " ".join(sys.argv),
+        "command": " ".join(sys.argv), "init_from": init_from,
+        # --resume reads the data from here again, so the resume command it prints works as it is.
+        "data_dir": str(Path(options.data_dir).resolve()) if options.data_dir else None,
     }
 
 
@@ -82,6 +88,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     if kind == "multi-worker" and not (options.out or options.resume):
         raise CnntrainError("multi-worker training needs --out: the same run folder path on every worker",
                             hint="e.g. --out runs/cifar10/multi")
+    if kind == "multi-worker" and options.extend:
+        # The workers' own resume state is gone with the finished run; only the chief's model.keras is left.
+        raise CnntrainError("a finished run cannot be trained longer with multi-worker training", file=options.resume,
+                            hint="train it longer on one machine, or start a new run from it with --init-from")
     cpu_devices = sum(1 for d in options.devices if "cpu" in d.lower())
     device_info = devices.setup(options.device, mixed_precision=options.mixed_precision, cpu_devices=cpu_devices)
     # What the spec may do is settled before any slow step and before any folder is made; after the
@@ -120,6 +130,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                       metrics=build.build_metrics(spec), jit_compile=options.jit)
         model.optimizer.build(model.trainable_variables)
     plan.joined()
+    initial_weights = None
+    if options.init_from:
+        initial_weights = start.init_from(model, options.init_from, spec["output"]["dir"], [norm] if norm else [])
+        reporter.note(f"initial weights: {initial_weights}")
     augment = build.build_layers(spec, ("augment",))
     classes = len(data.class_names) if one_hot else None
     val_ds = None if data.x_val is None else _sharded(
@@ -161,6 +175,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         user_callbacks = build.build_callbacks(spec, run_dir)
         state = {"epochs_done": 0, "best": None, "best_epoch": None, "history": [], "weights": None,
                  "monitor": monitor, "callbacks": []}
+        extending = False  # a finished run trained longer; under the lock, its backup/ is still absent
         if options.resume and (run_dir / folder.BACKUP / STATE).exists():
             state = atomic.read_json(run_dir / folder.BACKUP / STATE)
             weights = folder.backup_file(run_dir, state["weights"]) if state["weights"] else None
@@ -170,16 +185,25 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                 raise CnntrainError(f"cannot load the resume state: {exc}", file=str(run_dir / folder.BACKUP),
                                     hint="the backup does not match this spec's model; start a new fit") from None
             restore_callbacks(user_callbacks, state.get("callbacks"))
+            if (run_dir / "spec.yaml").read_text(encoding="utf-8") != spec.to_yaml():
+                atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())  # a new --epochs: the only change allowed
             reporter.note(f"resuming {run_dir} after epoch {state['epochs_done']} of {spec['fit']['epochs']}")
+        elif options.extend:
+            state, extending = start.finished_state(run_dir, monitor), True
         elif not options.resume:
             atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())
-            atomic.write_json(run_dir / "env.json", {**environment(spec, device_info, options),
+            atomic.write_json(run_dir / "env.json", {**environment(spec, device_info, options, initial_weights),
                                                      "data_source": metadata["data_source"]})
             (run_dir / folder.BACKUP).mkdir(exist_ok=True)
             atomic.write_json(run_dir / folder.BACKUP / STATE, state)
         reporter.note(f"run folder: {run_dir}")
         guard, meter = NanGuard(), Throughput()
         saver = RunState(run_dir, state, monitor, metadata, guard, user_callbacks)
+        if extending:
+            done = start.continue_finished(model, run_dir, saver, spec)
+            last = spec["fit"]["epochs"]
+            more = f"epoch {last}" if last == done + 1 else f"epochs {done + 1} to {last}"
+            reporter.note(f"training {run_dir} longer: {more}")
         callbacks = [EpochSeeds(spec["seed"]), guard, meter, saver, *user_callbacks,
                      reporter.callback(steps, spec["fit"]["epochs"])]
         if spec["fit"]["tensorboard"]:
@@ -199,7 +223,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                     for callback in callbacks:
                         getattr(callback, "close", lambda: None)()  # leave the terminal clean
                     done = saver.state["epochs_done"]
-                    raise CnntrainError(f"interrupted; {done} epoch(s) are saved in {run_dir}",
+                    raise CnntrainError(f"interrupted; {plural(done, 'epoch')} saved in {run_dir}",
                                         hint=f"resume with: cnntrain fit --resume {run_dir}", exit_code=130) from None
             result = _finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, classes,
                              reporter, plan)
@@ -272,6 +296,9 @@ def _finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, 
         "train": {k: v for k, v in last.items() if not k.startswith("val_") and k not in ("epoch", "seconds")},
         "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
         "test": test,
+        # How many images each split's figures are over: a limit_test run's test figure is not the test set's.
+        "images": {"train": len(data.x_train), "validation": 0 if data.x_val is None else len(data.x_val),
+                   "test": 0 if data.x_test is None else len(data.x_test)},
         "best": {"monitor": state["monitor"], "value": state["best"], "epoch": state["best_epoch"]},
         "parameters": int(model.count_params()),
         "wall_time_s": round(time.perf_counter() - started, 2),

@@ -1,13 +1,28 @@
 """The two consoles: results on stdout, messages and progress on stderr; number formatting."""
 from __future__ import annotations
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape as _markup_escape
 
 from cnntrain.errors import printable
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Wide enough for any table we print: a file or a pipe has no width to fit.
+UNBOUNDED = 100_000
+
+
+class _Console(Console):
+    """A Console that fits its tables to a terminal only. Piped or redirected, rich would take the
+    width of whatever terminal the process started from (or $COLUMNS, or 80) and cut numbers and
+    names to fit it; a file gets each table at its full width instead."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(UNBOUNDED, size.height)
+
+
+out = _Console(highlight=False, soft_wrap=True)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def escape(text) -> str:
@@ -23,6 +38,16 @@ def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def pct(value) -> str:
+    """A fraction as a percentage: the one way accuracies are shown, by fit, evaluate and runs."""
+    return "-" if value is None else f"{100.0 * value:.2f}%"
+
+
+def figure(name: str, value) -> str:
+    """A metric as shown everywhere: accuracies as percentages, the rest (losses) as numbers."""
+    return pct(value) if name.endswith(("accuracy", "acc")) else fmt(value)
 
 
 def choose_mode(quiet: bool, as_json: bool) -> str:

@@ -6,12 +6,12 @@ import time
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cnntrain.backend import keras
-from cnntrain.views.console import err, fmt
+from cnntrain.views.console import err, figure
 
 
 def _figures(logs: dict, prefix: str = "") -> str:
     keys = [k for k in logs if k.startswith(prefix) and (prefix or not k.startswith("val_"))]
-    return "  ".join(f"{k} {fmt(float(logs[k]))}" for k in keys if k != "learning_rate")
+    return "  ".join(f"{k} {figure(k, float(logs[k]))}" for k in keys if k != "learning_rate")
 
 
 class EpochLines(keras.callbacks.Callback):

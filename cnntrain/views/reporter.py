@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 
-from rich.table import Table
-
-from cnntrain.views.console import err, escape, fmt, out
+from cnntrain.errors import plural
+from cnntrain.views.console import err, escape, figure, fmt, out, pct
+from cnntrain.views.tables import FoldingTable
 
 
 class Reporter:
@@ -37,23 +37,30 @@ class Reporter:
             print(json.dumps({**metrics, "run": str(run_dir)}, indent=2))
             return
         test = metrics.get("test") or {}
-        line = (f"{metrics['name']}: {metrics['epochs']} epochs in {metrics['wall_time_s']:.0f} s"
-                f", test accuracy {fmt(test.get('accuracy'))}" if test else
-                f"{metrics['name']}: {metrics['epochs']} epochs in {metrics['wall_time_s']:.0f} s")
+        images = metrics.get("images") or {}
+        line = f"{metrics['name']}: {plural(metrics['epochs'], 'epoch')} in {metrics['wall_time_s']:.0f} s"
+        if test:
+            line += f", test accuracy {pct(test.get('accuracy'))}"
+            if images.get("test"):
+                line += f" on {plural(images['test'], 'image')}"
         if self.mode == "quiet":
             out.print(f"{escape(line)}  ->  {escape(str(run_dir))}")
             return
-        table = Table(title=f"{escape(metrics['name'])}: {metrics['epochs']} epochs ({metrics['stopped']})")
+        table = FoldingTable(title=f"{escape(metrics['name'])}: {plural(metrics['epochs'], 'epoch')} "
+                                   f"({metrics['stopped']})")
         table.add_column("split")
+        table.add_column("images", justify="right")
         table.add_column("loss", justify="right")
         table.add_column("accuracy", justify="right")
         for split in ("train", "validation", "test"):
             figures = metrics.get(split) or {}
             if figures:
-                table.add_row(split, fmt(figures.get("loss")), fmt(figures.get("accuracy")))
+                count = images.get(split)
+                table.add_row(split, "-" if count is None else f"{count:,}", fmt(figures.get("loss")),
+                              pct(figures.get("accuracy")))
         out.print(table)
         best = metrics["best"]
-        out.print(f"best {best['monitor']} {fmt(best['value'])} at epoch {best['epoch']}; "
+        out.print(f"best {best['monitor']} {figure(best['monitor'], best['value'])} at epoch {best['epoch']}; "
                   f"{metrics['wall_time_s']:.1f} s, {metrics['train_images_per_s'] or 0:,.0f} images/s; "
                   f"{metrics['parameters']:,} parameters")
         out.print(f"run folder: {escape(str(run_dir))}")

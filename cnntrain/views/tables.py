@@ -10,7 +10,17 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from cnntrain.views.console import escape
+from cnntrain.errors import plural
+from cnntrain.views.console import UNBOUNDED, escape, pct
+
+
+class FoldingTable(Table):
+    """A Table that folds a cell that does not fit its column onto the next line, never cutting it
+    to 'recep…' or '147,5…'. Numbers (the right-justified columns) are the last to be narrowed."""
+
+    def add_column(self, header="", *, justify="left", overflow="fold", no_wrap=None, **kwargs):
+        super().add_column(header, justify=justify, overflow=overflow,
+                           no_wrap=justify == "right" if no_wrap is None else no_wrap, **kwargs)
 
 
 # Past this many classes a confusion matrix no longer fits a terminal (or a figure's
@@ -18,15 +28,16 @@ from cnntrain.views.console import escape
 MAX_TABLE_CLASSES = 20
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{100.0 * value:.2f}%"
-
-
 # ---------------------------------------------------------------- the model
 
 
-def model_table(rows, totals: dict, title: str) -> Table:
-    table = Table(title=escape(title))
+# What the model table leaves out first on a narrow terminal: the per-layer lines under the table
+# and --json keep the arithmetic, and folding every name in two reads worse than fewer columns.
+OPTIONAL_MODEL_COLUMNS = ("padding", "stride", "kernel", "receptive field")
+
+
+def model_table(rows, totals: dict, title: str, width: int | None = None) -> Table:
+    table = FoldingTable(title=escape(title))
     for name, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right"),
                           ("kernel", "left"), ("stride", "left"), ("padding", "left"),
                           ("receptive field", "left"), ("MACs", "right")):
@@ -39,7 +50,24 @@ def model_table(rows, totals: dict, title: str) -> Table:
                      f"{totals['non_trainable']:,} non-trainable); {totals['macs_per_image']:,} MACs per image")
     if totals.get("train_flops_per_epoch"):
         table.caption += f"; about {totals['train_flops_per_epoch'] / 1e12:.2f} TFLOPs to train one epoch"
+    if width is not None:
+        _drop_to_fit(table, width, OPTIONAL_MODEL_COLUMNS)
     return table
+
+
+def _drop_to_fit(table: Table, width: int, optional) -> None:
+    """Leave out `optional` columns, in order, until `table` fits `width`; the caption says which."""
+    from rich.console import Console
+
+    unbounded = Console(width=UNBOUNDED)  # rich caps a measurement at its console's width
+    dropped = []
+    for name in optional:
+        if unbounded.measure(table).maximum <= width:
+            break
+        table.columns.pop([column.header for column in table.columns].index(name))
+        dropped.append(name)
+    if dropped:
+        table.caption += f" ({', '.join(dropped)}: left out to fit the terminal; --json shows them)"
 
 
 # ---------------------------------------------------------------- evaluation
@@ -48,7 +76,7 @@ def model_table(rows, totals: dict, title: str) -> Table:
 def show_evaluation(console, result: dict) -> None:
     """Headline figures, the per-class table, the confusion matrix, the most-confused pairs."""
     k = result.get("top_k", 5)
-    head = Table.grid(padding=(0, 2))
+    head = FoldingTable.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
     if result.get("model"):
@@ -58,8 +86,8 @@ def show_evaluation(console, result: dict) -> None:
         head.add_row("data", escape(str(result["dataset"])) + split)
     head.add_row("samples", f"{result['samples']:,}")
     head.add_row("loss", f"{result['loss']:.4f}")
-    head.add_row("accuracy", f"[bold]{_pct(result['accuracy'])}[/bold]")
-    head.add_row(f"top-{k} accuracy", _pct(result["top_k_accuracy"]))
+    head.add_row("accuracy", f"[bold]{pct(result['accuracy'])}[/bold]")
+    head.add_row(f"top-{k} accuracy", pct(result["top_k_accuracy"]))
     head.add_row("macro F1", f"{result['macro_f1']:.4f}")
     console.print(head)
     console.print()
@@ -74,7 +102,7 @@ def show_evaluation(console, result: dict) -> None:
     pairs = result.get("most_confused") or []
     if pairs:
         console.print()
-        table = Table(title="Most confused", title_justify="left")
+        table = FoldingTable(title="Most confused", title_justify="left")
         table.add_column("true")
         table.add_column("predicted as")
         table.add_column("count", justify="right")
@@ -84,7 +112,7 @@ def show_evaluation(console, result: dict) -> None:
 
 
 def per_class_table(result: dict) -> Table:
-    table = Table(title="Per class", title_justify="left")
+    table = FoldingTable(title="Per class", title_justify="left")
     table.add_column("class")
     for col in ("precision", "recall", "F1", "support"):
         table.add_column(col, justify="right")
@@ -100,7 +128,7 @@ def confusion_table(result: dict) -> Table:
     """Rows are true classes, columns predictions; the diagonal in bold green, errors in red."""
     names = [str(c) for c in result["class_names"]]
     cm = result["confusion"]
-    table = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    table = FoldingTable(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
     table.add_column("true \\ pred", style="bold")
     for name in names:
         table.add_column(escape(name), justify="right")
@@ -122,8 +150,8 @@ def confusion_table(result: dict) -> Table:
 
 def show_predictions(console, rows: list[dict], top_k: int) -> None:
     """One line per file: the best class and its probability, then the runners-up."""
-    table = Table()
-    table.add_column("file", overflow="fold")
+    table = FoldingTable()
+    table.add_column("file")
     table.add_column("class")
     table.add_column("probability", justify="right")
     if top_k > 1:
@@ -143,15 +171,22 @@ def show_predictions(console, rows: list[dict], top_k: int) -> None:
 # ---------------------------------------------------------------- runs
 
 
-def runs_table(rows) -> Table:
-    table = Table(title="runs, newest first")
+def runs_table(rows, width: int | None = None) -> Table:
+    table = FoldingTable(title="runs, newest first")
     for column, justify in (("run", "left"), ("status", "left"), ("epochs", "right"), ("val acc", "right"),
-                            ("test acc", "right"), ("time", "right"), ("images/s", "right")):
+                            ("test acc", "right"), ("on", "left"), ("time", "right"), ("images/s", "right")):
         table.add_column(column, justify=justify)
     for r in rows:
-        table.add_row(escape("/".join(Path(r["run"]).parts[-2:])), escape(r["status"]), _text(r["epochs"]), _pct(r["val_accuracy"]),
-                      _pct(r["test_accuracy"]), f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] else "-",
+        images = r.get("test_images")
+        on = "-" if r.get("test_from") is None else \
+            f"{'?' if images is None else plural(images, 'image')} ({r['test_from']})"
+        table.add_row(escape("/".join(Path(r["run"]).parts[-2:])), escape(r["status"]), _text(r["epochs"]),
+                      pct(r["val_accuracy"]), pct(r["test_accuracy"]), on,
+                      f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] else "-",
                       f"{r['images_per_s']:,.0f}" if r["images_per_s"] else "-")
+    table.caption = "test acc: from cnntrain evaluate (eval.json) if run, else from the fit (metrics.json)"
+    if width is not None:
+        _drop_to_fit(table, width, ("images/s", "time"))
     return table
 
 
@@ -161,7 +196,7 @@ def _text(value):
 
 def datasets_table(rows) -> Table:
     """rows: (dataset, location, found) in lookup order."""
-    table = Table(title="datasets, in lookup order")
+    table = FoldingTable(title="datasets, in lookup order")
     for column in ("dataset", "location", "found"):
         table.add_column(column)
     for dataset, location, exists in rows:

@@ -156,3 +156,11 @@ def digits(n, seed=0, size=28):
     for i, label in enumerate(y):
         x[i, label * band:(label + 1) * band + 1, 4:size - 4] = 230
     return x, y.astype(np.uint8)
+
+
+def tiny_mnist(folder):
+    """mnist.npz in Keras' layout in `folder`: 200 train, 50 test digits; returns the test images and labels."""
+    x_train, y_train = digits(200, seed=1)
+    x_test, y_test = digits(50, seed=2)
+    np.savez(folder / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return x_test, y_test

@@ -1,0 +1,71 @@
+"""Where a fit starts other than from scratch: a finished run trained longer, or another model's weights."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from cnntrain.backend import keras
+from cnntrain.errors import CnntrainError
+from cnntrain.runs import atomic, model_file
+from cnntrain.runs.history import read_history
+from cnntrain.train.callbacks import monitor_mode
+
+
+def finished_state(run_dir: Path, monitor: str) -> dict:
+    """The resume state of a finished run, rebuilt from history.csv (its backup/ was removed at the end).
+
+    EarlyStopping and ReduceLROnPlateau start their counters afresh: kept, an early-stopped run
+    would stop again at once.
+    """
+    rows = read_history(run_dir / "history.csv")
+    scored = [r for r in rows if isinstance(r.get(monitor), float) and math.isfinite(r[monitor])]
+    best = (max if monitor_mode(monitor) == "max" else min)(scored, key=lambda r: r[monitor]) if scored else None
+    return {"epochs_done": rows[-1]["epoch"] if rows else 0, "best": best[monitor] if best else None,
+            "best_epoch": best["epoch"] if best else None, "history": rows, "weights": None,
+            "monitor": monitor, "callbacks": []}
+
+
+def continue_finished(model, run_dir: Path, saver, spec) -> int:
+    """Load model.keras into `model` (weights and optimizer state, so the schedule goes on from its
+    step), then commit a resume state, then the new length: a kill at any point leaves a run that
+    `fit --resume` finishes."""
+    try:
+        model.load_weights(run_dir / "model.keras")
+    except Exception as exc:  # Keras raises ValueError and others when the file does not fit the model
+        raise CnntrainError(f"cannot load the run's final model to train it longer: {exc}",
+                            file=str(run_dir / "model.keras"),
+                            hint="the model file does not match the run's spec; start a new fit") from None
+    done = saver.state["epochs_done"]
+    saver.set_model(model)  # Keras sets it only when the fit begins
+    saver.save(done)
+    atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())
+    return done
+
+
+def init_from(model, target: str, runs_root, front: list) -> str:
+    """Copy the weights of another trained model, layer by layer, into `model`; return the file used.
+
+    The normalization at the front is this data's own and is kept; the optimizer starts afresh.
+    """
+    path, _ = model_file.resolve_model(target, runs_root)
+    source, _ = model_file.load_model(path)
+    ours = [layer for layer in model.layers if layer.weights and layer not in front]
+    theirs = [layer for layer in source.layers if layer.weights and not isinstance(layer, keras.layers.Normalization)]
+    hint = "--init-from needs a model with the same layers: a run of a spec with the same model: section"
+    if len(ours) != len(theirs):
+        raise CnntrainError(f"cannot start from this model: it has {len(theirs)} layers with weights, the spec's "
+                            f"model has {len(ours)}", file=str(path), hint=hint)
+    for number, (mine, other) in enumerate(zip(ours, theirs), 1):
+        want = [tuple(w.shape) for w in mine.weights]
+        got = [tuple(w.shape) for w in other.weights]
+        if want != got:
+            raise CnntrainError(f"cannot start from this model: its layer {number} with weights "
+                                f"({type(other).__name__}) has weights shaped {_shapes(got)}, the spec's "
+                                f"{type(mine).__name__} needs {_shapes(want)}", file=str(path), hint=hint)
+    for mine, other in zip(ours, theirs):
+        mine.set_weights(other.get_weights())
+    return str(path)
+
+
+def _shapes(shapes) -> str:
+    return ", ".join(str(s) for s in shapes)

@@ -1,0 +1,161 @@
+"""What the commands print and write: full tables when piped or narrow, which run or model they used,
+one format for accuracies with the number of images, pictures in the format their name says."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from rich.console import Console
+
+from cnntrain.cli import cli
+from cnntrain.views import tables
+from helpers.formats import tiny_mnist
+from helpers.runs import TINY_SPEC
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def run(*args, columns=None):
+    """The CLI through click's runner (not a terminal, whatever a CI sets to force colours), with
+    $COLUMNS set as a narrow terminal would."""
+    env = {"FORCE_COLOR": None, "TTY_COMPATIBLE": None, **({"COLUMNS": str(columns)} if columns else {})}
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two tiny finished runs: `old`, then `new` (which tests on 20 of the 50 test images)."""
+    root = tmp_path_factory.mktemp("two")
+    data = root / "data"
+    data.mkdir()
+    x_test, y_test = tiny_mnist(data)
+    spec = root / "tiny.yaml"
+    spec.write_text(TINY_SPEC.format(epochs=1, runs=root / "runs"))
+    fits = [run("fit", spec, "--data-dir", data, "--quiet"),
+            run("fit", spec, "--data-dir", data, "--quiet", "--set", "data.limit_test=20")]
+    for result in fits:
+        assert result.exit_code == 0, result.output
+    old, new = sorted((root / "runs" / "tiny").iterdir())
+    image = root / "seven.png"
+    Image.fromarray(x_test[list(y_test).index(7)]).save(image)
+    return {"root": root, "data": data, "runs": root / "runs", "old": old, "new": new, "image": image, "fits": fits}
+
+
+def test_fit_says_accuracy_in_percent_on_how_many_images(two_runs):
+    line = two_runs["fits"][1].stdout
+    assert re.fullmatch(rf"tiny: 1 epoch in \d+ s, test accuracy \d+\.\d\d% on 20 images  ->  "
+                        rf"{re.escape(str(two_runs['new']))}\n", line), line
+    metrics = json.loads((two_runs["new"] / "metrics.json").read_text())
+    assert metrics["images"] == {"train": 160, "validation": 40, "test": 20}
+
+
+def test_the_newest_run_is_the_last_started_and_commands_say_which(two_runs):
+    old, new = two_runs["old"], two_runs["new"]
+    result = run("evaluate", old, "--data-dir", two_runs["data"])
+    assert result.exit_code == 0, result.output
+    assert old.stat().st_mtime >= new.stat().st_mtime  # the case: evaluate made the older folder the newer one
+    assert result.stderr == f"wrote {old / 'eval.json'} and {old / 'confusion.png'}\n"
+    assert re.search(rf"^model +{re.escape(str(old / 'model.keras'))}$", result.stdout, re.M)
+    predicted = run("predict", two_runs["image"], "--runs", two_runs["runs"])
+    assert predicted.exit_code == 0, predicted.output
+    assert predicted.stderr == f"model: {new / 'model.keras'}\n"
+    listed = json.loads(run("runs", "--dir", two_runs["runs"], "--json").stdout)
+    assert [row["run"] for row in listed] == [str(new), str(old)]
+    # The test figures: the old run's from evaluate on all 50 images, the new one's from its fit on 20.
+    assert [(row["test_images"], row["test_from"]) for row in listed] == [(20, "fit"), (50, "evaluate")]
+    assert listed[1]["test_accuracy"] == json.loads((old / "eval.json").read_text())["accuracy"]
+
+    table = run("runs", "--dir", two_runs["runs"], columns=80).stdout
+    for row in listed:
+        name = "/".join(Path(row["run"]).parts[-2:])
+        assert re.search(rf"│ {re.escape(name)} +│ completed │ +1 │ +\d+\.\d\d% │ +\d+\.\d\d% │ "
+                         rf"{row['test_images']} images \({row['test_from']}\) +│", table), table
+    assert "…" not in table
+
+
+def test_evaluate_of_a_model_file_says_what_it_wrote(two_runs):
+    best = two_runs["old"] / "best.keras"
+    result = run("evaluate", best, "--data-dir", two_runs["data"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (f"wrote {two_runs['old'] / 'best.eval.json'} and "
+                             f"{two_runs['old'] / 'best.confusion.png'}\n")
+    assert (two_runs["old"] / "best.eval.json").is_file()
+
+
+def test_pictures_are_written_in_the_format_their_name_says(two_runs, tmp_path):
+    for name, kind in (("f.jpg", "JPEG"), ("f.png", "PNG"), ("f.webp", "WEBP")):
+        result = run("filters", two_runs["old"], "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        assert result.stderr == f"model: {two_runs['old'] / 'model.keras'}\n"
+        assert re.fullmatch(rf"wrote {re.escape(str(tmp_path / name))}: 4 filters of conv2d\w*\n", result.stdout)
+        with Image.open(tmp_path / name) as picture:
+            assert picture.format == kind
+    for name, what in (("f.bmp", "'.bmp' is not a picture format cnntrain writes"),
+                       ("f", "the file name has no suffix to say which picture format to write")):
+        result = run("activations", two_runs["old"], two_runs["image"], "--out", tmp_path / name)
+        assert result.exit_code == 1
+        assert result.stderr == (f"{tmp_path / name}: cannot write the picture: {what}\n"
+                                 "  hint: name it .png, .jpg, .webp, .tif, .pdf or .svg\n")
+        assert not (tmp_path / name).exists()
+
+
+def test_piped_summary_is_never_cut():
+    result = run("summary", CONFIGS / "mnist.yaml", columns=80)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert re.search(r"│ dense\w* +│ Dense +│ \(64,\) +│ +294,976 │ +│ +│ +│ whole image +│ +294,912 │", result.stdout)
+    assert "receptive field" in result.stdout
+
+
+def test_a_narrow_terminal_folds_and_never_cuts_numbers():
+    from cnntrain.insight import layers
+    from cnntrain.model import build
+    from cnntrain.spec import load_spec
+
+    model = build.build_all(load_spec(CONFIGS / "mnist.yaml"))
+    rows = layers.describe(model)
+    console = Console(width=80, record=True, color_system=None, file=open("/dev/null", "w"))
+    console.print(tables.model_table(rows, layers.totals(rows), "mnist"))  # without a width to fit: folded
+    console.print(tables.model_table(rows, layers.totals(rows), "fitted", width=80))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    confusion = [[1234 if i == j else 5 for j in range(10)] for i in range(10)]
+    console.print(tables.confusion_table({"class_names": names, "confusion": confusion}))
+    run = {"run": "runs/mnist/20261202-141857", "status": "completed", "epochs": 8, "val_accuracy": 0.99,
+           "test_accuracy": 0.9926, "test_images": 10000, "test_from": "evaluate", "wall_time_s": 650.0,
+           "images_per_s": 1234.5}
+    console.print(tables.runs_table([run], width=80))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for number in ("294,976", "5,308,416", "194,688", "1234"):
+        assert re.search(rf"[ │]{number} │", text), number
+    fitted = text[text.index("fitted"):text.index("Confusion matrix")]
+    assert re.search(r"│ max_pooling2d\w* │ MaxPooling2D │ \(12, 12, 32\) │ +0 │ +│", fitted), fitted
+    assert "(padding, stride, kernel, receptive field: left out to fit the terminal; --json shows them)" in \
+        " ".join(line.strip() for line in fitted.splitlines())
+    runs = " ".join(line.strip() for line in text[text.index("runs, newest first"):].splitlines())
+    assert re.search(r"│ +8 │ +99\.00% │ +99\.26% │ 10,000 images +│", text) and "1,234" not in runs
+    assert "(images/s, time: left out to fit the terminal; --json shows them)" in runs
+
+
+def test_piped_evaluation_keeps_every_class_name(tmp_path):
+    from cnntrain.runs import model_file
+    from helpers.models import metadata, part_trained, synthetic
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    folder = tmp_path / "objects"
+    for split, (x, y) in (("train", synthetic(20, 1)), ("test", synthetic(60, 2))):
+        for i, (pixels, label) in enumerate(zip(x, y)):
+            (folder / split / names[label]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[..., 0]).save(folder / split / names[label] / f"{i}.png")
+    model = tmp_path / "objects.keras"
+    model_file.save_model(part_trained(3), model, metadata(names, dataset="image_folder", data_path=str(folder),
+                                                           image_size=[8, 8], color_mode="grayscale"))
+    result = run("evaluate", model, columns=80)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    confusion = result.stdout[result.stdout.index("Confusion matrix"):]
+    header = next(line for line in confusion.splitlines() if "true \\ pred" in line)
+    assert header.split("┃")[2:-1] == [f" {name} " for name in names]
+    assert re.search(r"^│ automobile +│ +[01]\.\d{4} │", result.stdout, re.M), result.stdout
