@@ -3,6 +3,7 @@ import csv
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
