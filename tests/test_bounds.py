@@ -230,8 +230,8 @@ def test_fifo_given_to_predict_and_activations(tmp_path, tiny_model):
     with deadline(), unchanged(tmp_path):
         predicted = run_cli("predict", fifo, "--model", tiny_model)
         pictured = run_cli("activations", tiny_model, fifo, "--out", tmp_path / "maps.png")
-    assert predicted.stderr == said and predicted.exit_code == 1 and predicted.stdout == ""
-    assert pictured.stderr == said and pictured.exit_code == 1
+    assert predicted.stderr == f"model: {tiny_model}\n" + said and predicted.exit_code == 1 and predicted.stdout == ""
+    assert pictured.stderr == f"model: {tiny_model}\n" + said and pictured.exit_code == 1
     assert not (tmp_path / "maps.png").exists()
 
 
@@ -265,7 +265,8 @@ def test_class_and_file_names_from_files_are_escaped(tmp_path, monkeypatch):
         "┡━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━━━━┩\n"
         "│ a\\x1b[2J.png │ \\x1b]0;pwned\\x07 │      0.3333 │ \\x1b[2J 0.3333, ok 0.3333 │\n"
         "└──────────────┴──────────────────┴─────────────┴───────────────────────────┘\n")
-    assert result.stderr == ("b\\x1b]0;pwned\\x07.png: not an image (or a format Pillow cannot read)\n"
+    assert result.stderr == ("model: m.keras\n"
+                             "b\\x1b]0;pwned\\x07.png: not an image (or a format Pillow cannot read)\n"
                              "  hint: use one of .png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp\n")
     assert result.exit_code == 1
 

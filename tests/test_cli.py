@@ -162,12 +162,13 @@ def test_activations_sees_the_image_exactly_as_predict_does(trained, tmp_path):
     note = (f"note: {paper} has a light background; inverted it to match the training images "
             "(--invert no to keep it)\n")
     predicted = run("predict", paper, "--runs", trained["runs"])
-    assert predicted.exit_code == 0 and predicted.stderr == note
+    said = f"model: {run_dir / 'model.keras'}\n"
+    assert predicted.exit_code == 0 and predicted.stderr == said + note
     drawn = run("activations", run_dir, paper, "--out", tmp_path / "paper.png")
-    assert drawn.exit_code == 0 and drawn.stderr == note
+    assert drawn.exit_code == 0 and drawn.stderr == said + note
     assert drawn.stdout == f"wrote {tmp_path / 'paper.png'}: 2 layers\n"
     as_is = run("activations", run_dir, trained["image"], "--invert", "no", "--out", tmp_path / "as-is.png")
-    assert as_is.exit_code == 0 and as_is.stderr == ""
+    assert as_is.exit_code == 0 and as_is.stderr == said
     assert np.array_equal(np.asarray(Image.open(tmp_path / "paper.png")), np.asarray(Image.open(tmp_path / "as-is.png")))
 
 

@@ -33,8 +33,8 @@ def two_runs(tmp_path_factory):
     x_test, y_test = tiny_mnist(data)
     spec = root / "tiny.yaml"
     spec.write_text(TINY_SPEC.format(epochs=1, runs=root / "runs"))
-    fits = [run("fit", spec, "--data-dir", data, "--quiet"),
-            run("fit", spec, "--data-dir", data, "--quiet", "--set", "data.limit_test=20")]
+    fits = [run("fit", spec, "--data-dir", data, "--quiet", "--trust-spec"),   # an absolute output.dir
+            run("fit", spec, "--data-dir", data, "--quiet", "--trust-spec", "--set", "data.limit_test=20")]
     for result in fits:
         assert result.exit_code == 0, result.output
     old, new = sorted((root / "runs" / "tiny").iterdir())
