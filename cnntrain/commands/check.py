@@ -10,11 +10,16 @@ from cnntrain.commands.options import spec_options
 @click.argument("spec", type=click.Path(dir_okay=False))
 @spec_options
 def check(spec, overrides):
-    """Validate SPEC and build its model; prints one OK line or the error."""
+    """Validate SPEC, build its model and run one training step on random images of its input
+    shape (no data is read); prints one OK line or the error."""
     from cnntrain.spec import load_spec
+
+    from cnntrain.train import preflight
 
     loaded = load_spec(spec, overrides)
     model = _build(loaded)
+    logged = preflight.preflight(loaded)
+    preflight.check_monitors(loaded, logged, validation=loaded["data"]["validation"] != "none")
     click.echo(f"OK {spec}: {loaded['name']}, {len(model.layers)} layers, {model.count_params():,} parameters")
 
 

@@ -90,10 +90,10 @@ def construct(spec: Spec, path, name, args, module, base, what: str):
             return cls(*keras_value(args))
         return cls(args)
     except Exception as exc:  # Keras raises ValueError, TypeError and others for bad arguments
-        raise spec.error(path, f"{name}: {_first_lines(exc)}", _arg_hint(cls, name, exc)) from None
+        raise spec.error(path, f"{name}: {first_lines_of(exc)}", _arg_hint(cls, name, exc)) from None
 
 
-def _first_lines(exc, n=3) -> str:
+def first_lines_of(exc, n=3) -> str:
     text = str(exc).strip() or type(exc).__name__
     text = text.replace(".__init__()", "")
     lines = text.splitlines()
@@ -149,7 +149,7 @@ def build_model(spec: Spec, *, shape=None, front=()) -> "keras.Sequential":
             model.add(layer)
         except Exception as exc:
             raise spec.error(("model", "layers", i), f"{name} cannot take its input of shape {_shape(before)}: "
-                             f"{_first_lines(exc)}",
+                             f"{first_lines_of(exc)}",
                              "the output shrank too far or has the wrong rank: check strides, kernel sizes, "
                              "padding and pooling above (cnntrain summary shows every shape)") from None
     return model
@@ -176,7 +176,7 @@ def check_output(spec: Spec, model, num_classes: int | None):
 # ---------------------------------------------------------------- compile
 
 
-def _ref(value):
+def ref_name(value):
     """A spec reference `name` or `{Name: {args}}` as (name, args)."""
     if isinstance(value, str):
         return value, None
@@ -185,7 +185,7 @@ def _ref(value):
 
 
 def _by_name(spec, path, value, module, base, getter, what):
-    name, args = _ref(value)
+    name, args = ref_name(value)
     if args is None:
         try:
             return getter(name)
@@ -209,14 +209,14 @@ def _construct_ref(spec, path, name, args, module, base, what):
     try:
         return cls(**{k: keras_value(v) for k, v in args.items()})
     except Exception as exc:
-        raise spec.error(path + (name,), f"{name}: {_first_lines(exc)}",
+        raise spec.error(path + (name,), f"{name}: {first_lines_of(exc)}",
                          f"see the arguments of keras.{module.__name__.split('.')[-1]}.{name}") from None
 
 
 def build_optimizer(spec: Spec, steps_per_epoch: int | None = None):
     path = ("compile", "optimizer")
     value = spec["compile"]["optimizer"]
-    name, args = _ref(value)
+    name, args = ref_name(value)
     if args is not None and isinstance(args.get("learning_rate"), dict):
         args = dict(args)
         args["learning_rate"] = build_schedule(spec, path + (name, "learning_rate"), args["learning_rate"],
@@ -227,7 +227,7 @@ def build_optimizer(spec: Spec, steps_per_epoch: int | None = None):
 
 def build_schedule(spec, path, value, steps_per_epoch):
     """A keras.optimizers.schedules class; any '<N> epochs' argument becomes N x steps_per_epoch steps."""
-    name, args = _ref(value)
+    name, args = ref_name(value)
     resolved = {}
     for key, arg in (args or {}).items():
         match = _EPOCHS.match(arg) if isinstance(arg, str) else None
@@ -241,7 +241,7 @@ def build_schedule(spec, path, value, steps_per_epoch):
 
 def uses_one_hot(spec: Spec) -> bool:
     """Whether labels must be one-hot: categorical losses and label smoothing need them."""
-    name, _ = _ref(spec["compile"]["loss"])
+    name, _ = ref_name(spec["compile"]["loss"])
     return spec["compile"]["label_smoothing"] > 0 or name.lower().startswith("categorical")
 
 
@@ -250,7 +250,7 @@ def build_loss(spec: Spec):
     value = spec["compile"]["loss"]
     smoothing = spec["compile"]["label_smoothing"]
     if smoothing > 0:
-        name, args = _ref(value)
+        name, args = ref_name(value)
         if name.replace("_", "").lower() not in ("sparsecategoricalcrossentropy", "categoricalcrossentropy"):
             raise spec.error(("compile", "label_smoothing"), f"label_smoothing needs a categorical crossentropy loss, "
                              f"received loss: {name}", "set compile.loss: categorical_crossentropy, or label_smoothing: 0")
@@ -273,17 +273,33 @@ def build_metrics(spec: Spec) -> list:
     return metrics
 
 
-def build_callbacks(spec: Spec) -> list:
+def monitor_mode(monitor: str, directions: dict | None = None) -> str:
+    """'min' or 'max': whether a logged figure improves downwards. The one rule, for best.keras and
+    every callback. Keras' own: a loss goes down; a metric declares its direction (`_direction`,
+    given in `directions` by name); for one that does not, cnntrain's guess by the name, where
+    Keras would raise at fit time."""
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    if name == "loss" or name.endswith("_loss"):
+        return "min"
+    direction = (directions or {}).get(name)
+    if direction in ("up", "down"):
+        return "max" if direction == "up" else "min"
+    return "min" if ("loss" in name or "error" in name) else "max"
+
+
+def build_callbacks(spec: Spec, directions: dict | None = None) -> list:
+    """The spec's callbacks; those that watch a figure get fit.monitor unless they name one, and
+    a mode by `monitor_mode` unless they give one."""
     items = spec["fit"]["callbacks"]
     built = []
     for i, name, args in layer_entries(items):
-        if isinstance(args, dict) and name in ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint") \
-                and "monitor" not in args:
-            args = {**args, "monitor": spec["fit"]["monitor"]}
-            if spec["fit"]["monitor"].endswith(("accuracy", "acc")) and "mode" not in args:
-                args["mode"] = "max"
-        elif args is None and name in ("EarlyStopping", "ReduceLROnPlateau"):
-            args = {"monitor": spec["fit"]["monitor"]}
+        cls = getattr(keras.callbacks, name, None) if not name.startswith("_") else None
+        params = _allowed_kwargs(cls, keras.callbacks.Callback) if isinstance(cls, type) \
+            and issubclass(cls, keras.callbacks.Callback) else set()
+        if "monitor" in params and (args is None or isinstance(args, dict)):
+            args = {"monitor": spec["fit"]["monitor"], **(args or {})}
+            if "mode" in params and "mode" not in args and isinstance(args["monitor"], str):
+                args["mode"] = monitor_mode(args["monitor"], directions)
         built.append(construct(spec, ("fit", "callbacks", i), name, args, keras.callbacks, keras.callbacks.Callback,
                                "callback"))
     return built

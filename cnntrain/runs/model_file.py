@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 from cnntrain.errors import CnntrainError
-from cnntrain.runs import atomic
+from cnntrain.runs import atomic, schema
 from cnntrain.runs.folder import resolve_run
 
 METADATA = "cnntrain.json"   # stored inside model.keras, beside Keras' own config.json
@@ -30,17 +30,72 @@ def save_model(model, path, metadata: dict):
         raise atomic.write_error(path, exc) from None
 
 
+def save_weights(model, path):
+    """`model.save_weights(path)`, the same file, made in memory and written by the atomic writer.
+
+    h5py writing to a full disk reports the error from its C layer on every object it frees
+    ("Exception ignored in h5py._objects.ObjectID.__dealloc__", with a traceback each) and then
+    crashed the process (a segmentation fault, 4 times of 4). In memory, h5py never meets the disk.
+    """
+    try:
+        data = _weights_in_memory(model)
+    except (ImportError, AttributeError, TypeError):   # Keras moved its internals: its own writer, to disk
+        with atomic.atomic_path(path, suffix=".weights.h5") as tmp:
+            try:
+                model.save_weights(tmp)
+            except OSError as exc:
+                raise atomic.write_error(path, exc) from None
+        return
+    atomic.write_bytes(path, data)
+
+
+def _weights_in_memory(model) -> bytes:
+    import io
+
+    from keras.src.saving import saving_lib   # what model.save_weights does, with a BytesIO for the path
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getvalue()
+
+
 def read_metadata(path) -> dict:
     try:
         with zipfile.ZipFile(path) as archive:
             if METADATA not in archive.namelist():
                 return {}
-            return json.loads(archive.read(METADATA))
+            if archive.getinfo(METADATA).file_size > atomic.MAX_JSON_BYTES:
+                raise schema.damaged(f"{path}:{METADATA}", "", "the metadata is larger than any cnntrain writes")
+            text = archive.read(METADATA)
     except FileNotFoundError:
         raise CnntrainError("model file not found", file=str(path)) from None
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise CnntrainError(f"not a readable .keras model file ({exc})", file=str(path),
                             hint="model files are the model.keras / best.keras of a run folder") from None
+    where = f"{path}:{METADATA}"
+    try:
+        metadata = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise schema.damaged(where, "", f"the metadata is not JSON ({str(exc)[:200]})") from None
+    return schema.check(where, metadata, schema.METADATA)
+
+
+def check_metadata(path, model, metadata: dict):
+    """The metadata must describe this model: its real input shape and its number of outputs.
+    The model's own shape is what is trusted; metadata that disagrees is a damaged file (it could
+    otherwise make predict resize a small image to any size it says)."""
+    where = f"{path}:{METADATA}"
+    real = [None if d is None else int(d) for d in model.input_shape[1:]]
+    if "input_shape" in metadata and metadata["input_shape"] != real:
+        raise schema.damaged(where, "input_shape", f"is {metadata['input_shape']}, but the model takes {real}")
+    outputs = int(model.output_shape[-1])
+    if "class_names" in metadata and len(metadata["class_names"]) != outputs:
+        raise schema.damaged(where, "class_names", f"names {len(metadata['class_names'])} classes, but the model "
+                             f"outputs {outputs}")
 
 
 def load_model(path, *, unsafe: bool = False):
@@ -58,6 +113,7 @@ def load_model(path, *, unsafe: bool = False):
             text = "it contains Python code (a Lambda layer), which is not run unless you trust the file"
             hint = "the file contains code (a Lambda layer); load it only if you trust it, with --unsafe"
         raise CnntrainError(f"cannot load the model: {text}", file=str(path), hint=hint) from None
+    check_metadata(path, model, metadata)
     return model, metadata
 
 
@@ -99,10 +155,7 @@ def class_names_of(model, metadata: dict) -> list[str]:
 
 
 def input_shape_of(model, metadata: dict) -> tuple[int, int, int]:
-    shape = (metadata or {}).get("input_shape")
-    if not shape:
-        shape = model.input_shape[1:]
-    shape = tuple(shape)
+    shape = tuple(model.input_shape[1:])   # the model's own; load_model checked the metadata against it
     if len(shape) != 3 or any(d is None for d in shape):
         raise CnntrainError(f"the model takes inputs shaped {shape}; expected a fixed (height, width, channels)")
     return tuple(int(d) for d in shape)

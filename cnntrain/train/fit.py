@@ -19,11 +19,11 @@ from cnntrain.data import image_files, splits
 from cnntrain.feed import pipeline
 from cnntrain.figures import curves
 from cnntrain.model import build, normalization
-from cnntrain.runs import atomic, folder, model_file
+from cnntrain.runs import atomic, folder, model_file, schema
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError
 from cnntrain.spec import Spec
-from cnntrain.train import devices, distribute
+from cnntrain.train import devices, distribute, preflight
 from cnntrain.train.callbacks import STATE, NanGuard, RunState, Throughput, restore_callbacks
 
 
@@ -106,6 +106,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     if plan.replicas > 1 or plan.num_workers > 1:
         reporter.note(plan.describe(batch))
     steps = math.ceil(len(data.x_train) / batch)
+    # What Keras would reject inside model.fit is rejected here, before the run folder exists.
+    logged = preflight.preflight(spec, shape=data.shape, num_classes=len(data.class_names), steps_per_epoch=steps)
+    preflight.check_monitors(spec, logged, validation=data.x_val is not None)
+    keras.utils.set_random_seed(spec["seed"])   # the preflight drew from the random streams
     one_hot = build.uses_one_hot(spec)
     with plan.strategy.scope():
         norm = normalization.normalization_layer(spec["preprocess"]["normalize"], data.x_train)
@@ -115,7 +119,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                       metrics=build.build_metrics(spec), jit_compile=options.jit)
         model.optimizer.build(model.trainable_variables)
     plan.joined()
-    user_callbacks = build.build_callbacks(spec)
+    user_callbacks = build.build_callbacks(spec, logged)
     augment = build.build_layers(spec, ("augment",))
     classes = len(data.class_names) if one_hot else None
     train_ds = _sharded(pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch, augment=augment,
@@ -159,7 +163,9 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         state = {"epochs_done": 0, "best": None, "best_epoch": None, "history": [], "weights": None,
                  "monitor": monitor, "callbacks": []}
         if options.resume and (run_dir / folder.BACKUP / STATE).exists():
-            state = atomic.read_json(run_dir / folder.BACKUP / STATE)
+            path = run_dir / folder.BACKUP / STATE
+            state = schema.check_resume(path, schema.read(path, schema.STATE), epochs=spec["fit"]["epochs"],
+                                        monitor=monitor, callbacks=len(user_callbacks))
             try:
                 model.load_weights(run_dir / folder.BACKUP / state["weights"]) if state["weights"] else None
             except Exception as exc:
@@ -174,7 +180,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
             atomic.write_json(run_dir / folder.BACKUP / STATE, state)
         reporter.note(f"run folder: {run_dir}")
         guard, meter = NanGuard(), Throughput()
-        saver = RunState(run_dir, state, monitor, metadata, guard, user_callbacks)
+        saver = RunState(run_dir, state, monitor, build.monitor_mode(monitor, logged), metadata, guard, user_callbacks)
         callbacks = [guard, meter, saver, *user_callbacks, reporter.callback(steps, spec["fit"]["epochs"])]
         if spec["fit"]["tensorboard"]:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0))
