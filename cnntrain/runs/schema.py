@@ -14,6 +14,7 @@ from pathlib import Path
 from cnntrain.errors import CnntrainError
 
 DAMAGED_HINT = "the file was changed or broken after cnntrain wrote it"
+RESUME_HINT = DAMAGED_HINT + "; start a new fit: this run's backup/ cannot be resumed"
 
 
 class Damaged(CnntrainError):
@@ -144,17 +145,17 @@ class Record(Kind):
 _MISSING, _UNKNOWN = "is missing", "is not a field of this file"
 
 
-def check(path, value, schema: Kind):
+def check(path, value, schema: Kind, hint: str = DAMAGED_HINT):
     """`value` (a file's parsed content) as `schema` says, or a Damaged error naming the field."""
     found = schema.problem(value, "")
     if found is None:
         return value
     field, reason, bad = found
     if reason in (_MISSING, _UNKNOWN):
-        raise damaged(path, field, reason)
+        raise damaged(path, field, reason, hint)
     if not field:
-        raise damaged(path, "", f"the file must hold {reason}, received: {show(bad)}")
-    raise damaged(path, field, f"must be {reason}, received: {show(bad)}")
+        raise damaged(path, "", f"the file must hold {reason}, received: {show(bad)}", hint)
+    raise damaged(path, field, f"must be {reason}, received: {show(bad)}", hint)
 
 
 def show(value) -> str:
@@ -201,14 +202,11 @@ METADATA_FIELDS = {
 METADATA = Record(METADATA_FIELDS, optional_keys=METADATA_FIELDS)
 
 
-def read(path, schema: Kind):
+def read(path, schema: Kind, hint: str = DAMAGED_HINT):
     """A JSON file cnntrain wrote, read back and checked."""
     from cnntrain.runs.atomic import read_json
 
-    return check(Path(path), read_json(path), schema)
-
-
-RESUME_HINT = "start a new fit; the backup/ of this run cannot be resumed"
+    return check(Path(path), read_json(path), schema, hint)
 
 
 def check_resume(path, state: dict, *, epochs: int, monitor: str, callbacks: int) -> dict:

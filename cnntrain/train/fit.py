@@ -164,8 +164,8 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                  "monitor": monitor, "callbacks": []}
         if options.resume and (run_dir / folder.BACKUP / STATE).exists():
             path = run_dir / folder.BACKUP / STATE
-            state = schema.check_resume(path, schema.read(path, schema.STATE), epochs=spec["fit"]["epochs"],
-                                        monitor=monitor, callbacks=len(user_callbacks))
+            state = schema.check_resume(path, schema.read(path, schema.STATE, schema.RESUME_HINT),
+                                        epochs=spec["fit"]["epochs"], monitor=monitor, callbacks=len(user_callbacks))
             try:
                 model.load_weights(run_dir / folder.BACKUP / state["weights"]) if state["weights"] else None
             except Exception as exc:
