@@ -31,7 +31,7 @@ output:
 
 def make_runs(root):
     """Under `root`: data/mnist.npz, tiny.yaml (2 epochs) and two real run folders of it, `unfinished`
-    (both epochs committed in backup/, stopped just before the final files) and `finished`.
+    (both epochs committed in backup/, stopped just before the final files) and `finished` (evaluated).
     For tests that damage run folders: copy one, break the copy."""
     import shutil
     from pathlib import Path
@@ -62,4 +62,6 @@ def make_runs(root):
     shutil.copytree(root / "unfinished", root / "finished")
     result = run_cli("fit", "--resume", root / "finished", "--data-dir", root / "data", "--quiet")
     assert result.exit_code == 0, result.output
+    result = run_cli("evaluate", root / "finished", "--data-dir", root / "data")
+    assert result.exit_code == 0 and (root / "finished" / "eval.json").is_file(), result.output
     return root
