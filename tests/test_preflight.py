@@ -40,6 +40,10 @@ REJECTED = [
      "100000000000000000000 to Tensor. Consider casting elements to a supported type. See "
      "https://www.tensorflow.org/api_docs/python/tf/dtypes for supported TF dtypes.\n"
      "  hint: check its arguments ('N epochs' is N x 1 steps here); see keras.optimizers.schedules.CosineDecay\n"),
+    ("a layer that fails only in training", "model.layers=[Flatten, {AlphaDropout: {rate: 1.0}}, {Dense: {units: 10, "
+     "activation: softmax}}]",
+     "AlphaDropout fails on a training batch: 0.0 cannot be raised to a negative power\n"
+     "  hint: see the documentation of keras.layers.AlphaDropout\n"),
     ("a misspelt fit.monitor", "fit.monitor=val_acuracy",
      f"fit.monitor 'val_acuracy' is not a figure this model logs; {LOGS}\n"
      f"  hint: did you mean 'val_accuracy'? {MONITOR_HINT}\n"),

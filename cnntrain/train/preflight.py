@@ -94,6 +94,7 @@ def _blame(spec, model, weights, xb, yb, classes, one_hot, steps_per_epoch, erro
         model.set_weights(weights)   # the failed step may have moved them
         return _step(model, xb, yb, optimizer, build.build_loss(spec), metrics)
 
+    _blame_layers(spec, model, xb)
     failed = retry(keras.optimizers.SGD(), [])
     if isinstance(failed, Exception):
         raise spec.error(("compile", "loss"), f"loss {loss_name} cannot train this model: {keras_message(failed)}",
@@ -119,6 +120,22 @@ def _blame(spec, model, weights, xb, yb, classes, one_hot, steps_per_epoch, erro
                          "steps here); see keras.optimizers.schedules." + schedule) from None
     raise spec.error(path, f"the optimizer {name} fails in a training step: {keras_message(error)}",
                      f"see the arguments of keras.optimizers.{name}") from None
+
+
+def _blame_layers(spec, model, xb):
+    """Some layers fail only in training mode (AlphaDropout with rate 1): the first that does is named."""
+    entries = list(layer_entries(spec["model"]["layers"]))
+    front = len(model.layers) - len(entries)   # the normalization layer, if any
+    h = xb
+    for k, layer in enumerate(model.layers):
+        try:
+            h = layer(h, training=True)
+        except Exception as exc:  # noqa: BLE001 - whatever the layer raises, it is the one at fault
+            if k < front:
+                raise
+            i, name, _ = entries[k - front]
+            raise spec.error(("model", "layers", i), f"{name} fails on a training batch: {keras_message(exc)}",
+                             f"see the documentation of keras.layers.{name}") from None
 
 
 def _directions(model) -> dict:
