@@ -58,6 +58,8 @@ STATE_CASES = [
      "damaged: 'history[1]' must be an object, received: 'garbage' (str)"),
     ("a history value as text", lambda s: s["history"][0].update(loss="0.5"),
      "damaged: 'history[0].loss' must be a number, received: '0.5' (str)"),
+    ("a huge integer in the history", lambda s: s["history"][0].update(accuracy=10 ** 400),
+     "damaged: 'history[0].accuracy' must be a number, received: 1" + "0" * 76 + "... (int)"),
     ("epochs_done beyond the spec", lambda s: s.update(epochs_done=99),
      "damaged: 'epochs_done' is 99, but the run trains 2 epochs"),
     ("negative epochs_done", lambda s: s.update(epochs_done=-5),

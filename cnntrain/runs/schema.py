@@ -43,6 +43,9 @@ class Kind:
         return None if reason is None else (field, reason, value)
 
 
+_LARGEST = 2 ** 63 - 1   # no file cnntrain writes holds a larger integer; JSON allows any (10**4000)
+
+
 class Int(Kind):
     def __init__(self, low=None, high=None):
         self.low, self.high = low, high
@@ -51,7 +54,7 @@ class Int(Kind):
 
     def check(self, value):
         if not isinstance(value, int) or isinstance(value, bool) or (self.low is not None and value < self.low) \
-                or (self.high is not None and value > self.high):
+                or (self.high is not None and value > self.high) or abs(value) > _LARGEST:
             return self.what
 
 
@@ -62,7 +65,8 @@ class Number(Kind):
             f" in [{low}, {high}]" if low is not None else "")
 
     def check(self, value):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or (isinstance(value, int)
+                                                                               and abs(value) > _LARGEST):
             return self.what
         if (self.finite and not math.isfinite(value)) or (self.low is not None and not self.low <= value <= self.high):
             return self.what
