@@ -124,6 +124,16 @@ def test_runs_lists_a_damaged_run_as_damaged(name, change, message, runs, tmp_pa
     assert "damaged" in table.stdout
 
 
+def test_intact_runs_are_listed_without_problems(runs, tmp_path):
+    """The schemas accept every file cnntrain itself writes (eval.json included)."""
+    finished, unfinished = copy_of(runs, "finished", tmp_path), copy_of(runs, "unfinished", tmp_path)
+    assert (finished / "eval.json").is_file()
+    listed = run_cli("runs", "--dir", tmp_path / "r", "--json")
+    rows = {row["run"]: (row["status"], row["problems"]) for row in json.loads(listed.stdout)}
+    assert rows == {str(finished): ("completed", []), str(unfinished): ("unfinished (2 epochs)", [])}
+    assert listed.stderr == ""
+
+
 def set_metadata(model, change):
     """Rewrite the cnntrain.json member of a .keras file, as someone editing the zip would."""
     with zipfile.ZipFile(model) as archive:
@@ -139,6 +149,8 @@ def set_metadata(model, change):
 METADATA_CASES = [
     ("a huge input shape", lambda m: m.update(input_shape=[30000, 30000, 1]),
      "damaged: 'input_shape' is [30000, 30000, 1], but the model takes [28, 28, 1]"),
+    ("a huge image size", lambda m: m.update(image_size=[30000, 30000]),
+     "damaged: 'image_size' is [30000, 30000], but the model takes [28, 28]"),
     ("fewer class names", lambda m: m.update(class_names=["a", "b", "c"]),
      "damaged: 'class_names' names 3 classes, but the model outputs 10"),
     ("class names as text", lambda m: m.update(class_names="0123456789"),

@@ -92,6 +92,9 @@ def check_metadata(path, model, metadata: dict):
     real = [None if d is None else int(d) for d in model.input_shape[1:]]
     if "input_shape" in metadata and metadata["input_shape"] != real:
         raise schema.damaged(where, "input_shape", f"is {metadata['input_shape']}, but the model takes {real}")
+    if metadata.get("image_size") is not None and metadata["image_size"] != real[:2]:
+        # evaluate resizes the data set's images to it: it must be the model's own size
+        raise schema.damaged(where, "image_size", f"is {metadata['image_size']}, but the model takes {real[:2]}")
     outputs = int(model.output_shape[-1])
     if "class_names" in metadata and len(metadata["class_names"]) != outputs:
         raise schema.damaged(where, "class_names", f"names {len(metadata['class_names'])} classes, but the model "
