@@ -90,6 +90,16 @@ BAD_CONFIGS = [
     ("index out of range", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
      "$TF_CONFIG: TF_CONFIG's 'task' must name a job of the cluster and an index in it, received: "
      "{'type': 'worker', 'index': 3}\n"),
+    ("parameter servers", '{"cluster": {"worker": ["127.0.0.1:1"], "ps": ["127.0.0.1:2"]}, "task": {"type": "ps", '
+     '"index": 0}}',
+     "$TF_CONFIG: TF_CONFIG names a parameter-server cluster (job 'ps'), which cnntrain does not support: it trains "
+     "on several machines with MultiWorkerMirroredStrategy, where every machine is a worker\n"
+     '  hint: list every machine as a worker, e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": '
+     '{"type": "worker", "index": 0}}, or use --workers/--task-index\n'),
+    ("unknown job", '{"cluster": {"worker": ["127.0.0.1:1"], "trainer": ["127.0.0.1:2"]}, "task": {"type": "worker", '
+     '"index": 0}}',
+     "$TF_CONFIG: TF_CONFIG's cluster has a job 'trainer'; multi-worker training knows only 'chief' and 'worker'\n"
+     '  hint: e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}\n'),
 ]
 
 

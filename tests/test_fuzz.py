@@ -614,3 +614,155 @@ def test_the_fuzzers_at_ten_times_the_size():
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", __file__],
                           env=env, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+# ---------------------------------------------------------------- through the command line
+
+# The same mutations, run as a user runs them: `cnntrain check` of mutated specs (the spec level, the
+# builder and the preflight step), and damaged run folders given to `runs`, `fit --resume` and
+# `predict`. None may end in "internal error" (exit 70) or show a traceback.
+CLI_SPECS = 12
+CLI_RUN_FOLDERS = 40
+
+
+def assert_no_internal_error(result, what):
+    text = result.stdout + result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), (what, repr(result.exception))
+    assert result.exit_code in (0, 1), (what, text[-2000:])
+    assert "internal error" not in text and "Traceback" not in text, (what, text[-2000:])
+
+
+# What the issue found ending in "internal error" (each now a SpecError: tests/test_preflight.py).
+CLI_SPEC_EXAMPLES = [
+    TINY + "compile: {loss: binary_crossentropy}\n",
+    TINY + "compile: {metrics: [AUC]}\n",
+    TINY + "compile: {metrics: [{TopKCategoricalAccuracy: {k: 3}}]}\n",
+    TINY + "augment: [{RandomCrop: {height: 40, width: 40}}]\n",
+    TINY + "augment: [{Resizing: {height: 20, width: 20}}]\n",
+    TINY + "compile: {optimizer: {Adam: {learning_rate: {CosineDecay: {initial_learning_rate: 0.1, "
+           "decay_steps: 100000000000000000000 epochs}}}}}\n",
+    TINY + "fit: {monitor: val_acuracy}\n",
+]
+
+
+def test_mutated_specs_through_the_cli(keras_names, tmp_path):
+    from helpers.cli import run_cli
+
+    spec = tmp_path / "fuzz.yaml"
+    tried = []
+
+    @fuzz_settings(CLI_SPECS, deadline_s=60)
+    @given(builder_specs(keras_names))
+    def run(text):
+        spec.write_text(text, encoding="utf-8")
+        with time_limit(60):
+            assert_no_internal_error(run_cli("check", spec), text)
+        tried.append(text)
+
+    for text in CLI_SPEC_EXAMPLES:
+        spec.write_text(text, encoding="utf-8")
+        result = run_cli("check", spec)
+        assert_no_internal_error(result, text)
+        assert result.exit_code == 1, text
+    run()
+    assert len(tried) >= CLI_SPECS * SCALE * 0.9
+
+
+# The files a run folder holds that cnntrain reads back; "model.keras:cnntrain.json" is the member.
+READ_BACK = {"backup/state.json": ("unfinished", ["fit", "--resume"]), "metrics.json": ("finished", ["runs"]),
+             "eval.json": ("finished", ["runs"]), "model.keras:cnntrain.json": ("finished", ["predict"])}
+GARBAGE = [b"", b"{", b"[" * 100_000, b"\xff\xfe\x00", b"null", b"NaN", b'{"epochs_done": 1e999}', b"9" * 5000]
+
+
+@st.composite
+def run_folder_mutations(draw, contents):
+    name = draw(st.sampled_from(sorted(READ_BACK)))
+    tree = copy.deepcopy(contents[name])
+    op = draw(st.sampled_from(["delete", "retype", "huge", "empty", "garbage"]))
+    if op == "garbage":
+        return name, draw(st.sampled_from(GARBAGE))
+    path = draw(st.sampled_from(list(nodes(tree))))
+    if op == "delete":
+        tree = delete(tree, path)
+    elif op == "retype":
+        tree = replace(tree, path, draw(trees()))
+    elif op == "huge":
+        tree = replace(tree, path, draw(st.sampled_from(HUGE)))
+    else:
+        tree = replace(tree, path, draw(st.sampled_from([None, "", [], {}])))
+    return name, _json_bytes(tree)
+
+
+def _json_bytes(tree) -> bytes:
+    import json
+
+    try:
+        return json.dumps(tree).encode()
+    except (TypeError, ValueError):   # keys that JSON cannot hold: the file as a broken writer leaves it
+        return repr(tree).encode()[:10_000]
+
+
+def _read_back(run, name):
+    import json
+    import zipfile
+
+    if name.startswith("model.keras:"):
+        with zipfile.ZipFile(run / "model.keras") as archive:
+            return json.loads(archive.read("cnntrain.json"))
+    return json.loads((run / name).read_text())
+
+
+def _write_back(run, name, data: bytes):
+    import zipfile
+
+    if not name.startswith("model.keras:"):
+        (run / name).write_bytes(data)
+        return
+    with zipfile.ZipFile(run / "model.keras") as archive:
+        members = {member: archive.read(member) for member in archive.namelist()}
+    members["cnntrain.json"] = data
+    with zipfile.ZipFile(run / "model.keras", "w") as archive:
+        for member, content in members.items():
+            archive.writestr(member, content)
+
+
+@pytest.fixture(scope="module")
+def made_runs(tmp_path_factory):
+    from helpers.runs import make_runs
+
+    return make_runs(tmp_path_factory.mktemp("fuzzed-runs"))
+
+
+def test_damaged_run_folders_through_the_cli(made_runs, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from helpers.cli import run_cli
+
+    contents = {name: _read_back(made_runs / which, name) for name, (which, _) in READ_BACK.items()}
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28)).save(image)
+    tried = []
+
+    @fuzz_settings(CLI_RUN_FOLDERS, deadline_s=60)
+    @given(run_folder_mutations(contents))
+    def run(mutation):
+        name, data = mutation
+        which, command = READ_BACK[name]
+        root = Path(tempfile.mkdtemp(dir=tmp_path))
+        run_dir = root / which
+        shutil.copytree(made_runs / which, run_dir)
+        _write_back(run_dir, name, data)
+        with time_limit(60):
+            assert_no_internal_error(run_cli("runs", "--dir", root, "--json"), mutation)
+            if command == ["fit", "--resume"]:
+                assert_no_internal_error(run_cli("fit", "--resume", run_dir, "--data-dir", made_runs / "data",
+                                                 "--quiet"), mutation)
+            elif command == ["predict"]:
+                assert_no_internal_error(run_cli("predict", image, "--model", run_dir / "model.keras"), mutation)
+        shutil.rmtree(root)
+        tried.append(mutation)
+
+    run()
+    assert len(tried) >= CLI_RUN_FOLDERS * SCALE * 0.9

@@ -355,6 +355,47 @@ def test_disk_full_then_read_only_while_training(tiny_spec, mnist_dir, small_dis
     assert_complete(run, 3)
 
 
+FILL_THEN_SAVE = """
+import os, sys
+from pathlib import Path
+from cnntrain.train import callbacks
+disk, leave = Path(sys.argv[1]), int(sys.argv[2])
+save = callbacks.RunState.save
+
+def full_then_save(self, epochs_done):
+    if epochs_done == 2:   # the disk fills after epoch 2's history and best.keras, before its weights
+        fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+        for block in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    os.write(fd, b"\\0" * block)
+            except OSError:
+                pass
+        os.close(fd)
+        os.truncate(disk / "filler", os.path.getsize(disk / "filler") - leave)
+    save(self, epochs_done)
+
+callbacks.RunState.save = full_then_save
+from cnntrain.cli import main
+sys.argv = ["cnntrain", *sys.argv[3:]]
+main()
+"""
+
+
+def test_weights_on_a_full_disk_close_cleanly(tiny_spec, mnist_dir, small_disk):
+    """h5py writing a weights file that the disk cannot hold (4 KB free: the file is created, its data
+    is not) printed `Exception ignored in ... __dealloc__` tracebacks and then crashed the process
+    (exit 139, 4 times of 4). The weights are now made in memory and written by the atomic writer:
+    exit 1 with the message alone, and epoch 1 stays resumable."""
+    run = small_disk / "run"
+    done = subprocess.run([sys.executable, "-c", FILL_THEN_SAVE, str(small_disk), "4096", "fit", str(tiny_spec(epochs=3)),
+                           "--data-dir", str(mnist_dir), "--out", str(run), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr == f"{run / 'backup' / 'epoch-0002.weights.h5'}: cannot write: No space left on device\n{FULL_HINT}"
+    assert assert_resumable(run) == 1 and temporaries(run) == []
+
+
 def test_disk_full_at_the_final_save(tiny_spec, mnist_dir, tmp_path, monkeypatch):
     """On any machine: every write fails with ENOSPC from the moment model.keras is saved (the flush
     before the rename fails, as a full disk does on file systems that allocate late). The fit says

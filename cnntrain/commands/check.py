@@ -11,14 +11,19 @@ from cnntrain.commands.options import spec_options, trust_option
 @spec_options
 @trust_option
 def check(spec, overrides, trust_spec):
-    """Validate SPEC and build its model, optimizer, schedule, loss, metrics and callbacks; prints
-    one OK line or the error. Without --trust-spec, what fit would refuse is refused here too."""
+    """Validate SPEC, build its model, optimizer, schedule, loss, metrics and callbacks, and run one
+    training step on random images of its input shape (no data is read); prints one OK line or the
+    error. Without --trust-spec, what fit would refuse is refused here too."""
     from cnntrain.model.build import output_warning
     from cnntrain.spec import load_spec
+
+    from cnntrain.train import preflight
 
     loaded = load_spec(spec, overrides)
     loaded.trusted = trust_spec
     model = _build(loaded)
+    logged = preflight.preflight(loaded)
+    preflight.check_monitors(loaded, logged, validation=loaded["data"]["validation"] != "none")
     warning = output_warning(loaded, model)
     if warning is not None:
         click.echo(f"{warning.location}: warning: {warning.message}\n  hint: {warning.hint}", err=True)

@@ -126,7 +126,8 @@ def _data_dir_of(run_dir):
               help="Where the run folders are.")
 @json_option("Print the table as JSON.")
 def runs_command(root, as_json):
-    """The runs under --dir with their key figures, newest first."""
+    """The runs under --dir with their key figures, newest first. A run whose files were damaged
+    is listed as damaged, with what is wrong."""
     from cnntrain.runs.listing import run_rows
     from cnntrain.views import console, tables
 
@@ -139,3 +140,5 @@ def runs_command(root, as_json):
         console.err.print(f"no runs under {console.escape(root)}/ yet: train one with 'cnntrain fit SPEC'")
     else:
         console.out.print(tables.runs_table(rows, width=console.out.width))
+        for problem in (p for row in rows for p in row["problems"]):
+            console.err.print(f"warning: {console.escape(problem)}", style="yellow")

@@ -94,10 +94,10 @@ def construct(spec: Spec, path, name, args, module, base, what: str):
             return cls(*keras_value(args))
         return cls(args)
     except Exception as exc:  # Keras raises ValueError, TypeError and others for bad arguments
-        raise spec.error(path, f"{name}: {_first_lines(exc)}", _arg_hint(cls, name, exc)) from None
+        raise spec.error(path, f"{name}: {first_lines_of(exc)}", _arg_hint(cls, name, exc)) from None
 
 
-def _first_lines(exc, n=3) -> str:
+def first_lines_of(exc, n=3) -> str:
     text = str(exc).strip() or type(exc).__name__
     text = text.replace(".__init__()", "")
     lines = text.splitlines()
@@ -153,7 +153,7 @@ def build_model(spec: Spec, *, shape=None, front=()) -> "keras.Sequential":
             model.add(layer)
         except Exception as exc:
             raise spec.error(("model", "layers", i), f"{name} cannot take its input of shape {_shape(before)}: "
-                             f"{_first_lines(exc)}",
+                             f"{first_lines_of(exc)}",
                              "the output shrank too far or has the wrong rank: check strides, kernel sizes, "
                              "padding and pooling above (cnntrain summary shows every shape)") from None
     return model
@@ -198,7 +198,7 @@ def output_warning(spec: Spec, model):
 # ---------------------------------------------------------------- compile
 
 
-def _ref(value):
+def ref_name(value):
     """A spec reference `name` or `{Name: {args}}` as (name, args)."""
     if isinstance(value, str):
         return value, None
@@ -207,7 +207,7 @@ def _ref(value):
 
 
 def _by_name(spec, path, value, module, base, getter, what):
-    name, args = _ref(value)
+    name, args = ref_name(value)
     if args is None:
         try:
             return getter(name)
@@ -233,14 +233,14 @@ def _construct_ref(spec, path, name, args, module, base, what):
     try:
         return cls(**{k: keras_value(v) for k, v in args.items()})
     except Exception as exc:
-        raise spec.error(path + (name,), f"{name}: {_first_lines(exc)}",
+        raise spec.error(path + (name,), f"{name}: {first_lines_of(exc)}",
                          f"see the arguments of keras.{module.__name__.split('.')[-1]}.{name}") from None
 
 
 def build_optimizer(spec: Spec, steps_per_epoch: int | None = None):
     path = ("compile", "optimizer")
     value = spec["compile"]["optimizer"]
-    name, args = _ref(value)
+    name, args = ref_name(value)
     if args is not None and isinstance(args.get("learning_rate"), dict):
         args = dict(args)
         args["learning_rate"] = build_schedule(spec, path + (name, "learning_rate"), args["learning_rate"],
@@ -252,7 +252,7 @@ def build_optimizer(spec: Spec, steps_per_epoch: int | None = None):
 def build_schedule(spec, path, value, steps_per_epoch):
     """A keras.optimizers.schedules class; an argument in epochs ('N epochs', 'all', 'all - N epochs')
     becomes steps."""
-    name, args = _ref(value)
+    name, args = ref_name(value)
     resolved = {key: _steps(spec, path + (name, key), arg, steps_per_epoch) for key, arg in (args or {}).items()}
     base = keras.optimizers.schedules.LearningRateSchedule
     schedule = _construct_ref(spec, path, name, resolved, keras.optimizers.schedules, base, "learning-rate schedule")
@@ -285,7 +285,7 @@ def _steps(spec, path, arg, steps_per_epoch):
 
 def uses_one_hot(spec: Spec) -> bool:
     """Whether labels must be one-hot: categorical losses and label smoothing need them."""
-    name, _ = _ref(spec["compile"]["loss"])
+    name, _ = ref_name(spec["compile"]["loss"])
     return spec["compile"]["label_smoothing"] > 0 or name.lower().startswith("categorical")
 
 
@@ -294,7 +294,7 @@ def build_loss(spec: Spec):
     value = spec["compile"]["loss"]
     smoothing = spec["compile"]["label_smoothing"]
     if smoothing > 0:
-        name, args = _ref(value)
+        name, args = ref_name(value)
         if name.replace("_", "").lower() not in ("sparsecategoricalcrossentropy", "categoricalcrossentropy"):
             raise spec.error(("compile", "label_smoothing"), f"label_smoothing needs a categorical crossentropy loss, "
                              f"received loss: {name}", "set compile.loss: categorical_crossentropy, or label_smoothing: 0")
@@ -317,18 +317,35 @@ def build_metrics(spec: Spec) -> list:
     return metrics
 
 
-def build_callbacks(spec: Spec, run_dir=None) -> list:
+def monitor_mode(monitor: str, directions: dict | None = None) -> str:
+    """'min' or 'max': whether a logged figure improves downwards. The one rule, for best.keras and
+    every callback. Keras' own: a loss goes down; a metric declares its direction (`_direction`,
+    given in `directions` by name); for one that does not, cnntrain's guess by the name, where
+    Keras would raise at fit time."""
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    if name == "loss" or name.endswith("_loss"):
+        return "min"
+    direction = (directions or {}).get(name)
+    if direction in ("up", "down"):
+        return "max" if direction == "up" else "min"
+    return "min" if ("loss" in name or "error" in name) else "max"
+
+
+def build_callbacks(spec: Spec, run_dir=None, directions: dict | None = None) -> list:
     """The spec's callbacks: allowed by the policy (model/policy.py), their argument types checked,
-    the paths they write resolved inside `run_dir` (left as written for `check`, which has none)."""
+    the paths they write resolved inside `run_dir` (left as written for `check`, which has none).
+    Those that watch a figure get fit.monitor unless they name one, and a mode by `monitor_mode`
+    unless they give one."""
     built = []
     for i, name, args in layer_entries(spec["fit"]["callbacks"]):
         path = ("fit", "callbacks", i)
         cls = lookup_class(spec, path + (name,), name, keras.callbacks, keras.callbacks.Callback, "callback")
         kwargs = policy.callback(spec, path, name, _as_kwargs(spec, path, cls, name, args), run_dir)
-        if name in ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint") and "monitor" not in kwargs:
+        params = _allowed_kwargs(cls, keras.callbacks.Callback)
+        if "monitor" in params and "monitor" not in kwargs:
             kwargs["monitor"] = spec["fit"]["monitor"]
-            if spec["fit"]["monitor"].endswith(("accuracy", "acc")) and "mode" not in kwargs:
-                kwargs["mode"] = "max"
+        if "mode" in params and "mode" not in kwargs and isinstance(kwargs.get("monitor"), str):
+            kwargs["mode"] = monitor_mode(kwargs["monitor"], directions)
         arguments.check(spec, path, cls, name, kwargs, module="callbacks")
         built.append(construct(spec, path, name, kwargs, keras.callbacks, keras.callbacks.Callback, "callback"))
     return built

@@ -65,12 +65,16 @@ def _fsync_dir(path):
             os.close(fd)
 
 
-def write_text(path, text: str):
+def write_bytes(path, data: bytes):
     try:
         with atomic_path(path) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+            tmp.write_bytes(data)
     except OSError as exc:
         raise write_error(path, exc) from None
+
+
+def write_text(path, text: str):
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, data):
@@ -115,10 +119,20 @@ def copy_file(source, path):
         raise write_error(path, exc) from None
 
 
+MAX_JSON_BYTES = 64 * 2**20   # far above any file cnntrain writes; a bigger one is not read whole
+
+
 def read_json(path):
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
+        if len(raw) > MAX_JSON_BYTES:
+            raise CnntrainError(f"cannot read JSON: the file is over {MAX_JSON_BYTES // 2**20} MB, which no file "
+                                "cnntrain writes is", file=str(path))
+        return json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise CnntrainError("file not found", file=str(path)) from None
-    except (OSError, ValueError) as exc:
+    except RecursionError:   # json nests by recursion: '[' 100,000 deep
+        raise CnntrainError("cannot read JSON: nested too deeply", file=str(path)) from None
+    except (OSError, ValueError) as exc:   # UnicodeDecodeError is a ValueError
         raise CnntrainError(f"cannot read JSON: {exc}", file=str(path)) from None

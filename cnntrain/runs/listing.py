@@ -1,30 +1,37 @@
-"""One row of key figures per run folder, for `cnntrain runs`."""
+"""One row of key figures per run folder, for `cnntrain runs`. A damaged file makes its run's row
+say so, and the other runs are listed as usual."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from cnntrain.errors import plural
+from cnntrain.errors import CnntrainError, plural
+from cnntrain.runs import schema
 from cnntrain.runs.folder import BACKUP, is_finished, list_runs
 
 
-def _read(path: Path) -> dict:
+def _read(path: Path, kind, problems: list) -> dict:
+    if not path.is_file():
+        return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return schema.read(path, kind)
+    except CnntrainError as exc:
+        problems.append(str(exc).splitlines()[0])
         return {}
 
 
 def run_rows(root="runs") -> list[dict]:
     rows = []
     for run in list_runs(root):
-        metrics = _read(run / "metrics.json")
-        state = _read(run / BACKUP / "state.json")
-        evaluation = _read(run / "eval.json")
-        if is_finished(run):
+        problems = []
+        metrics = _read(run / "metrics.json", schema.METRICS, problems)
+        state = _read(run / BACKUP / "state.json", schema.STATE, problems)
+        evaluation = _read(run / "eval.json", schema.EVALUATION, problems)
+        if problems:
+            status = "damaged"
+        elif is_finished(run):
             status = metrics.get("stopped", "completed")
         elif state:
-            status = f"unfinished ({plural(state.get('epochs_done', 0), 'epoch')})"
+            status = f"unfinished ({plural(state['epochs_done'], 'epoch')})"
         else:
             status = "incomplete"
         test = _test_figure(metrics, evaluation)
@@ -35,6 +42,7 @@ def run_rows(root="runs") -> list[dict]:
             **test,
             "wall_time_s": metrics.get("wall_time_s"),
             "images_per_s": metrics.get("train_images_per_s"),
+            "problems": problems,
         })
     return rows
 

@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 from cnntrain.errors import CnntrainError, not_regular
-from cnntrain.runs import atomic
+from cnntrain.runs import atomic, schema
 from cnntrain.runs.folder import resolve_run
 
 METADATA = "cnntrain.json"   # stored inside model.keras, beside Keras' own config.json
@@ -30,6 +30,39 @@ def save_model(model, path, metadata: dict):
         raise atomic.write_error(path, exc) from None
 
 
+def save_weights(model, path):
+    """`model.save_weights(path)`, the same file, made in memory and written by the atomic writer.
+
+    h5py writing to a full disk reports the error from its C layer on every object it frees
+    ("Exception ignored in h5py._objects.ObjectID.__dealloc__", with a traceback each) and then
+    crashed the process (a segmentation fault, 4 times of 4). In memory, h5py never meets the disk.
+    """
+    try:
+        data = _weights_in_memory(model)
+    except (ImportError, AttributeError, TypeError):   # Keras moved its internals: its own writer, to disk
+        with atomic.atomic_path(path, suffix=".weights.h5") as tmp:
+            try:
+                model.save_weights(tmp)
+            except OSError as exc:
+                raise atomic.write_error(path, exc) from None
+        return
+    atomic.write_bytes(path, data)
+
+
+def _weights_in_memory(model) -> bytes:
+    import io
+
+    from keras.src.saving import saving_lib   # what model.save_weights does, with a BytesIO for the path
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    finally:
+        store.close()
+    return buffer.getvalue()
+
+
 # The most each JSON member may inflate to: ours holds class names and a few settings (a few KB
 # for a thousand classes), Keras' config.json the architecture (tens of KB for a large model).
 # A member over these is refused before it is read: 1.6 MB of deflate can inflate to 1.5 GiB.
@@ -37,8 +70,8 @@ MAX_JSON_BYTES = {METADATA: 16 << 20, "config.json": 64 << 20, "metadata.json": 
 
 
 def read_metadata(path) -> dict:
-    """Our metadata from a .keras file; every JSON member, ours and Keras', is checked first
-    against its size limit, as the zip's directory declares it (the reader stops there)."""
+    """Our metadata from a .keras file, checked against its schema; every JSON member, ours and
+    Keras', is checked first against its size limit, as the zip's directory declares it."""
     try:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
@@ -51,12 +84,35 @@ def read_metadata(path) -> dict:
             if METADATA not in archive.namelist():
                 return {}
             with archive.open(METADATA) as member:
-                return json.loads(member.read(MAX_JSON_BYTES[METADATA] + 1))
+                text = member.read(MAX_JSON_BYTES[METADATA] + 1)
     except FileNotFoundError:
         raise CnntrainError("model file not found", file=str(path)) from None
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise CnntrainError(f"not a readable .keras model file ({exc})", file=str(path),
                             hint="model files are the model.keras / best.keras of a run folder") from None
+    where = f"{path}:{METADATA}"
+    try:
+        metadata = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise schema.damaged(where, "", f"the metadata is not JSON ({str(exc)[:200]})") from None
+    return schema.check(where, metadata, schema.METADATA)
+
+
+def check_metadata(path, model, metadata: dict):
+    """The metadata must describe this model: its real input shape and its number of outputs.
+    The model's own shape is what is trusted; metadata that disagrees is a damaged file (it could
+    otherwise make predict resize a small image to any size it says)."""
+    where = f"{path}:{METADATA}"
+    real = [None if d is None else int(d) for d in model.input_shape[1:]]
+    if "input_shape" in metadata and metadata["input_shape"] != real:
+        raise schema.damaged(where, "input_shape", f"is {metadata['input_shape']}, but the model takes {real}")
+    if metadata.get("image_size") is not None and metadata["image_size"] != real[:2]:
+        # evaluate resizes the data set's images to it: it must be the model's own size
+        raise schema.damaged(where, "image_size", f"is {metadata['image_size']}, but the model takes {real[:2]}")
+    outputs = int(model.output_shape[-1])
+    if "class_names" in metadata and len(metadata["class_names"]) != outputs:
+        raise schema.damaged(where, "class_names", f"names {len(metadata['class_names'])} classes, but the model "
+                             f"outputs {outputs}")
 
 
 def load_model(path, *, unsafe: bool = False):
@@ -74,6 +130,7 @@ def load_model(path, *, unsafe: bool = False):
             text = "it contains Python code (a Lambda layer), which is not run unless you trust the file"
             hint = "the file contains code (a Lambda layer); load it only if you trust it, with --unsafe"
         raise CnntrainError(f"cannot load the model: {text}", file=str(path), hint=hint) from None
+    check_metadata(path, model, metadata)
     return model, metadata
 
 
@@ -119,10 +176,7 @@ def class_names_of(model, metadata: dict) -> list[str]:
 
 
 def input_shape_of(model, metadata: dict) -> tuple[int, int, int]:
-    shape = (metadata or {}).get("input_shape")
-    if not shape:
-        shape = model.input_shape[1:]
-    shape = tuple(shape)
+    shape = tuple(model.input_shape[1:])   # the model's own; load_model checked the metadata against it
     if len(shape) != 3 or any(d is None for d in shape):
         raise CnntrainError(f"the model takes inputs shaped {shape}; expected a fixed (height, width, channels)")
     return tuple(int(d) for d in shape)

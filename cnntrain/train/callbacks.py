@@ -15,13 +15,10 @@ from cnntrain.backend import keras
 from cnntrain.runs import atomic
 from cnntrain.runs.folder import BACKUP, backup_file
 from cnntrain.runs.history import write_history
-from cnntrain.runs.model_file import save_model
+from cnntrain.runs.model_file import save_model, save_weights
+from cnntrain.runs.schema import CALLBACK_FIELDS
 
 STATE = "state.json"
-
-
-def monitor_mode(monitor: str) -> str:
-    return "min" if ("loss" in monitor or "error" in monitor) else "max"
 
 
 class NanGuard(keras.callbacks.Callback):
@@ -86,10 +83,10 @@ class RunState(keras.callbacks.Callback):
     writes leaves the previous epoch's complete state.
     """
 
-    def __init__(self, run_dir: Path, state: dict, monitor: str, metadata: dict, guard: NanGuard, others: list):
+    def __init__(self, run_dir: Path, state: dict, monitor: str, mode: str, metadata: dict, guard: NanGuard,
+                 others: list):
         super().__init__()
-        self.run_dir, self.state, self.monitor = run_dir, state, monitor
-        self.mode = monitor_mode(monitor)
+        self.run_dir, self.state, self.monitor, self.mode = run_dir, state, monitor, mode
         self.metadata, self.guard, self.others = metadata, guard, others
         self.backup = run_dir / BACKUP
         self.epoch_start = time.perf_counter()
@@ -117,11 +114,7 @@ class RunState(keras.callbacks.Callback):
     def save(self, epochs_done: int):
         self.backup.mkdir(exist_ok=True)
         weights = f"epoch-{epochs_done:04d}.weights.h5"
-        try:
-            with atomic.atomic_path(self.backup / weights, suffix=".weights.h5") as tmp:
-                self.model.save_weights(tmp)
-        except OSError as exc:
-            raise atomic.write_error(self.backup / weights, exc) from None
+        save_weights(self.model, self.backup / weights)
         old = self.state.get("weights")
         self.state.update(epochs_done=epochs_done, weights=weights, callbacks=_callback_state(self.others))
         atomic.write_json(self.backup / STATE, self.state)
@@ -129,15 +122,12 @@ class RunState(keras.callbacks.Callback):
             backup_file(self.run_dir, old).unlink(missing_ok=True)
 
 
-_CALLBACK_FIELDS = ("wait", "best", "cooldown_counter", "best_epoch", "stopped_epoch")
-
-
 def _callback_state(callbacks) -> list:
     """The counters that EarlyStopping and ReduceLROnPlateau keep, so a resume continues them."""
     saved = []
     for cb in callbacks:
         fields = {}
-        for name in _CALLBACK_FIELDS:
+        for name in CALLBACK_FIELDS:
             value = getattr(cb, name, None)
             if isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(float(value)):
                 fields[name] = float(value) if isinstance(value, (float, np.floating)) else int(value)

@@ -51,6 +51,10 @@ def tf_config_from_workers(workers: str, task_index: int) -> dict:
     return {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": task_index}}
 
 
+_JOBS = ("chief", "worker")   # what MultiWorkerMirroredStrategy runs; no parameter servers, no evaluator
+_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+
+
 def read_tf_config() -> dict:
     """TF_CONFIG, checked: a malformed one is an error here rather than a hang later."""
     text = os.environ.get("TF_CONFIG", "")
@@ -61,19 +65,31 @@ def read_tf_config() -> dict:
         config = json.loads(text)
     except ValueError as exc:
         raise CnntrainError(f"TF_CONFIG is not valid JSON: {exc}", file="$TF_CONFIG",
-                            hint='e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                                 '"task": {"type": "worker", "index": 0}}') from None
+                            hint=f"e.g. {_EXAMPLE}") from None
     cluster = config.get("cluster") if isinstance(config, dict) else None
     task = config.get("task") if isinstance(config, dict) else None
     if not isinstance(cluster, dict) or not cluster or not all(
             isinstance(v, list) and all(isinstance(a, str) for a in v) for v in cluster.values()):
         raise CnntrainError("TF_CONFIG has no valid 'cluster' (a mapping of job name to a list of host:port)",
                             file="$TF_CONFIG")
+    _check_jobs(cluster)
     if not isinstance(task, dict) or task.get("type") not in cluster or not isinstance(task.get("index"), int) \
             or not 0 <= task["index"] < len(cluster[task["type"]]):
         raise CnntrainError(f"TF_CONFIG's 'task' must name a job of the cluster and an index in it, received: "
                             f"{task!r}", file="$TF_CONFIG")
     return config
+
+
+def _check_jobs(cluster: dict):
+    others = [job for job in cluster if job not in _JOBS]
+    if "ps" in others:
+        raise CnntrainError("TF_CONFIG names a parameter-server cluster (job 'ps'), which cnntrain does not "
+                            "support: it trains on several machines with MultiWorkerMirroredStrategy, where "
+                            "every machine is a worker", file="$TF_CONFIG",
+                            hint=f"list every machine as a worker, e.g. {_EXAMPLE}, or use --workers/--task-index")
+    if others:
+        raise CnntrainError(f"TF_CONFIG's cluster has a job '{others[0]}'; multi-worker training knows only "
+                            "'chief' and 'worker'", file="$TF_CONFIG", hint=f"e.g. {_EXAMPLE}")
 
 
 def make(kind: str, device_info: dict, *, devices=None, connect_timeout: float = 120.0) -> Plan:

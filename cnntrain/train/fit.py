@@ -19,11 +19,11 @@ from cnntrain.data import image_files, lookup, splits
 from cnntrain.feed import pipeline
 from cnntrain.figures import curves
 from cnntrain.model import build, normalization, policy
-from cnntrain.runs import atomic, folder, model_file
+from cnntrain.runs import atomic, folder, model_file, schema
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError, plural
 from cnntrain.spec import Spec
-from cnntrain.train import devices, distribute, start
+from cnntrain.train import devices, distribute, preflight, start
 from cnntrain.train.callbacks import STATE, EpochSeeds, NanGuard, RunState, Throughput, restore_callbacks
 
 
@@ -121,6 +121,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     if plan.replicas > 1 or plan.num_workers > 1:
         reporter.note(plan.describe(batch))
     steps = math.ceil(len(data.x_train) / batch)
+    # What Keras would reject inside model.fit is rejected here, before the run folder exists.
+    logged = preflight.preflight(spec, shape=data.shape, num_classes=len(data.class_names), steps_per_epoch=steps)
+    preflight.check_monitors(spec, logged, validation=data.x_val is not None)
+    keras.utils.set_random_seed(spec["seed"])   # the preflight drew from the random streams
     one_hot = build.uses_one_hot(spec)
     with plan.strategy.scope():
         norm = normalization.normalization_layer(spec["preprocess"]["normalize"], data.x_train)
@@ -172,12 +176,14 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
             # Checked again under the lock: a fit with the same --out may have finished meanwhile.
             raise CnntrainError("this folder already holds a run", file=str(run_dir),
                                 hint=f"resume it with 'cnntrain fit --resume {run_dir}', or choose a new --out")
-        user_callbacks = build.build_callbacks(spec, run_dir)
+        user_callbacks = build.build_callbacks(spec, run_dir, logged)
         state = {"epochs_done": 0, "best": None, "best_epoch": None, "history": [], "weights": None,
                  "monitor": monitor, "callbacks": []}
         extending = False  # a finished run trained longer; under the lock, its backup/ is still absent
         if options.resume and (run_dir / folder.BACKUP / STATE).exists():
-            state = atomic.read_json(run_dir / folder.BACKUP / STATE)
+            path = run_dir / folder.BACKUP / STATE
+            state = schema.check_resume(path, schema.read(path, schema.STATE, schema.RESUME_HINT),
+                                        epochs=spec["fit"]["epochs"], monitor=monitor, callbacks=len(user_callbacks))
             weights = folder.backup_file(run_dir, state["weights"]) if state["weights"] else None
             try:
                 model.load_weights(weights) if weights else None
@@ -198,7 +204,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
             atomic.write_json(run_dir / folder.BACKUP / STATE, state)
         reporter.note(f"run folder: {run_dir}")
         guard, meter = NanGuard(), Throughput()
-        saver = RunState(run_dir, state, monitor, metadata, guard, user_callbacks)
+        saver = RunState(run_dir, state, monitor, build.monitor_mode(monitor, logged), metadata, guard, user_callbacks)
         if extending:
             done = start.continue_finished(model, run_dir, saver, spec)
             last = spec["fit"]["epochs"]

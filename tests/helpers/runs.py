@@ -27,3 +27,41 @@ fit:
 output:
   dir: {runs}
 """
+
+
+def make_runs(root):
+    """Under `root`: data/mnist.npz, tiny.yaml (2 epochs) and two real run folders of it, `unfinished`
+    (both epochs committed in backup/, stopped just before the final files) and `finished` (evaluated).
+    For tests that damage run folders: copy one, break the copy."""
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+    import pytest
+
+    from cnntrain.errors import CnntrainError
+    from cnntrain.train import fit
+    from helpers.cli import run_cli
+    from helpers.formats import digits
+
+    root = Path(root)
+    (root / "data").mkdir()
+    x_train, y_train = digits(200, seed=1)
+    x_test, y_test = digits(50, seed=2)
+    np.savez(root / "data" / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    spec = root / "tiny.yaml"
+    spec.write_text(TINY_SPEC.format(epochs=2, runs=root / "runs"))
+
+    def stop(*args, **kwargs):
+        raise CnntrainError("stopped before the final files")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fit, "_finish", stop)
+        result = run_cli("fit", spec, "--data-dir", root / "data", "--out", root / "unfinished", "--quiet")
+    assert result.exit_code == 1 and result.stderr == "error: stopped before the final files\n", result.output
+    shutil.copytree(root / "unfinished", root / "finished")
+    result = run_cli("fit", "--resume", root / "finished", "--data-dir", root / "data", "--quiet")
+    assert result.exit_code == 0, result.output
+    result = run_cli("evaluate", root / "finished", "--data-dir", root / "data")
+    assert result.exit_code == 0 and (root / "finished" / "eval.json").is_file(), result.output
+    return root
