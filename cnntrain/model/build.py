@@ -259,7 +259,7 @@ def build_schedule(spec, path, value, steps_per_epoch):
     try:   # the first steps, as training will ask for them: a value Keras kept as given fails here, not there
         [float(schedule(step)) for step in (0, 1)]
     except Exception as exc:
-        raise spec.error(path + (name,), f"{name}: {_first_lines(exc)}",
+        raise spec.error(path + (name,), f"{name}: {first_lines_of(exc)}",
                          f"see the arguments of keras.optimizers.schedules.{name}") from None
     return schedule
 
