@@ -8,7 +8,7 @@ from cnntrain.backend import keras
 from cnntrain.errors import CnntrainError
 from cnntrain.runs import atomic, model_file
 from cnntrain.runs.history import read_history
-from cnntrain.train.callbacks import monitor_mode
+from cnntrain.model.build import monitor_mode
 
 
 def finished_state(run_dir: Path, monitor: str) -> dict:
