@@ -25,7 +25,7 @@ from helpers.procs import reaped
 
 from cnntrain.backend import keras
 from cnntrain.model import policy
-from cnntrain.runs import folder
+from cnntrain.runs import folder, schema
 from test_reliability import assert_complete, epochs_done, start_fit
 
 TRUST = "if you wrote this spec yourself and trust it, run again with --trust-spec"
@@ -351,8 +351,9 @@ def test_wrong_types_in_losses_and_metrics_are_errors_at_their_line(tiny_spec, l
     shown = {'"no"': "'no' (str)", '"3"': "'3' (str)", "[2]": "[2] (list)"}[value]
     assert (result.exit_code, result.stderr) == (1, f"{at(spec, 17, value)}: {name}: '{key}' must be {need}, "
                                                  f"received: {shown}\n  hint: {hint}\n")
-    # A weight per class is an alpha Keras takes.
-    spec.write_text(spec.read_text().replace(line, "  loss: {CategoricalFocalCrossentropy: {alpha: [0.5, 0.5]}}"))
+    # The same argument of the right type passes (check also trains one step with it, so the loss
+    # must suit the integer labels of the tiny spec).
+    spec.write_text(spec.read_text().replace(line, "  loss: {SparseCategoricalCrossentropy: {from_logits: false}}"))
     assert run_cli("check", spec).exit_code == 0
 
 
@@ -472,9 +473,11 @@ def test_resume_state_naming_a_file_outside_is_refused(tiny_spec, mnist_dir, tmp
     before = unlocked(tree(tmp_path))
     result = run_cli("fit", "--resume", run, "--data-dir", mnist_dir, "--quiet")
     assert result.exit_code == 1
-    assert result.stderr == (f"{run / 'backup' / 'state.json'}: the resume state is damaged: its weights file must "
-                             f"be a file name inside backup/, received: {weights!r}\n  hint: this run cannot be "
-                             "resumed; start a new fit\n")
+    # The resume state's schema names the one weights file it may hold (epoch-NNNN.weights.h5, none
+    # before the first epoch): any other name, a path outside above all, is a damaged state.
+    assert result.stderr == (f"{run / 'backup' / 'state.json'}: damaged: 'weights' must be None after 0 epochs, "
+                             f"received: {schema.show(weights)}\n  hint: the file was changed or broken after cnntrain "
+                             "wrote it; start a new fit: this run's backup/ cannot be resumed\n")
     assert unlocked(tree(tmp_path)) == before
     assert (other / "model.keras").read_bytes() == b"someone else's model"
 
