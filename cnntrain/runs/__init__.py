@@ -1,0 +1,1 @@
+"""The run folder: layout, lock and finding runs (folder), atomic writes, model files, history, listing."""
