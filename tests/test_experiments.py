@@ -1,0 +1,230 @@
+"""Experiments on tiny real trainings: runs compared, model cards, the LR range test, sweeps."""
+import hashlib
+import json
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers.cli import run_cli
+from helpers.formats import digits
+from helpers.runs import TINY_SPEC
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two finished tiny runs of one spec, the second with another learning rate and 3 epochs;
+    the first evaluated. Trained once for the module: the tests below only read them."""
+    root = tmp_path_factory.mktemp("two_runs")
+    data = root / "data"
+    data.mkdir()
+    (x, y), (xt, yt) = digits(200, seed=1), digits(50, seed=2)
+    np.savez(data / "mnist.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    spec = root / "tiny.yaml"
+    spec.write_text(TINY_SPEC.format(epochs=2, runs=root / "runs"))
+    for name, extra in (("a", []), ("b", ["--set", "compile.optimizer.Adam.learning_rate=0.003",
+                                          "--set", "fit.epochs=3"])):
+        result = run_cli("fit", spec, "--data-dir", data, "--offline", "--out", root / name, "--quiet", *extra)
+        assert result.exit_code == 0, result.output
+    assert run_cli("evaluate", root / "a", "--data-dir", data, "--offline").exit_code == 0
+    return root
+
+
+def _metrics(run):
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_compare_shows_spec_differences_figures_and_writes_one_overlay(two_runs, tmp_path):
+    a, b = two_runs / "a", two_runs / "b"
+    result = run_cli("runs", "--compare", a, b, "--out", tmp_path / "cmp.png")
+    assert result.exit_code == 0, result.output
+    ma, mb = _metrics(a), _metrics(b)
+    ev = json.loads((a / "eval.json").read_text())
+
+    def line(name, x, y):
+        return f"  {name:<24}{x:>14}{y:>14}"
+
+    def pct(v):
+        return f"{100 * v:.2f}%"
+
+    # The row name is longer than the label column: the column widens to it plus two spaces.
+    label = len("compile.optimizer.Adam.learning_rate") + 2
+    expected = ["spec differences:", "  " + "".ljust(label) + f"{'a':>14}{'b':>14}",
+                "  " + "compile.optimizer.Adam.learning_rate".ljust(label) + f"{'0.01':>14}{'0.003':>14}",
+                "  " + "fit.epochs".ljust(label) + f"{'2':>14}{'3':>14}",
+                "", "figures:", f"  {'':<24}{'a':>14}{'b':>14}".rstrip(),
+                line("status", "completed", "completed"), line("epochs", "2", "3"),
+                line("best val_accuracy", f"{ma['best']['value']:.4f} @{ma['best']['epoch']}",
+                     f"{mb['best']['value']:.4f} @{mb['best']['epoch']}"),
+                line("validation accuracy", pct(ma["validation"]["accuracy"]), pct(mb["validation"]["accuracy"])),
+                line("validation loss", f"{ma['validation']['loss']:.4f}", f"{mb['validation']['loss']:.4f}"),
+                line("test accuracy", pct(ma["test"]["accuracy"]), pct(mb["test"]["accuracy"])),
+                line("test loss", f"{ma['test']['loss']:.4f}", f"{mb['test']['loss']:.4f}"),
+                line("evaluated accuracy", pct(ev["accuracy"]), "-"),
+                line("macro F1", f"{ev['macro_f1']:.4f}", "-"),
+                line("parameters", "1,490", "1,490"),
+                line("wall time", f"{ma['wall_time_s']:.1f} s", f"{mb['wall_time_s']:.1f} s"),
+                line("images/s", f"{ma['train_images_per_s']:,.0f}", f"{mb['train_images_per_s']:,.0f}")]
+    assert result.stdout == "\n".join(expected) + "\n"
+    assert result.stderr == f"wrote {tmp_path / 'cmp.png'}\n"
+    assert Image.open(tmp_path / "cmp.png").size == (1100, 400)
+
+
+def test_compare_json_and_its_mistakes(two_runs, tmp_path):
+    a, b = two_runs / "a", two_runs / "b"
+    result = run_cli("runs", "--compare", a, b, "--json", "--out", tmp_path / "cmp.png")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["differences"] == {"compile.optimizer.Adam.learning_rate": [0.01, 0.003], "fit.epochs": [2, 3]}
+    assert [f["epochs"] for f in data["figures"]] == [2, 3]
+    assert data["labels"] == ["a", "b"] and data["overlay"] == str(tmp_path / "cmp.png")
+
+    result = run_cli("runs", "--compare", a)
+    assert (result.exit_code, result.stderr) == (1, "error: --compare needs at least two runs, received 1\n  hint: "
+                                                    "e.g. cnntrain runs --compare runs/mnist/20261125-103000 "
+                                                    "runs/mnist/20261126-090000\n")
+    result = run_cli("runs", a, b)
+    assert result.exit_code == 2
+    assert "to compare runs, add --compare: cnntrain runs --compare RUN RUN..." in result.stderr
+    result = run_cli("runs", "--compare", a, tmp_path / "nothing")
+    assert (result.exit_code, result.stderr) == (1, f"{tmp_path / 'nothing'}: no run folder '{tmp_path / 'nothing'}'"
+                                                    "\n  hint: give a folder holding spec.yaml, such as one listed by "
+                                                    "'cnntrain runs' (under runs/)\n")
+
+
+def test_card_reads_like_a_hugging_face_model_card(two_runs, tmp_path):
+    run = two_runs / "a"
+    result = run_cli("card", run, "--data-dir", two_runs / "data", "--out", tmp_path / "CARD.md")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"wrote {tmp_path / 'CARD.md'}\n"
+    card = (tmp_path / "CARD.md").read_text()
+    ev = json.loads((run / "eval.json").read_text())
+    metrics, env = _metrics(run), json.loads((run / "env.json").read_text())
+    digest = hashlib.sha256((two_runs / "data" / "mnist.npz").read_bytes()).hexdigest()
+    pct = f"{100 * ev['accuracy']:.2f}%"
+    per_class = "\n".join(f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | "
+                          f"{r['support']} |" for r in ev["per_class"])
+    confused = "\n".join(f"| {p['true']} | {p['predicted']} | {p['count']} |" for p in ev["most_confused"])
+    assert card == textwrap.dedent(f"""\
+        ---
+        library_name: keras
+        pipeline_tag: image-classification
+        tags:
+        - cnntrain
+        - keras
+        - image-classification
+        datasets:
+        - mnist
+        metrics:
+        - accuracy
+        model-index:
+        - name: tiny
+          results:
+          - task:
+              type: image-classification
+              name: Image Classification
+            dataset:
+              type: mnist
+              name: mnist
+              split: test
+            metrics:
+            - type: accuracy
+              value: {round(ev['accuracy'], 4)}
+        ---
+
+        # tiny
+
+        A convolutional image classifier for the 10 classes of `mnist`, trained with cnntrain from this folder's `spec.yaml`; test accuracy **{pct}**.
+
+        ## Model
+
+        | # | layer (keras.layers) |
+        | --- | --- |
+        | 1 | `Conv2D: {{filters: 4, kernel_size: 3, strides: 2}}` |
+        | 2 | `Activation: relu` |
+        | 3 | `MaxPooling2D: {{pool_size: 2}}` |
+        | 4 | `Flatten` |
+        | 5 | `Dense: {{units: 10, activation: softmax}}` |
+
+        Input 28 x 28 x 1; preprocessing `scale` is the model's first layer, so `model.keras` takes raw 0-255 pixels. 1,490 parameters.
+
+        ## Training data
+
+        | | |
+        | --- | --- |
+        | dataset | `mnist` |
+        | source | `{two_runs / 'data' / 'mnist.npz'}` |
+        | sha256 of `mnist.npz` | `{digest}` (**differs from the published checksum**) |
+        | images | 28 x 28 x 1 |
+        | train | 160 |
+        | validation | 40 (0.2 of the training images, stratified by class, seed 7) |
+        | test | 50 |
+        | classes | 10: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 |
+
+        ## Training procedure
+
+        | | |
+        | --- | --- |
+        | optimizer | `Adam: {{learning_rate: 0.01}}` |
+        | loss | `sparse_categorical_crossentropy`, label smoothing 0 |
+        | batch size | 32 |
+        | epochs | 2 of 2 (completed) |
+        | augmentation | none |
+        | callbacks | none |
+        | seed | 7 |
+        | best val_accuracy | {metrics['best']['value']:.4f} at epoch {metrics['best']['epoch']} |
+        | wall time | {metrics['wall_time_s']:,.1f} s, {metrics['train_images_per_s']:,.0f} training images/s |
+        | environment | cnntrain 0.1.0, Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, NumPy {env['numpy']}; {env['device']} (float32); {env['platform']} |
+
+        ## Evaluation
+
+        On the test split (50 images): loss {ev['loss']:.4f}, accuracy **{pct}**, top-5 accuracy {100 * ev['top_k_accuracy']:.2f}%, macro F1 {ev['macro_f1']:.4f}.
+
+        | class | precision | recall | F1 | support |
+        | --- | ---: | ---: | ---: | ---: |
+        @PER_CLASS@
+        """).replace("@PER_CLASS@", per_class) + (f"\nMost confused:\n\n| true | predicted as | count |\n| --- | --- | ---: |\n{confused}\n"
+                if confused else "") + textwrap.dedent(f"""
+        ## Pictures
+
+        ![Training curves](curves.png)
+        ![Confusion matrix](confusion.png)
+
+        ## How to use
+
+        ```
+        cnntrain predict --run {run} image.png
+        ```
+
+        or in Python (the model normalizes its input itself):
+
+        ```python
+        import keras
+        model = keras.models.load_model("{run / 'model.keras'}")
+        ```
+
+        ## Reproduce
+
+        ```
+        cnntrain fit {run / 'spec.yaml'}
+        ```
+
+        ## Limitations
+
+        Trained and tested only on `mnist`: images unlike it (other sizes, backgrounds, subjects) are classified into its classes all the same, with no warning. The figures are from one seed; another seed gives somewhat different ones.
+        """)
+
+
+def test_card_without_the_data_or_an_evaluation_says_what_is_missing(two_runs, tmp_path):
+    run = two_runs / "b"
+    result = run_cli("card", run, "--out", tmp_path / "CARD.md")
+    assert result.exit_code == 0, result.output
+    card = (tmp_path / "CARD.md").read_text()
+    metrics = _metrics(run)
+    assert ("## Training data\n\n| | |\n| --- | --- |\n| dataset | `mnist` |\n\nChecksums and split sizes were "
+            "not computed: no mnist data found (give `--data-dir`).\n") in card
+    assert (f"## Evaluation\n\nTest loss {metrics['test']['loss']:.4f}, accuracy "
+            f"{100 * metrics['test']['accuracy']:.2f}% (from the fit). Per-class figures come with "
+            f"`cnntrain evaluate {run}`.\n\n## Pictures\n\n![Training curves](curves.png)\n\n") in card
+    assert not (run / "MODEL_CARD.md").exists()
