@@ -71,6 +71,7 @@ def _register():
                     data.data, data.augment, insight.filters, insight.activations):
         cli.add_command(command)
     cli.add_command(experiments.card)
+    cli.add_command(experiments.lr_find)
 
 
 _register()

@@ -228,3 +228,49 @@ def test_card_without_the_data_or_an_evaluation_says_what_is_missing(two_runs, t
             f"{100 * metrics['test']['accuracy']:.2f}% (from the fit). Per-class figures come with "
             f"`cnntrain evaluate {run}`.\n\n## Pictures\n\n![Training curves](curves.png)\n\n") in card
     assert not (run / "MODEL_CARD.md").exists()
+
+
+def test_lr_find_suggests_a_rate_inside_its_range_as_a_set_line(tiny_spec, mnist_dir, tmp_path):
+    from cnntrain.spec import load_spec
+
+    spec = tiny_spec(epochs=1)
+    result = run_cli("lr-find", spec, "--data-dir", mnist_dir, "--offline", "--steps", "60", "--start", "1e-5",
+                     "--end", "1", "--out", tmp_path / "lr.png", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["steps_run"] == 60 and len(found["rates"]) == len(found["losses"]) == 60
+    assert found["rates"][0] == pytest.approx(1e-5) and found["rates"][-1] == pytest.approx(1.0)
+    assert 1e-5 <= found["steepest"] <= 1.0 and found["minimum"] >= found["steepest"]
+    key, _, value = found["set"].removeprefix("--set ").partition("=")
+    assert key == "compile.optimizer.Adam.learning_rate"
+    applied = load_spec(spec, [found["set"].removeprefix("--set ")])
+    assert applied["compile"]["optimizer"] == {"Adam": {"learning_rate": float(value)}}
+    assert float(value) == pytest.approx(found["steepest"], rel=0.05)
+    assert Image.open(tmp_path / "lr.png").size == (650, 420)
+
+    result = run_cli("lr-find", spec, "--data-dir", mnist_dir, "--steps", "60", "--start", "1e-5", "--end", "1",
+                     "--out", tmp_path / "lr2.png")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("lr-find: 60 of 60 steps from 1e-05 to 1 (")
+    assert lines[2] == f"suggested: {found['set']}"   # the same seed: the same test
+    assert result.stderr == f"wrote {tmp_path / 'lr2.png'}\n"
+
+
+def test_lr_find_stops_when_the_loss_explodes(tiny_spec, mnist_dir, tmp_path):
+    spec = tiny_spec(epochs=1)
+    spec.write_text(spec.read_text().replace("optimizer: {Adam: {learning_rate: 0.01}}", "optimizer: sgd"))
+    result = run_cli("lr-find", spec, "--data-dir", mnist_dir, "--steps", "100", "--start", "1e-3", "--end", "1e6",
+                     "--out", tmp_path / "lr.png", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["stopped_at"] is not None and found["steps_run"] == found["stopped_at"] < 100
+    assert 1e-3 <= found["steepest"] <= 1e6
+    value = found["set"].split("learning_rate: ")[1].rstrip("}'")
+    assert found["set"] == f"--set 'compile.optimizer={{SGD: {{learning_rate: {value}}}}}'"
+
+
+def test_lr_find_refuses_a_falling_range(tiny_spec, mnist_dir):
+    result = run_cli("lr-find", tiny_spec(), "--data-dir", mnist_dir, "--start", "1", "--end", "0.1")
+    assert (result.exit_code, result.stderr) == (1, "error: the range must rise: received --start 1 and --end 0.1\n"
+                                                    "  hint: e.g. --start 1e-7 --end 10\n")

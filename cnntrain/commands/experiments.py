@@ -5,7 +5,7 @@ import json
 
 import click
 
-from cnntrain.commands.options import data_options, json_option, runs_option
+from cnntrain.commands.options import data_options, json_option, runs_option, spec_options
 
 
 def compare(runs, runs_root, out, as_json):
@@ -36,3 +36,39 @@ def card(run, runs_root, data_dir, offline, out):
     from cnntrain.experiments.card import write_card
 
     click.echo(f"wrote {write_card(run, runs_root=runs_root, data_dir=data_dir, out=out)}")
+
+
+@click.command("lr-find")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@spec_options
+@data_options
+@click.option("--start", type=click.FloatRange(min=0, min_open=True), default=1e-7, show_default=True,
+              help="The first learning rate.")
+@click.option("--end", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="The last learning rate.")
+@click.option("--steps", type=click.IntRange(min=3), default=200, show_default=True,
+              help="Training steps over which the rate rises exponentially.")
+@click.option("--out", type=click.Path(dir_okay=False), default="lr-find.png", show_default=True,
+              help="The picture of loss against learning rate.")
+@json_option("Print the result as JSON.")
+def lr_find(spec, overrides, data_dir, offline, start, end, steps, out, as_json):
+    """The learning-rate range test: train SPEC's model on its training split while the
+    learning rate rises exponentially from --start to --end, until the loss explodes; draw the
+    loss against the rate and print the suggested rate as the --set line that applies it.
+
+    Nothing is saved but the picture."""
+    from cnntrain.spec import load_spec
+
+    loaded = load_spec(spec, overrides)
+    from cnntrain.experiments.lrfind import lr_find as range_test
+    from cnntrain.figures.lrfind import lr_find_png
+    from cnntrain.views import console, experiments
+
+    result = range_test(loaded, data_dir=data_dir, offline=offline, start=start, end=end, steps=steps)
+    png = lr_find_png(result, out, title=f"{loaded['name']}: learning-rate range test")
+    if as_json:
+        click.echo(json.dumps({**result, "png": str(png)}, indent=2))
+        return
+    for line in experiments.lr_find_lines(result, png):
+        console.out.print(console.escape(line))
+    console.err.print(f"wrote {console.escape(str(png))}")

@@ -71,3 +71,13 @@ def _num(value) -> str:
 def show_compare(result: dict) -> None:
     for line in compare_lines(result):
         out.print(escape(line))
+
+
+def lr_find_lines(result: dict, png) -> list[str]:
+    stop = (f"stopped at step {result['stopped_at']}: the loss exploded" if result["stopped_at"]
+            else "the loss never exploded")
+    return [f"lr-find: {result['steps_run']} of {result['steps']} steps from {result['start']:g} to {result['end']:g} "
+            f"({stop})",
+            f"lowest loss {result['lowest_loss']:.4f} at lr {result['minimum']:.2g}; steepest descent at lr "
+            f"{result['steepest']:.2g}; minimum / 10: {result['min_over_10']:.2g}",
+            f"suggested: {result['set']}"]
