@@ -72,6 +72,7 @@ def _register():
         cli.add_command(command)
     cli.add_command(experiments.card)
     cli.add_command(experiments.lr_find)
+    cli.add_command(experiments.sweep)
 
 
 _register()

@@ -274,3 +274,182 @@ def test_lr_find_refuses_a_falling_range(tiny_spec, mnist_dir):
     result = run_cli("lr-find", tiny_spec(), "--data-dir", mnist_dir, "--start", "1", "--end", "0.1")
     assert (result.exit_code, result.stderr) == (1, "error: the range must rise: received --start 1 and --end 0.1\n"
                                                     "  hint: e.g. --start 1e-7 --end 10\n")
+
+
+# ---------------------------------------------------------------- sweeps
+
+def _study(sweep):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name="cnntrain", storage=f"sqlite:///{sweep / 'study.db'}")
+
+
+def _search(tmp_path, text, name="search.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_killed_sweep_resumes_and_never_reruns_a_finished_trial(tiny_spec, mnist_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from helpers.procs import reaped
+
+    spec = tiny_spec(epochs=2)
+    search = _search(tmp_path, """\
+        sampler: random
+        pruner: none
+        seed: 3
+        params:
+          compile.optimizer.Adam.learning_rate: {low: 1.0e-3, high: 3.0e-2, log: true}
+          fit.batch_size: {choices: [16, 32]}
+        """)
+    sweep = tmp_path / "sweep"
+    args = ["sweep", str(spec), "--search", str(search), "--trials", "3", "--data-dir", str(mnist_dir), "--offline",
+            "--out", str(sweep), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with open(tmp_path / "log", "wb") as log, \
+            reaped(subprocess.Popen([sys.executable, "-m", "cnntrain", *args], env=env, stdout=log, stderr=log)) as proc:
+        deadline = time.monotonic() + 150
+        while not (sweep / "leaderboard.json").exists():   # written once the first trial is in the study
+            assert proc.poll() is None, (tmp_path / "log").read_text()
+            assert time.monotonic() < deadline, "the first trial did not finish in time"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    first = {name: (sweep / "trial-000" / name).read_bytes() for name in ("metrics.json", "history.csv", "spec.yaml")}
+    stamp = (sweep / "trial-000" / "metrics.json").stat().st_mtime_ns
+    assert [t.state.name for t in _study(sweep).trials][:1] == ["COMPLETE"]
+
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    trials = _study(sweep).trials
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+    # The resumed command ran trials 1 and 2 only; trial 0's folder is untouched.
+    assert [line.split()[:2] for line in result.stderr.splitlines()] == [["trial", "1"], ["trial", "2"]]
+    assert {name: (sweep / "trial-000" / name).read_bytes() for name in first} == first
+    assert (sweep / "trial-000" / "metrics.json").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in sweep.iterdir()) == [".lock", "base.yaml", "best.yaml", "leaderboard.json", "search.yaml",
+                                                       "study.db", "trial-000", "trial-001", "trial-002"]
+    from cnntrain.runs import folder
+    from cnntrain.spec import load_spec
+
+    board = json.loads((sweep / "leaderboard.json").read_text())
+    values = [t.value for t in trials]
+    assert [r["number"] for r in board["trials"]] == sorted(range(3), key=lambda n: (-values[n], n))
+    best = board["trials"][0]
+    assert (sweep / "best.yaml").read_text() == (sweep / best["run"] / "spec.yaml").read_text()
+    for t in trials:
+        run = sweep / f"trial-{t.number:03d}"
+        assert folder.is_finished(run)
+        lr = load_spec(run / "spec.yaml")["compile"]["optimizer"]["Adam"]["learning_rate"]
+        assert lr == pytest.approx(t.params["compile.optimizer.Adam.learning_rate"], rel=1e-3)
+        assert json.loads((run / "metrics.json").read_text())["best"]["value"] == t.value
+    # A third run of the same command has nothing left to do.
+    again = run_cli(*args)
+    assert again.exit_code == 0 and again.stderr == ""
+    assert again.stdout.splitlines()[0] == f"leaderboard of {sweep}: 3 trials by val_accuracy (maximize), best first"
+
+
+def test_pruning_stops_a_hopeless_trial(tiny_spec, mnist_dir, tmp_path):
+    spec = tiny_spec(epochs=3)
+    search = _search(tmp_path, """\
+        sampler: grid
+        pruner: {median: {n_startup_trials: 1, n_warmup_steps: 0}}
+        params:
+          compile.optimizer.Adam.learning_rate: {choices: [0.01, 1.0e-7]}
+        """)
+    sweep = tmp_path / "sweep"
+    result = run_cli("sweep", spec, "--search", search, "--data-dir", mnist_dir, "--out", sweep, "--quiet")
+    assert result.exit_code == 0, result.output
+    trials = _study(sweep).trials
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "PRUNED")]
+    assert sorted(trials[1].intermediate_values) == [1]
+    pruned = sweep / "trial-001"
+    metrics = json.loads((pruned / "metrics.json").read_text())
+    assert (metrics["stopped"], metrics["epochs"]) == ("pruned", 1)
+    assert (pruned / "model.keras").is_file() and not (pruned / "backup").exists()
+    assert (sweep / "best.yaml").read_text() == (sweep / "trial-000" / "spec.yaml").read_text()
+    lines = result.stdout.splitlines()
+    v0 = trials[0].value
+    assert lines == [
+        f"leaderboard of {sweep}: 2 trials by val_accuracy (maximize), best first",
+        "  trial  state     val_accuracy  epochs      time  overrides",
+        f"      0  COMPLETE  {v0:>12.4f}       3  {json.loads((sweep / 'trial-000' / 'metrics.json').read_text())['wall_time_s']:>6.1f} s"
+        "  compile.optimizer.Adam.learning_rate=0.01",
+        f"      1  PRUNED    {trials[1].intermediate_values[1]:>12.4f}       1  {metrics['wall_time_s']:>6.1f} s"
+        "  compile.optimizer.Adam.learning_rate=1.0e-07",
+        f"best: trial 0; its spec is {sweep}/best.yaml (cnntrain fit {sweep}/best.yaml)"]
+    listed = run_cli("runs", "--dir", sweep)
+    assert listed.exit_code == 0
+    assert listed.stdout.endswith("\n\n" + "\n".join(lines) + "\n")
+    assert "pruned" in listed.stdout.split("leaderboard")[0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sampeler: tpe\nparams: {fit.epochs: {low: 1, high: 3}}\n",
+     "search.yaml:1:1: unknown key 'sampeler' at the top level\n  hint: did you mean 'sampler'?\n"),
+    ("params:\n  compile.optimizer.Adam.learning_rat: {low: 1.0e-4, high: 0.1}\n",
+     "search.yaml:2:3: 'compile.optimizer.Adam.learning_rat' is not in the spec: 'compile.optimizer.Adam' has no "
+     "'learning_rat'\n  hint: did you mean 'compile.optimizer.Adam.learning_rate'? (a searched value must be in the "
+     "spec or its defaults)\n"),
+    ("params:\n  model.layers.7.Dense.units: {low: 4, high: 8}\n",
+     "search.yaml:2:3: 'model.layers.7.Dense.units': 'model.layers' is a list of 5 items; '7' is not an index in "
+     "it\n  hint: use an index 0..4\n"),
+    ("params:\n  fit.epochs: {low: 0, high: 3}\n",
+     "search.yaml:2:21: 'fit.epochs' = 0 is not a value the spec takes: 'fit.epochs' must be an integer >= 1, "
+     "received: 0 (int)\n"),
+    ("params:\n  fit.batch_size: {low: 8, hihg: 64}\n",
+     "search.yaml:2:28: unknown key 'hihg' in 'fit.batch_size'\n  hint: did you mean 'high'?\n"),
+    ("params:\n  fit.batch_size: {low: 64, high: 8}\n",
+     "search.yaml:2:35: 'high' must be above 'low', received: low 64, high 8\n"),
+    ("sampler: grid\nparams:\n  compile.optimizer.Adam.learning_rate: {low: 1.0e-4, high: 0.1}\n",
+     "search.yaml:3:41: the grid sampler needs a list of values, received a float range for "
+     "'compile.optimizer.Adam.learning_rate'\n  hint: give choices: [...] for 'compile.optimizer.Adam.learning_rate', "
+     "or use sampler: tpe\n"),
+    ("pruner: medain\nparams: {fit.epochs: {choices: [1, 2]}}\n",
+     "search.yaml:1:9: unknown pruner 'medain' (str); expected one of: median, asha, none\n"
+     "  hint: did you mean 'median'?\n"),
+    ("params: {fit.epochs: {choices: [1, 1]}}\n",
+     "search.yaml:1:36: the choice 1 is listed twice\n"),
+])
+def test_bad_search_files_get_the_specs_kind_of_error(tiny_spec, tmp_path, monkeypatch, text, message):
+    spec = tiny_spec()
+    (tmp_path / "search.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("sweep", spec, "--search", "search.yaml")
+    assert (result.exit_code, result.stderr) == (1, message)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_changed_search_file_is_refused_and_optuna_missing_is_explained(tiny_spec, mnist_dir, tmp_path,
+                                                                           monkeypatch):
+    import sys
+
+    spec = tiny_spec(epochs=1)
+    search = _search(tmp_path, "sampler: grid\npruner: none\nparams: {fit.batch_size: {choices: [32]}}\n")
+    sweep = tmp_path / "sweep"
+    assert run_cli("sweep", spec, "--search", search, "--data-dir", mnist_dir, "--out", sweep, "-q").exit_code == 0
+    search.write_text("sampler: grid\npruner: none\nparams: {fit.batch_size: {choices: [16]}}\n")
+    result = run_cli("sweep", spec, "--search", search, "--data-dir", mnist_dir, "--out", sweep, "-q")
+    assert (result.exit_code, result.stderr) == (1, f"""\
+{sweep}: this sweep was started with another search file:
+--- {sweep / 'search.yaml'}
++++ {search}
+@@ -1,3 +1,3 @@
+ sampler: grid
+ pruner: none
+-params: {{fit.batch_size: {{choices: [32]}}}}
++params: {{fit.batch_size: {{choices: [16]}}}}
+  hint: run the same command to resume it, or give a new --out
+""")
+    monkeypatch.setitem(sys.modules, "optuna", None)   # as if it were not installed
+    result = run_cli("sweep", spec, "--search", search, "--data-dir", mnist_dir, "--out", tmp_path / "other")
+    assert (result.exit_code, result.stderr) == (1, "error: cnntrain sweep needs Optuna, which is not installed\n"
+                                                    "  hint: pip install 'cnntrain[sweep]' (or: pip install optuna)\n")

@@ -72,3 +72,50 @@ def lr_find(spec, overrides, data_dir, offline, start, end, steps, out, as_json)
     for line in experiments.lr_find_lines(result, png):
         console.out.print(console.escape(line))
     console.err.print(f"wrote {console.escape(str(png))}")
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@spec_options
+@click.option("--search", "search_file", required=True, type=click.Path(dir_okay=False),
+              help="The search file: spec paths (as --set takes them) with ranges or choices; sampler, pruner.")
+@click.option("--trials", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Trials in the study in all (a resumed sweep runs only those still missing).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="MIN",
+              help="Start no new trial after MIN minutes (the running one finishes).")
+@data_options
+@click.option("--out", type=click.Path(file_okay=False), help="The sweep folder (default: <output.dir>/<name>-sweep/).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress, only a line per trial and the leaderboard.")
+@json_option("Print the leaderboard as JSON on stdout, nothing else.")
+def sweep(spec, overrides, search_file, trials, timeout, data_dir, offline, out, device, quiet, as_json):
+    """Search SPEC's settings with Optuna: each trial is an ordinary run folder under the sweep
+    folder, with its overrides as --set texts; unpromising trials are pruned after an epoch.
+
+    The study is stored in the sweep folder (study.db, SQLite): a killed sweep resumes with the
+    same command and never runs a finished trial again. At the end: the leaderboard, and
+    best.yaml, the best trial's spec."""
+    from cnntrain.experiments.search import load_search
+
+    search = load_search(search_file, spec, overrides)
+    from cnntrain.experiments.sweep import Sweep
+    from cnntrain.train.fit import FitOptions
+    from cnntrain.views import console, experiments
+
+    mode = console.choose_mode(quiet, as_json)
+
+    def on_trial(row):
+        if not as_json:
+            console.err.print(console.escape(experiments.trial_line(row)))
+
+    runner = Sweep(spec, overrides, search, out=out, options=FitOptions(data_dir=data_dir, offline=offline, device=device),
+                   reporter_factory=lambda: experiments.trial_reporter(mode if mode != "json" else "quiet"),
+                   on_trial=on_trial)
+    result = runner.run(trials, timeout)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    from cnntrain.runs.contents import optional_json
+
+    for line in experiments.leaderboard_lines(optional_json(runner.dir / "leaderboard.json"), runner.dir):
+        console.out.print(console.escape(line))

@@ -107,3 +107,7 @@ def runs_command(compared, root, compare, out, as_json):
         console.err.print(f"no runs under {console.escape(root)}/ yet: train one with 'cnntrain fit SPEC'")
     else:
         console.out.print(tables.runs_table(rows))
+    if not as_json:
+        from cnntrain.views.experiments import show_leaderboards
+
+        show_leaderboards(root)

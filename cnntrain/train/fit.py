@@ -43,6 +43,7 @@ class FitOptions:
     workers: str | None = None      # for multi-worker: "host:port,host:port" (else TF_CONFIG)
     task_index: int | None = None
     connect_timeout: float = 120.0  # seconds the workers have to find each other
+    callbacks: tuple = ()           # more Keras callbacks, after the epoch's commit (a sweep's pruning)
 
 
 # ---------------------------------------------------------------- fit
@@ -175,7 +176,8 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         reporter.note(f"run folder: {run_dir}")
         guard, meter = NanGuard(), Throughput()
         saver = RunState(run_dir, state, monitor, metadata, guard, user_callbacks)
-        callbacks = [guard, meter, saver, *user_callbacks, reporter.callback(steps, spec["fit"]["epochs"])]
+        callbacks = [guard, meter, saver, *options.callbacks, *user_callbacks,
+                     reporter.callback(steps, spec["fit"]["epochs"])]
         if spec["fit"]["tensorboard"]:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0))
         initial = state["epochs_done"]

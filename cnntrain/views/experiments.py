@@ -81,3 +81,51 @@ def lr_find_lines(result: dict, png) -> list[str]:
             f"lowest loss {result['lowest_loss']:.4f} at lr {result['minimum']:.2g}; steepest descent at lr "
             f"{result['steepest']:.2g}; minimum / 10: {result['min_over_10']:.2g}",
             f"suggested: {result['set']}"]
+
+
+def leaderboard_lines(board: dict, sweep) -> list[str]:
+    """board: leaderboard.json's content. One line per finished trial, best first."""
+    rows, monitor = board["trials"], board["monitor"]
+    lines = [f"leaderboard of {sweep}: {len(rows)} trials by {monitor} ({board.get('direction', 'maximize')}), best first",
+             f"  {'trial':>5}  {'state':<8}  {monitor:>12}  {'epochs':>6}  {'time':>8}  overrides"]
+    for r in rows:
+        value = "-" if r["value"] is None else f"{r['value']:.4f}"
+        seconds = "-" if r.get("seconds") is None else f"{r['seconds']:.1f} s"
+        lines.append(f"  {r['number']:>5}  {r['state']:<8}  {value:>12}  {_cell(r.get('epochs')):>6}  {seconds:>8}  "
+                     + " ".join(r["set"]))
+    best = next((r for r in rows if r["state"] == "COMPLETE"), None)
+    if best is not None:
+        lines.append(f"best: trial {best['number']}; its spec is {sweep}/best.yaml (cnntrain fit {sweep}/best.yaml)")
+    return lines
+
+
+def trial_line(row: dict) -> str:
+    value = "" if row["value"] is None else f" {row['value']:.4f}"
+    error = f": {row['error']}" if row.get("error") else ""
+    return f"trial {row['number']} {row['state'].lower()}{value}{error}  {' '.join(row['set'])}  ->  {row['run']}"
+
+
+def show_leaderboards(root) -> None:
+    """The leaderboard of each sweep folder under `root` (or of `root` itself), for `cnntrain runs`."""
+    import json
+    from pathlib import Path
+
+    root = Path(root)
+    for board_file in sorted([root / "leaderboard.json", *root.glob("*/leaderboard.json")]):
+        try:
+            board = json.loads(board_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        out.print()
+        for line in leaderboard_lines(board, board_file.parent):
+            out.print(escape(line))
+
+
+def trial_reporter(mode: str):
+    """A trial's fit talks as `cnntrain fit` does (progress on stderr), without its final table:
+    the sweep prints one line per trial and the leaderboard instead."""
+    from cnntrain.views.reporter import Reporter
+
+    reporter = Reporter(mode)
+    reporter.summary = lambda metrics, run_dir: None
+    return reporter
