@@ -278,6 +278,14 @@ def test_lr_find_refuses_a_falling_range(tiny_spec, mnist_dir):
 
 # ---------------------------------------------------------------- sweeps
 
+def epochs_done(run) -> int:
+    """The epochs an unfinished run has committed (backup/state.json), 0 before the first."""
+    try:
+        return json.loads((run / "backup" / "state.json").read_text())["epochs_done"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def _study(sweep):
     import optuna
 
@@ -301,7 +309,7 @@ def test_a_killed_sweep_resumes_and_never_reruns_a_finished_trial(tiny_spec, mni
 
     from helpers.procs import reaped
 
-    spec = tiny_spec(epochs=2)
+    spec = tiny_spec(epochs=4)
     search = _search(tmp_path, """\
         sampler: random
         pruner: none
@@ -317,15 +325,18 @@ def test_a_killed_sweep_resumes_and_never_reruns_a_finished_trial(tiny_spec, mni
     with open(tmp_path / "log", "wb") as log, \
             reaped(subprocess.Popen([sys.executable, "-m", "cnntrain", *args], env=env, stdout=log, stderr=log)) as proc:
         deadline = time.monotonic() + 150
-        while not (sweep / "leaderboard.json").exists():   # written once the first trial is in the study
+        # Killed after the first trial, in the middle of the second: once it has committed an epoch.
+        while not (sweep / "leaderboard.json").exists() or epochs_done(sweep / "trial-001") < 1:
             assert proc.poll() is None, (tmp_path / "log").read_text()
             assert time.monotonic() < deadline, "the first trial did not finish in time"
-            time.sleep(0.05)
+            time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     first = {name: (sweep / "trial-000" / name).read_bytes() for name in ("metrics.json", "history.csv", "spec.yaml")}
     stamp = (sweep / "trial-000" / "metrics.json").stat().st_mtime_ns
-    assert [t.state.name for t in _study(sweep).trials][:1] == ["COMPLETE"]
+    committed = epochs_done(sweep / "trial-001")
+    second_epoch_1 = (sweep / "trial-001" / "history.csv").read_text().splitlines()[:2]
+    assert [t.state.name for t in _study(sweep).trials] == ["COMPLETE", "RUNNING"]
 
     result = run_cli(*args)
     assert result.exit_code == 0, result.output
@@ -335,6 +346,9 @@ def test_a_killed_sweep_resumes_and_never_reruns_a_finished_trial(tiny_spec, mni
     assert [line.split()[:2] for line in result.stderr.splitlines()] == [["trial", "1"], ["trial", "2"]]
     assert {name: (sweep / "trial-000" / name).read_bytes() for name in first} == first
     assert (sweep / "trial-000" / "metrics.json").stat().st_mtime_ns == stamp
+    # Trial 1 went on in its own folder from its last committed epoch: epoch 1 was not trained again.
+    history = (sweep / "trial-001" / "history.csv").read_text().splitlines()
+    assert 1 <= committed < 4 and history[:2] == second_epoch_1 and [row.split(",")[0] for row in history[1:]] == ["1", "2", "3", "4"]
     assert sorted(p.name for p in sweep.iterdir()) == [".lock", "base.yaml", "best.yaml", "leaderboard.json", "search.yaml",
                                                        "study.db", "trial-000", "trial-001", "trial-002"]
     from cnntrain.runs import folder
