@@ -377,13 +377,16 @@ def test_pruning_stops_a_hopeless_trial(tiny_spec, mnist_dir, tmp_path):
         sampler: grid
         pruner: {median: {n_startup_trials: 1, n_warmup_steps: 0}}
         params:
-          compile.optimizer.Adam.learning_rate: {choices: [0.01, 1.0e-7]}
+          compile.optimizer.Adam.learning_rate: {choices: [0.01, 1.0e-7, 1.0e+30]}
         """)
     sweep = tmp_path / "sweep"
     result = run_cli("sweep", spec, "--search", search, "--data-dir", mnist_dir, "--out", sweep, "--quiet")
     assert result.exit_code == 0, result.output
     trials = _study(sweep).trials
-    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "PRUNED")]
+    # The third rate makes the loss NaN in its first epoch: that trial fails, the sweep goes on.
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "PRUNED"), (2, "FAIL")]
+    assert result.stderr.splitlines()[2].startswith("trial 2 fail: the loss became NaN at epoch 1, step ")
+    assert not (sweep / "trial-002").exists()
     assert sorted(trials[1].intermediate_values) == [1]
     pruned = sweep / "trial-001"
     metrics = json.loads((pruned / "metrics.json").read_text())
@@ -393,12 +396,13 @@ def test_pruning_stops_a_hopeless_trial(tiny_spec, mnist_dir, tmp_path):
     lines = result.stdout.splitlines()
     v0 = trials[0].value
     assert lines == [
-        f"leaderboard of {sweep}: 2 trials by val_accuracy (maximize), best first",
+        f"leaderboard of {sweep}: 3 trials by val_accuracy (maximize), best first",
         "  trial  state     val_accuracy  epochs      time  overrides",
         f"      0  COMPLETE  {v0:>12.4f}       3  {json.loads((sweep / 'trial-000' / 'metrics.json').read_text())['wall_time_s']:>6.1f} s"
         "  compile.optimizer.Adam.learning_rate=0.01",
         f"      1  PRUNED    {trials[1].intermediate_values[1]:>12.4f}       1  {metrics['wall_time_s']:>6.1f} s"
         "  compile.optimizer.Adam.learning_rate=1.0e-07",
+        "      2  FAIL                 -       -         -  compile.optimizer.Adam.learning_rate=1.0e+30",
         f"best: trial 0; its spec is {sweep}/best.yaml (cnntrain fit {sweep}/best.yaml)"]
     listed = run_cli("runs", "--dir", sweep)
     assert listed.exit_code == 0
@@ -467,3 +471,16 @@ def test_a_changed_search_file_is_refused_and_optuna_missing_is_explained(tiny_s
     result = run_cli("sweep", spec, "--search", search, "--data-dir", mnist_dir, "--out", tmp_path / "other")
     assert (result.exit_code, result.stderr) == (1, "error: cnntrain sweep needs Optuna, which is not installed\n"
                                                     "  hint: pip install 'cnntrain[sweep]' (or: pip install optuna)\n")
+
+
+def test_a_second_sweep_on_a_busy_sweep_folder_is_refused(tiny_spec, mnist_dir, tmp_path):
+    from cnntrain.runs import folder
+
+    search = _search(tmp_path, "params: {fit.batch_size: {choices: [16, 32]}}\n")
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    with folder.RunLock(sweep):   # as a sweep in another process holds it
+        result = run_cli("sweep", tiny_spec(), "--search", search, "--data-dir", mnist_dir, "--out", sweep)
+    assert (result.exit_code, result.stderr) == (1, f"{sweep}: another cnntrain sweep is running in this folder\n"
+                                                    "  hint: wait for it to finish, or give another --out\n")
+    assert sorted(p.name for p in sweep.iterdir()) == [".lock"]

@@ -15,6 +15,7 @@ a trial the kill interrupted continues in its own run folder from its last finis
 from __future__ import annotations
 
 import difflib
+import math
 import shutil
 import time
 import warnings
@@ -87,12 +88,13 @@ def make_pruning_callback(trial, monitor: str):
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             value = logs.get(monitor, logs.get(monitor.removeprefix("val_")))
-            if value is None:
-                return
+            if value is None or not math.isfinite(float(logs.get("loss", 0.0))):
+                return   # a NaN loss: the fit stops at this epoch, which it does not commit
             with warnings.catch_warnings():   # a resumed trial reports its first epochs again: ignored
                 warnings.simplefilter("ignore")
                 trial.report(float(value), epoch + 1)
-            if trial.should_prune():
+            # At the last epoch the fit is done anyway: its value is a finished trial's, not a pruned one's.
+            if epoch + 1 < self.params.get("epochs", epoch + 2) and trial.should_prune():
                 self.pruned_at = epoch + 1
                 self.model.stop_training = True
 
@@ -227,15 +229,17 @@ class Sweep:
 
 
 def leaderboard(optuna, study, sweep: Path) -> list[dict]:
-    """Every finished trial, best first: completed by value, then pruned by their last value, then failed."""
+    """Every finished trial, best first: completed by value, then pruned by their best value so far, then failed."""
     state = optuna.trial.TrialState
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state in (state.RUNNING, state.WAITING):
             continue
-        last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
-        value = t.value if t.state == state.COMPLETE else last
+        reported = list(t.intermediate_values.values())
+        value = t.value if t.state == state.COMPLETE else None
+        if t.state == state.PRUNED and reported:
+            value = (max if maximize else min)(reported)
         metrics = optional_json(sweep / t.user_attrs.get("run", "") / "metrics.json")
         rows.append({"number": t.number, "state": t.state.name, "value": value,
                      "epochs": metrics.get("epochs"), "run": t.user_attrs.get("run"),
