@@ -484,3 +484,73 @@ def test_a_second_sweep_on_a_busy_sweep_folder_is_refused(tiny_spec, mnist_dir, 
     assert (result.exit_code, result.stderr) == (1, f"{sweep}: another cnntrain sweep is running in this folder\n"
                                                     "  hint: wait for it to finish, or give another --out\n")
     assert sorted(p.name for p in sweep.iterdir()) == [".lock"]
+
+
+# ---------------------------------------------------------------- tracking
+
+def test_mlflow_logs_the_spec_metrics_files_and_model_into_a_temporary_store(tiny_spec, mnist_dir, tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="MLflow is optional: pip install 'cnntrain[track]'")
+    import csv
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = tmp_path / "run"
+    result = run_cli("fit", tiny_spec(epochs=2), "--data-dir", mnist_dir, "--out", run,
+                     "--set", "fit.tracking=mlflow", "--set", f"fit.tracking_uri={uri}")
+    assert result.exit_code == 0, result.output
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    (logged,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert logged.info.status == "FINISHED"
+    assert f"mlflow: run {logged.info.run_id} of experiment 'tiny' at {uri}" in result.stderr
+    params = logged.data.params
+    assert (params["fit.epochs"], params["compile.optimizer.Adam.learning_rate"], params["model.layers.3"]) == \
+        ("2", "0.01", "Flatten")
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    logged_val = [m.value for m in client.get_metric_history(logged.info.run_id, "val_accuracy")]
+    assert logged_val == pytest.approx([float(r["val_accuracy"]) for r in rows])
+    files = {a.path for a in client.list_artifacts(logged.info.run_id, "run")}
+    assert files == {f"run/{name}" for name in ("spec.yaml", "env.json", "model.keras", "best.keras", "history.csv",
+                                                 "metrics.json", "curves.png")}
+    assert logged.data.tags["cnntrain.run_folder"] == str(run.resolve())
+
+
+def test_mlflow_asked_for_but_not_installed_is_a_spec_error(tiny_spec, mnist_dir, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)   # as if it were not installed
+    result = run_cli("fit", tiny_spec(), "--data-dir", mnist_dir, "--out", tmp_path / "run", "--set",
+                     "fit.tracking=mlflow")
+    assert (result.exit_code, result.stderr) == (1, "--set fit.tracking=mlflow: fit.tracking is 'mlflow' but MLflow "
+                                                    "is not installed\n  hint: pip install 'cnntrain[track]' (or: pip "
+                                                    "install mlflow), or set fit.tracking: none\n")
+    assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_hparams_for_a_run_and_for_each_sweep_trial(tiny_spec, mnist_dir, tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    def sessions(log_dir):
+        found = {}
+        for events in sorted(log_dir.glob("events.out.tfevents.*")):
+            acc = event_accumulator.EventAccumulator(str(events))
+            acc.Reload()
+            content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+            info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+            found[info.group_name] = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                                      for k, v in info.hparams.items()}
+        return found
+
+    run = tmp_path / "run"
+    assert run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run,
+                   "--set", "fit.tensorboard=true").exit_code == 0
+    (hparams,) = sessions(run / "tensorboard").values()
+    assert (hparams["fit.epochs"], hparams["compile.optimizer.Adam.learning_rate"], hparams["seed"]) == (1, 0.01, 7)
+
+    search = _search(tmp_path, "sampler: grid\npruner: none\nparams: {fit.batch_size: {choices: [16, 32]}}\n")
+    sweep = tmp_path / "sweep"
+    assert run_cli("sweep", tiny_spec(epochs=1), "--search", search, "--data-dir", mnist_dir, "--out", sweep,
+                   "-q").exit_code == 0
+    assert sorted(p.name for p in (sweep / "tensorboard").iterdir()) == ["trial-000", "trial-001"]
+    assert [sessions(sweep / "tensorboard" / t) for t in ("trial-000", "trial-001")] == [
+        {"trial-000": {"fit.batch_size": "16"}}, {"trial-001": {"fit.batch_size": "32"}}]

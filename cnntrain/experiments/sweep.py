@@ -5,6 +5,7 @@
       search.yaml  base.yaml      the search file and the resolved spec it started with (a change is refused)
       trial-000/ ...              each trial an ordinary run folder: spec.yaml re-runs it with cnntrain fit
       leaderboard.json            every trial, best first; best.yaml: the best trial's spec.yaml
+      tensorboard/                an HParams session per completed trial: tensorboard --logdir <sweep>/tensorboard
 
 A trial's overrides are --set texts on the same spec, and it trains through the same fit as
 `cnntrain fit`, with one more callback that reports the monitored value after each epoch and
@@ -29,6 +30,7 @@ from cnntrain.runs.contents import optional_json
 from cnntrain.spec import load_spec
 from cnntrain.train import fit as training
 from cnntrain.train.callbacks import STATE, monitor_mode
+from cnntrain.train.tracking import write_hparams
 
 STUDY = "study.db"
 STUDY_NAME = "cnntrain"
@@ -196,13 +198,20 @@ class Sweep:
             if metrics.get("stopped") != "pruned":
                 atomic.write_json(run_dir / "metrics.json", {**metrics, "stopped": "pruned"})
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            self._hparams(trial, run_dir, metrics)
             return {**row, "state": "PRUNED", "value": (metrics.get("best") or {}).get("value")}
         value = (metrics.get("best") or {}).get("value")
         if value is None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return {**row, "state": "FAIL", "value": None, "error": f"the run has no value of {self.monitor}"}
         study.tell(trial, float(value))
+        self._hparams(trial, run_dir, metrics)
         return {**row, "state": "COMPLETE", "value": float(value)}
+
+    def _hparams(self, trial, run_dir, metrics):
+        """The trial's searched values and its best monitored value, as a TensorBoard HParams session."""
+        write_hparams(self.dir / "tensorboard" / run_dir.name, dict(trial.params), trial_id=run_dir.name,
+                      metrics={self.monitor: (metrics.get("best") or {}).get("value")}, step=metrics.get("epochs") or 0)
 
     def _fit(self, run_dir: Path, sets: list[str], pruning):
         if folder.is_finished(run_dir):

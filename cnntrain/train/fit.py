@@ -60,6 +60,14 @@ def environment(spec: Spec, device_info: dict, options: FitOptions) -> dict:
 
 def fit(spec: Spec, options: FitOptions, reporter) -> Path:
     """Train `spec`; return the run folder. `reporter` is a ui.Reporter."""
+    if spec["fit"]["tracking"] == "mlflow":
+        from cnntrain.train.tracking import with_mlflow
+
+        return with_mlflow(_fit_locked, spec, options, reporter)
+    return _fit_locked(spec, options, reporter)
+
+
+def _fit_locked(spec: Spec, options: FitOptions, reporter) -> Path:
     if _locks_early(spec, options):
         # Lock before the slow steps: a second fit on this folder is refused at once.
         with folder.RunLock(options.resume):
@@ -179,7 +187,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         callbacks = [guard, meter, saver, *options.callbacks, *user_callbacks,
                      reporter.callback(steps, spec["fit"]["epochs"])]
         if spec["fit"]["tensorboard"]:
+            from cnntrain.train.tracking import HParams
+
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0))
+            callbacks.append(HParams(spec, run_dir / "tensorboard"))
         initial = state["epochs_done"]
         with _multi_worker_fixes(model, train_ds, plan):
             if initial < spec["fit"]["epochs"]:
