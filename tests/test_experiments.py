@@ -253,7 +253,9 @@ def test_lr_find_suggests_a_rate_inside_its_range_as_a_set_line(tiny_spec, mnist
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("lr-find: 60 of 60 steps from 1e-05 to 1 (")
-    assert lines[2] == f"suggested: {found['set']}"   # the same seed: the same test
+    assert lines[1].startswith("lowest loss ") and lines[2].startswith("suggested: --set "
+                                                                       "compile.optimizer.Adam.learning_rate=")
+    assert 1e-5 <= float(lines[2].rpartition("=")[2]) <= 1.0
     assert result.stderr == f"wrote {tmp_path / 'lr2.png'}\n"
 
 
@@ -472,6 +474,19 @@ def test_a_changed_search_file_is_refused_and_optuna_missing_is_explained(tiny_s
     result = run_cli("sweep", spec, "--search", search, "--data-dir", mnist_dir, "--out", tmp_path / "other")
     assert (result.exit_code, result.stderr) == (1, "error: cnntrain sweep needs Optuna, which is not installed\n"
                                                     "  hint: pip install 'cnntrain[sweep]' (or: pip install optuna)\n")
+
+
+def test_timeout_starts_no_new_trial_after_its_minutes(tiny_spec, mnist_dir, tmp_path):
+    search = _search(tmp_path, "sampler: grid\npruner: none\nparams: {fit.batch_size: {choices: [16, 32, 64]}}\n")
+    sweep = tmp_path / "sweep"
+    # 0.005 minutes: the first trial starts at once and takes longer than that; no second one starts.
+    result = run_cli("sweep", tiny_spec(epochs=1), "--search", search, "--data-dir", mnist_dir, "--out", sweep,
+                     "--quiet", "--timeout", "0.005")
+    assert result.exit_code == 0, result.output
+    assert [(t.number, t.state.name) for t in _study(sweep).trials] == [(0, "COMPLETE"), (1, "WAITING"),
+                                                                        (2, "WAITING")]
+    assert result.stderr.splitlines()[1:] == ["stopped by --timeout after 1 of 3 trials; the same command goes on "
+                                              "with the rest"]
 
 
 def test_a_second_sweep_on_a_busy_sweep_folder_is_refused(tiny_spec, mnist_dir, tmp_path):

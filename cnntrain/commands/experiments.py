@@ -119,3 +119,6 @@ def sweep(spec, overrides, search_file, trials, timeout, data_dir, offline, out,
 
     for line in experiments.leaderboard_lines(optional_json(runner.dir / "leaderboard.json"), runner.dir):
         console.out.print(console.escape(line))
+    if result["done"] < result["wanted"]:
+        console.err.print(f"stopped by --timeout after {result['done']} of {result['wanted']} trials; the same "
+                          "command goes on with the rest")

@@ -165,7 +165,8 @@ class Sweep:
                 raise CnntrainError(f"{failed_in_a_row} trials in a row failed; the last: {row['error']}",
                                     file=str(self.dir), hint="fix the spec or the search ranges; the same command "
                                     "then resumes the sweep")
-        return {**self._write_results(optuna, study), "ran": ran, "sweep": str(self.dir)}
+        return {**self._write_results(optuna, study), "ran": ran, "sweep": str(self.dir), "done": done,
+                "wanted": trials}
 
     def _sets(self, trial) -> list[str]:
         sets = []
