@@ -570,3 +570,17 @@ def test_tensorboard_hparams_for_a_run_and_for_each_sweep_trial(tiny_spec, mnist
     assert sorted(p.name for p in (sweep / "tensorboard").iterdir()) == ["trial-000", "trial-001"]
     assert [sessions(sweep / "tensorboard" / t) for t in ("trial-000", "trial-001")] == [
         {"trial-000": {"fit.batch_size": "16"}}, {"trial-001": {"fit.batch_size": "32"}}]
+
+
+def test_the_search_files_of_the_repository_load_against_their_configs():
+    from pathlib import Path
+
+    from cnntrain.experiments.search import load_search
+
+    root = Path(__file__).resolve().parents[1]
+    search = load_search(root / "searches" / "mnist.yaml", root / "configs" / "mnist.yaml")
+    assert [(p.path, p.kind) for p in search.params] == [
+        ("compile.optimizer.Adam.learning_rate.CosineDecay.initial_learning_rate", "float"),
+        ("fit.batch_size", "categorical"), ("model.layers.5.Dropout.rate", "float")]
+    assert (search.sampler, search.pruner, search.pruner_args, search.seed) == (
+        "tpe", "median", {"n_startup_trials": 2, "n_warmup_steps": 0}, 1)
