@@ -104,13 +104,13 @@ def make_pruning_callback(trial, monitor: str):
 
 
 class Sweep:
-    def __init__(self, spec_path, overrides, search: Search, *, out=None, options=None, reporter_factory=None,
+    def __init__(self, spec_path, overrides, search: Search, *, reporter_factory, out=None, options=None,
                  on_trial=None):
         self.spec_path, self.overrides, self.search = spec_path, list(overrides), search
         self.base = load_spec(spec_path, self.overrides)
         self.dir = sweep_dir_of(self.base, out)
         self.options = options or training.FitOptions()
-        self.reporter_factory = reporter_factory
+        self.reporter_factory = reporter_factory   # a new views Reporter per trial
         self.on_trial = on_trial or (lambda row: None)
         self.monitor = self.base["fit"]["monitor"]
 
@@ -217,7 +217,10 @@ class Sweep:
     def _fit(self, run_dir: Path, sets: list[str], pruning):
         if folder.is_finished(run_dir):
             return   # killed between the fit's end and the study's record of it
-        reporter = self.reporter_factory() if self.reporter_factory else None
+        from cnntrain.backend import keras
+
+        keras.backend.clear_session()   # each trial builds its model as a fit of its own would: names, memory
+        reporter = self.reporter_factory()
         if (run_dir / folder.BACKUP / STATE).is_file():
             spec = load_spec(run_dir / "spec.yaml")
             options = replace(self.options, out=None, resume=str(run_dir), callbacks=(pruning,))
