@@ -80,10 +80,10 @@ def _model_section(run: RunContents) -> list[str]:
     lines = ["## Model", "", "| # | layer (keras.layers) |", "| --- | --- |"]
     lines += [f"| {i} | `{_entry(entry)}` |" for i, entry in enumerate(spec["model"]["layers"], 1)]
     shape = spec["model"]["input_shape"]
+    size = f"{m['parameters']:,} parameters." if m.get("parameters") else "Parameters: not known (the run has not finished)."
     lines += ["", f"Input {' x '.join(str(v) for v in shape) if shape else 'of the dataset'}; preprocessing "
               f"`{spec['preprocess']['normalize']}` is the model's first layer, so `model.keras` takes raw "
-              f"0-255 pixels. {m['parameters']:,} parameters." if m.get("parameters") else
-              "Parameters: not known (the run has not finished)."]
+              f"0-255 pixels. {size}"]
     return lines
 
 

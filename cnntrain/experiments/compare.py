@@ -6,7 +6,7 @@ from pathlib import Path
 from cnntrain.errors import CnntrainError
 from cnntrain.figures.overlay import overlay_png
 from cnntrain.runs.contents import RunContents, flatten, read_run
-from cnntrain.runs.folder import resolve_run
+from cnntrain.runs.folder import BACKUP, resolve_run
 
 MISSING = "(absent)"   # a path one spec has and another lacks
 
@@ -32,7 +32,7 @@ def spec_differences(runs: list[RunContents]) -> dict:
 def key_figures(run: RunContents) -> dict:
     m, ev = run.metrics, run.evaluation
     best = m.get("best") or {}
-    finished = bool(m) and not (run.path / "backup").exists()
+    finished = bool(m) and not (run.path / BACKUP).exists()
     return {
         "status": m.get("stopped", "completed") if finished else "unfinished",
         "epochs": m.get("epochs", len(run.history) or None),
