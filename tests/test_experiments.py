@@ -374,13 +374,15 @@ def test_a_killed_sweep_resumes_and_never_reruns_a_finished_trial(tiny_spec, mni
     assert again.stdout.splitlines()[0] == f"leaderboard of {sweep}: 3 trials by val_accuracy (maximize), best first"
 
 
-def test_pruning_stops_a_hopeless_trial(tiny_spec, mnist_dir, tmp_path):
+@pytest.mark.parametrize("pruner", ["{median: {n_startup_trials: 1, n_warmup_steps: 0}}",
+                                    "{asha: {min_resource: 1, reduction_factor: 2}}"])
+def test_pruning_stops_a_hopeless_trial(tiny_spec, mnist_dir, tmp_path, pruner):
     spec = tiny_spec(epochs=3)
-    search = _search(tmp_path, """\
+    search = _search(tmp_path, f"""\
         sampler: grid
-        pruner: {median: {n_startup_trials: 1, n_warmup_steps: 0}}
+        pruner: {pruner}
         params:
-          compile.optimizer.Adam.learning_rate: {choices: [0.01, 1.0e-7, 1.0e+30]}
+          compile.optimizer.Adam.learning_rate: {{choices: [0.01, 1.0e-7, 1.0e+30]}}
         """)
     sweep = tmp_path / "sweep"
     result = run_cli("sweep", spec, "--search", search, "--data-dir", mnist_dir, "--out", sweep, "--quiet")
