@@ -506,15 +506,20 @@ def test_a_second_sweep_on_a_busy_sweep_folder_is_refused(tiny_spec, mnist_dir, 
 
 # ---------------------------------------------------------------- tracking
 
-def test_mlflow_logs_the_spec_metrics_files_and_model_into_a_temporary_store(tiny_spec, mnist_dir, tmp_path):
+def test_mlflow_logs_the_spec_metrics_files_and_model_into_a_temporary_store(tiny_spec, mnist_dir, tmp_path,
+                                                                             monkeypatch):
     mlflow = pytest.importorskip("mlflow", reason="MLflow is optional: pip install 'cnntrain[track]'")
     import csv
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     run = tmp_path / "run"
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     result = run_cli("fit", tiny_spec(epochs=2), "--data-dir", mnist_dir, "--out", run,
                      "--set", "fit.tracking=mlflow", "--set", f"fit.tracking_uri={uri}")
     assert result.exit_code == 0, result.output
+    assert list((tmp_path / "cwd").iterdir()) == []   # nothing in the folder the fit started in (no ./mlruns)
+    assert (tmp_path / "store" / "mlartifacts").is_dir()
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     (logged,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert logged.info.status == "FINISHED"

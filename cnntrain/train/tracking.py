@@ -67,15 +67,21 @@ def with_mlflow(fit_once, spec, options, reporter) -> Path:
     through mlflow.keras.MlflowCallback, then the run folder's files, the model among them."""
     mlflow = import_mlflow(spec)
     uri = default_uri(spec)
+    artifacts = None
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # Beside the database: MLflow's own default is ./mlruns in whatever folder the fit started in.
+        database = Path(uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        artifacts = (database.parent / "mlartifacts").resolve().as_uri()
     try:
         mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(spec["name"]) is None:
+            mlflow.create_experiment(spec["name"], artifact_location=artifacts)
         mlflow.set_experiment(spec["name"])
         active = mlflow.start_run()
     except Exception as exc:  # noqa: BLE001 - MLflow raises its own, SQLAlchemy's and OS errors
         raise CnntrainError(f"cannot start an MLflow run at {uri}: {str(exc).splitlines()[0][:300]}",
-                            hint="check fit.tracking_uri (a folder, sqlite:///FILE or http://HOST:PORT)") from None
+                            hint="check fit.tracking_uri (sqlite:///FILE or http://HOST:PORT)") from None
     status = "FAILED"
     try:
         mlflow.log_params(hparams_of(spec.values))
