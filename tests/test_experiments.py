@@ -576,7 +576,7 @@ def test_tensorboard_hparams_for_a_run_and_for_each_sweep_trial(tiny_spec, mnist
                    "-q").exit_code == 0
     assert sorted(p.name for p in (sweep / "tensorboard").iterdir()) == ["trial-000", "trial-001"]
     assert [sessions(sweep / "tensorboard" / t) for t in ("trial-000", "trial-001")] == [
-        {"trial-000": {"fit.batch_size": "16"}}, {"trial-001": {"fit.batch_size": "32"}}]
+        {"trial-000": {"fit.batch_size": 16.0}}, {"trial-001": {"fit.batch_size": 32.0}}]
 
 
 def test_the_search_files_of_the_repository_load_against_their_configs():

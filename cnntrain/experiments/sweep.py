@@ -23,6 +23,8 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+import yaml
+
 from cnntrain.errors import CnntrainError
 from cnntrain.experiments.search import Search, set_text
 from cnntrain.runs import atomic, folder
@@ -211,7 +213,11 @@ class Sweep:
 
     def _hparams(self, trial, run_dir, metrics):
         """The trial's searched values and its best monitored value, as a TensorBoard HParams session."""
-        write_hparams(self.dir / "tensorboard" / run_dir.name, dict(trial.params), trial_id=run_dir.name,
+        values = {}
+        for name, value in trial.params.items():   # a choice is kept as YAML text: its number, for the charts
+            parsed = yaml.safe_load(value) if isinstance(value, str) else value
+            values[name] = parsed if isinstance(parsed, (bool, int, float, str)) else value
+        write_hparams(self.dir / "tensorboard" / run_dir.name, values, trial_id=run_dir.name,
                       metrics={self.monitor: (metrics.get("best") or {}).get("value")}, step=metrics.get("epochs") or 0)
 
     def _fit(self, run_dir: Path, sets: list[str], pruning):
