@@ -193,7 +193,8 @@ class Sweep:
             self._fit(run_dir, sets, pruning)
         except CnntrainError as exc:
             if exc.exit_code == 130:   # Ctrl-C: the trial stays running, and resumes with the sweep
-                raise
+                raise CnntrainError(f"interrupted; trial {trial.number} keeps its finished epochs in {run_dir}",
+                                    hint="run the same cnntrain sweep command to go on", exit_code=130) from None
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return {**row, "state": "FAIL", "value": None, "error": str(exc).splitlines()[0]}
         metrics = optional_json(run_dir / "metrics.json")
