@@ -301,7 +301,7 @@ def _search(tmp_path, text, name="search.yaml"):
     return path
 
 
-def test_a_killed_sweep_resumes_and_never_reruns_a_finished_trial(tiny_spec, mnist_dir, tmp_path):
+def test_a_killed_or_interrupted_sweep_resumes_and_never_reruns_a_finished_trial(tiny_spec, mnist_dir, tmp_path):
     import os
     import signal
     import subprocess
@@ -324,28 +324,41 @@ def test_a_killed_sweep_resumes_and_never_reruns_a_finished_trial(tiny_spec, mni
     args = ["sweep", str(spec), "--search", str(search), "--trials", "3", "--data-dir", str(mnist_dir), "--offline",
             "--out", str(sweep), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    with open(tmp_path / "log", "wb") as log, \
-            reaped(subprocess.Popen([sys.executable, "-m", "cnntrain", *args], env=env, stdout=log, stderr=log)) as proc:
-        deadline = time.monotonic() + 150
-        # Killed after the first trial, in the middle of the second: once it has committed an epoch.
-        while not (sweep / "leaderboard.json").exists() or epochs_done(sweep / "trial-001") < 1:
-            assert proc.poll() is None, (tmp_path / "log").read_text()
-            assert time.monotonic() < deadline, "the first trial did not finish in time"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+
+    def stopped(sig, trial: str, log: Path) -> int:
+        """Run the sweep in its own process; send `sig` once `trial` has committed an epoch."""
+        with open(log, "wb") as out, reaped(subprocess.Popen(
+                [sys.executable, "-m", "cnntrain", *args], env=env, stdout=out, stderr=out,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))) as proc:
+            deadline = time.monotonic() + 150
+            while epochs_done(sweep / trial) < 1:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"{trial} did not start in time"
+                time.sleep(0.02)
+            proc.send_signal(sig)
+            return proc.wait(timeout=60)
+
+    # Killed after the first trial, in the middle of the second: once it has committed an epoch.
+    assert stopped(signal.SIGKILL, "trial-001", tmp_path / "log1") == -signal.SIGKILL
     first = {name: (sweep / "trial-000" / name).read_bytes() for name in ("metrics.json", "history.csv", "spec.yaml")}
     stamp = (sweep / "trial-000" / "metrics.json").stat().st_mtime_ns
     committed = epochs_done(sweep / "trial-001")
     second_epoch_1 = (sweep / "trial-001" / "history.csv").read_text().splitlines()[:2]
     assert [t.state.name for t in _study(sweep).trials] == ["COMPLETE", "RUNNING"]
 
+    # The same command: trial 1 goes on; Ctrl-C in the middle of trial 2.
+    assert stopped(signal.SIGINT, "trial-002", tmp_path / "log2") == 130
+    lines = (tmp_path / "log2").read_text().splitlines()
+    assert lines[0].startswith("trial 1 complete ") and lines[1:] == [
+        f"error: interrupted; trial 2 keeps its finished epochs in {sweep / 'trial-002'}",
+        "  hint: run the same cnntrain sweep command to go on"]
+
     result = run_cli(*args)
     assert result.exit_code == 0, result.output
     trials = _study(sweep).trials
     assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
-    # The resumed command ran trials 1 and 2 only; trial 0's folder is untouched.
-    assert [line.split()[:2] for line in result.stderr.splitlines()] == [["trial", "1"], ["trial", "2"]]
+    # The third command ran trial 2 only; trial 0's folder is untouched.
+    assert [line.split()[:2] for line in result.stderr.splitlines()] == [["trial", "2"]]
     assert {name: (sweep / "trial-000" / name).read_bytes() for name in first} == first
     assert (sweep / "trial-000" / "metrics.json").stat().st_mtime_ns == stamp
     # Trial 1 went on in its own folder from its last committed epoch: epoch 1 was not trained again.
@@ -368,7 +381,7 @@ def test_a_killed_sweep_resumes_and_never_reruns_a_finished_trial(tiny_spec, mni
         lr = load_spec(run / "spec.yaml")["compile"]["optimizer"]["Adam"]["learning_rate"]
         assert lr == pytest.approx(t.params["compile.optimizer.Adam.learning_rate"], rel=1e-3)
         assert json.loads((run / "metrics.json").read_text())["best"]["value"] == t.value
-    # A third run of the same command has nothing left to do.
+    # Once more: nothing is left to do.
     again = run_cli(*args)
     assert again.exit_code == 0 and again.stderr == ""
     assert again.stdout.splitlines()[0] == f"leaderboard of {sweep}: 3 trials by val_accuracy (maximize), best first"
