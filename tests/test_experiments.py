@@ -604,3 +604,14 @@ def test_the_search_files_of_the_repository_load_against_their_configs():
         ("fit.batch_size", "categorical"), ("model.layers.5.Dropout.rate", "float")]
     assert (search.sampler, search.pruner, search.pruner_args, search.seed) == (
         "tpe", "median", {"n_startup_trials": 2, "n_warmup_steps": 0}, 1)
+
+
+def test_search_file_errors_and_help_answer_without_importing_tensorflow(tiny_spec, tmp_path):
+    from helpers.cli import modules_after
+
+    (tmp_path / "bad.yaml").write_text("params:\n  fit.epoch: {low: 1, high: 2}\n")
+    code = ("from click.testing import CliRunner; from cnntrain.cli import cli; "
+            f"r = CliRunner().invoke(cli, ['sweep', {str(tiny_spec())!r}, '--search', {str(tmp_path / 'bad.yaml')!r}]); "
+            "assert r.exit_code == 1 and 'did you mean' in r.stderr, r.output; "
+            "[CliRunner().invoke(cli, [c, '--help']) for c in ('sweep', 'lr-find', 'card', 'runs')]")
+    assert modules_after(code) == []
