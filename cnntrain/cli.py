@@ -65,11 +65,14 @@ def cli(debug):
 def _register():
     # The commands live in cnntrain/commands/, one module per group of them; registering them
     # here keeps the imports one way (cli -> commands), with no cycle.
-    from cnntrain.commands import assess, check, data, export, fit, insight
+    from cnntrain.commands import assess, check, data, experiments, export, fit, insight
 
     for command in (check.check, check.summary, fit.fit, assess.evaluate, assess.predict, fit.runs_command,
                     data.data, data.augment, insight.filters, insight.activations, export.export):
         cli.add_command(command)
+    cli.add_command(experiments.card)
+    cli.add_command(experiments.lr_find)
+    cli.add_command(experiments.sweep)
 
 
 _register()

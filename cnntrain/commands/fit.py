@@ -122,15 +122,26 @@ def _data_dir_of(run_dir):
 
 
 @click.command("runs")
+@click.argument("compared", nargs=-1, metavar="[RUN RUN...]")
 @click.option("--dir", "root", default="runs", show_default=True, type=click.Path(file_okay=False),
               help="Where the run folders are.")
+@click.option("--compare", is_flag=True, help="Compare the RUNs given: spec differences, key figures side by "
+              "side, and their curves overlaid in one PNG (--out).")
+@click.option("--out", type=click.Path(dir_okay=False), default="compare.png", show_default=True,
+              help="With --compare: the overlay PNG.")
 @json_option("Print the table as JSON.")
-def runs_command(root, as_json):
-    """The runs under --dir with their key figures, newest first. A run whose files were damaged
-    is listed as damaged, with what is wrong."""
+def runs_command(compared, root, compare, out, as_json):
+    """The runs under --dir with their key figures, newest first; a run whose files were damaged is
+    listed as damaged, with what is wrong. With --compare, the RUNs given side by side."""
     from cnntrain.runs.listing import run_rows
     from cnntrain.views import console, tables
 
+    if compared and not compare:
+        raise click.UsageError("to compare runs, add --compare: cnntrain runs --compare RUN RUN...")
+    if compare:
+        from cnntrain.commands.experiments import compare as compare_runs
+
+        return compare_runs(compared, root, out, as_json)
     rows = run_rows(root)
     if as_json:
         import json
@@ -142,3 +153,7 @@ def runs_command(root, as_json):
         console.out.print(tables.runs_table(rows, width=console.out.width))
         for problem in (p for row in rows for p in row["problems"]):
             console.err.print(f"warning: {console.escape(problem)}", style="yellow")
+    if not as_json:
+        from cnntrain.views.experiments import show_leaderboards
+
+        show_leaderboards(root)

@@ -41,6 +41,8 @@ DEFAULTS = {
         "callbacks": [],         # keras.callbacks class names with arguments, e.g. EarlyStopping
         "tensorboard": False,    # write TensorBoard logs to the run folder
         "strategy": "auto",      # auto | one-device | mirrored | multi-worker
+        "tracking": "none",      # none | mlflow (pip install 'cnntrain[track]')
+        "tracking_uri": None,    # MLflow's tracking URI; default: sqlite:///<output.dir>/mlflow.db
     },
     "output": {
         "dir": "runs",           # run folders go to DIR/<name>/<timestamp>/
@@ -53,12 +55,14 @@ VALIDATION_CHOICES = ("split", "test", "none")
 COLOR_MODES = ("rgb", "grayscale")
 NORMALIZE_CHOICES = ("none", "scale", "standardize")
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
+TRACKING = ("none", "mlflow")
 CHOICES = {
     ("data", "dataset"): DATASETS,
     ("data", "validation"): VALIDATION_CHOICES,
     ("data", "color_mode"): COLOR_MODES,
     ("preprocess", "normalize"): NORMALIZE_CHOICES,
     ("fit", "strategy"): STRATEGIES,
+    ("fit", "tracking"): TRACKING,
 }
 
 MAX_SEED = 2 ** 32 - 1      # NumPy's seed range, which keras.utils.set_random_seed uses

@@ -26,7 +26,8 @@ def setup(device: str = "auto", *, mixed_precision: bool = False, cpu_devices: i
         raise CnntrainError("--device gpu: TensorFlow sees no GPU on this machine",
                             hint="use --device cpu (or auto); for a GPU install a CUDA build "
                                  "('pip install tensorflow[and-cuda]') on a machine with an NVIDIA driver")
-    if device == "cpu" and gpus:
+    # Already hidden: a sweep's next trial in the same process (TensorFlow refuses to set it twice).
+    if device == "cpu" and gpus and tf.config.get_visible_devices("GPU"):
         try:
             tf.config.set_visible_devices([], "GPU")
         except RuntimeError as exc:  # only possible once TF has run an op

@@ -45,6 +45,7 @@ class FitOptions:
     workers: str | None = None      # for multi-worker: "host:port,host:port" (else TF_CONFIG)
     task_index: int | None = None
     connect_timeout: float = 120.0  # seconds the workers have to find each other
+    callbacks: tuple = ()           # more Keras callbacks, after the epoch's commit (a sweep's pruning)
 
 
 # ---------------------------------------------------------------- fit
@@ -64,6 +65,14 @@ def environment(spec: Spec, device_info: dict, options: FitOptions, init_from: s
 
 def fit(spec: Spec, options: FitOptions, reporter) -> Path:
     """Train `spec`; return the run folder. `reporter` is a ui.Reporter."""
+    if spec["fit"]["tracking"] == "mlflow":
+        from cnntrain.train.tracking import with_mlflow
+
+        return with_mlflow(_fit_locked, spec, options, reporter)
+    return _fit_locked(spec, options, reporter)
+
+
+def _fit_locked(spec: Spec, options: FitOptions, reporter) -> Path:
     if _locks_early(spec, options):
         folder.check_ours(options.resume)
         # Lock before the slow steps: a second fit on this folder is refused at once.
@@ -210,10 +219,13 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
             last = spec["fit"]["epochs"]
             more = f"epoch {last}" if last == done + 1 else f"epochs {done + 1} to {last}"
             reporter.note(f"training {run_dir} longer: {more}")
-        callbacks = [EpochSeeds(spec["seed"]), guard, meter, saver, *user_callbacks,
+        callbacks = [EpochSeeds(spec["seed"]), guard, meter, saver, *options.callbacks, *user_callbacks,
                      reporter.callback(steps, spec["fit"]["epochs"])]
         if spec["fit"]["tensorboard"]:
+            from cnntrain.train.tracking import HParams
+
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0))
+            callbacks.append(HParams(spec, run_dir / "tensorboard"))
         initial = state["epochs_done"]
         # One stream of batches from the first epoch still to train, `steps` of them an epoch.
         train_ds = _sharded(pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch, augment=augment,

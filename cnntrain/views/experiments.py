@@ -1,0 +1,131 @@
+"""How the experiment commands show their results: runs compared, a sweep's leaderboard, the LR finder.
+
+Plain aligned text, not rich tables: the columns hold figures that are compared by eye across
+runs, and a fixed layout reads the same in a terminal, a log and a README.
+"""
+from __future__ import annotations
+
+from cnntrain.views.console import escape, out
+
+LABEL = 24   # width of the row names
+CELL = 14    # width of one run's column at least
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, dict)):
+        import json
+
+        return json.dumps(value)
+    return str(value)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100.0 * value:.2f}%"
+
+
+def _rows(header: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    width = max([CELL] + [len(h) + 2 for h in header] + [len(c) + 2 for _, cells in rows for c in cells])
+    label = max([LABEL] + [len(name) + 2 for name, _ in rows])
+    lines = ["".ljust(label) + "".join(h.rjust(width) for h in header)]
+    lines += [name.ljust(label) + "".join(c.rjust(width) for c in cells) for name, cells in rows]
+    return [line.rstrip() for line in lines]
+
+
+def compare_lines(result: dict) -> list[str]:
+    labels = result["labels"]
+    lines = ["spec differences:"]
+    if result["differences"]:
+        lines += ["  " + line for line in _rows(labels, [(p, [_cell(v) for v in values])
+                                                         for p, values in result["differences"].items()])]
+    else:
+        lines.append("  none: the specs are the same")
+    figures = result["figures"]
+    monitor = next((f["monitor"] for f in figures if f["monitor"]), "best")
+
+    def row(name, key, show):
+        return name, [show(f[key]) for f in figures]
+
+    def best(f):
+        return "-" if f["best"] is None else f"{f['best']:.4f} @{f['best_epoch']}"
+
+    table = [row("status", "status", _cell), row("epochs", "epochs", _cell),
+             (f"best {monitor}", [best(f) for f in figures]),
+             row("validation accuracy", "val_accuracy", _pct), row("validation loss", "val_loss", _num),
+             row("test accuracy", "test_accuracy", _pct), row("test loss", "test_loss", _num),
+             row("evaluated accuracy", "eval_accuracy", _pct), row("macro F1", "macro_f1", _num),
+             row("parameters", "parameters", lambda v: "-" if v is None else f"{v:,}"),
+             row("wall time", "wall_time_s", lambda v: "-" if v is None else f"{v:.1f} s"),
+             row("images/s", "images_per_s", lambda v: "-" if v is None else f"{v:,.0f}")]
+    lines += ["", "figures:"] + ["  " + line for line in _rows(labels, table)]
+    return lines
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def show_compare(result: dict) -> None:
+    for line in compare_lines(result):
+        out.print(escape(line))
+
+
+def lr_find_lines(result: dict, png) -> list[str]:
+    stop = (f"stopped at step {result['stopped_at']}: the loss exploded" if result["stopped_at"]
+            else "the loss never exploded")
+    return [f"lr-find: {result['steps_run']} of {result['steps']} steps from {result['start']:g} to {result['end']:g} "
+            f"({stop})",
+            f"lowest loss {result['lowest_loss']:.4f} at lr {result['minimum']:.2g}; steepest descent at lr "
+            f"{result['steepest']:.2g}; minimum / 10: {result['min_over_10']:.2g}",
+            f"suggested: {result['set']}"]
+
+
+def leaderboard_lines(board: dict, sweep) -> list[str]:
+    """board: leaderboard.json's content. One line per finished trial, best first."""
+    rows, monitor = board["trials"], board["monitor"]
+    lines = [f"leaderboard of {sweep}: {len(rows)} trials by {monitor} ({board.get('direction', 'maximize')}), best first",
+             f"  {'trial':>5}  {'state':<8}  {monitor:>12}  {'epochs':>6}  {'time':>8}  overrides"]
+    for r in rows:
+        value = "-" if r["value"] is None else f"{r['value']:.4f}"
+        seconds = "-" if r.get("seconds") is None else f"{r['seconds']:.1f} s"
+        lines.append(f"  {r['number']:>5}  {r['state']:<8}  {value:>12}  {_cell(r.get('epochs')):>6}  {seconds:>8}  "
+                     + " ".join(r["set"]))
+    best = next((r for r in rows if r["state"] == "COMPLETE"), None)
+    if best is not None:
+        lines.append(f"best: trial {best['number']}; its spec is {sweep}/best.yaml (cnntrain fit {sweep}/best.yaml)")
+    return lines
+
+
+def trial_line(row: dict) -> str:
+    value = "" if row["value"] is None else f" {row['value']:.4f}"
+    error = f": {row['error']}" if row.get("error") else ""
+    return f"trial {row['number']} {row['state'].lower()}{value}{error}  {' '.join(row['set'])}  ->  {row['run']}"
+
+
+def show_leaderboards(root) -> None:
+    """The leaderboard of each sweep folder under `root` (or of `root` itself), for `cnntrain runs`."""
+    import json
+    from pathlib import Path
+
+    root = Path(root)
+    for board_file in sorted([root / "leaderboard.json", *root.glob("*/leaderboard.json")]):
+        try:
+            board = json.loads(board_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        out.print()
+        for line in leaderboard_lines(board, board_file.parent):
+            out.print(escape(line))
+
+
+def trial_reporter(mode: str):
+    """A trial's fit talks as `cnntrain fit` does (progress on stderr), without its final table:
+    the sweep prints one line per trial and the leaderboard instead."""
+    from cnntrain.views.reporter import Reporter
+
+    reporter = Reporter(mode)
+    reporter.summary = lambda metrics, run_dir: None
+    return reporter
