@@ -79,4 +79,5 @@ _register()
 
 
 def main():
+    """The console script `cnntrain`: the click group under the name users type."""
     cli.main(prog_name="cnntrain")

@@ -22,7 +22,7 @@ def two_runs(tmp_path_factory):
     (x, y), (xt, yt) = digits(200, seed=1), digits(50, seed=2)
     np.savez(data / "mnist.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
     spec = root / "tiny.yaml"
-    spec.write_text(TINY_SPEC.format(epochs=2, runs=root / "runs"))
+    spec.write_text(TINY_SPEC.format(epochs=2, runs="runs"))   # --out names the folders
     for name, extra in (("a", []), ("b", ["--set", "compile.optimizer.Adam.learning_rate=0.003",
                                           "--set", "fit.epochs=3"])):
         result = run_cli("fit", spec, "--data-dir", data, "--offline", "--out", root / name, "--quiet", *extra)

@@ -5,6 +5,8 @@ import json
 
 import click
 
+from cnntrain.spec.schema import DEVICES
+
 from cnntrain.commands.options import data_options, json_option, runs_option, spec_options
 
 
@@ -85,7 +87,7 @@ def lr_find(spec, overrides, data_dir, offline, start, end, steps, out, as_json)
               help="Start no new trial after MIN minutes (the running one finishes).")
 @data_options
 @click.option("--out", type=click.Path(file_okay=False), help="The sweep folder (default: <output.dir>/<name>-sweep/).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only a line per trial and the leaderboard.")
 @json_option("Print the leaderboard as JSON on stdout, nothing else.")
 def sweep(spec, overrides, search_file, trials, timeout, data_dir, offline, out, device, quiet, as_json):

@@ -5,7 +5,7 @@ import click
 
 from cnntrain.commands.options import data_options, json_option, spec_options, trust_option
 from cnntrain.errors import CnntrainError, plural
-from cnntrain.spec.schema import STRATEGIES
+from cnntrain.spec.schema import DEVICES, STRATEGIES
 
 
 @click.command()
@@ -23,7 +23,7 @@ from cnntrain.spec.schema import STRATEGIES
                    "with --epochs N, train a finished RUN longer, to N epochs in all.")
 @click.option("--init-from", metavar="RUN | MODEL.keras",
               help="Start a new run from the weights of a trained model with the same layers.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="Where to train.")
 @click.option("--mixed-precision", is_flag=True, help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU.")
 @click.option("--jit", is_flag=True, help="Compile with XLA (often faster on a GPU, slower on a CPU).")

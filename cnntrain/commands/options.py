@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from cnntrain.spec.schema import INVERT_CHOICES
+
 SET_HELP = "Override a spec value, e.g. --set fit.epochs=3 (repeatable; the value is YAML)."
 RUNS_HELP = "Where the run folders are."
 
@@ -57,6 +59,6 @@ def json_option(help_text: str):
 
 
 def invert_option(f):
-    return click.option("--invert", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+    return click.option("--invert", type=click.Choice(INVERT_CHOICES), default="auto", show_default=True,
                         help="Invert the image (auto: only for a grayscale model trained on one uniform "
                              "background, when the image's background is the opposite).")(f)

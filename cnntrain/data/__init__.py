@@ -25,6 +25,7 @@ __all__ = ["DATASETS", "Dataset", "find_dataset", "load_dataset", "verify_datase
 
 @dataclass
 class Dataset:
+    """A data set as uint8 arrays with its class names and where it was read from."""
     x_train: np.ndarray        # uint8 (N, H, W, C), C=1 for grayscale
     y_train: np.ndarray        # int64 (N,), in [0, len(class_names))
     x_test: np.ndarray | None

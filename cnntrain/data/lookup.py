@@ -20,6 +20,7 @@ _IDX_SHOWN = "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
 
 @dataclass(frozen=True)
 class Candidate:
+    """One place a data set may be: a path and the reader that understands it."""
     kind: str                 # npz | idx | cifar_dir | image_dir | archive | unknown
     path: str
     marker: str | None = None  # a file or folder inside `path` that must exist
@@ -45,6 +46,7 @@ class Candidate:
 
 def keras_home() -> str:
     # The same rule as keras/src/backend/config.py, without importing Keras.
+    """Keras' cache root: $KERAS_HOME, else ~/.keras (as keras.utils.get_file uses it)."""
     if "KERAS_HOME" in os.environ:
         return os.environ["KERAS_HOME"]
     base = os.path.expanduser("~")
@@ -54,10 +56,12 @@ def keras_home() -> str:
 
 
 def keras_cache() -> str:
+    """The folder under Keras' cache where downloaded data sets are kept."""
     return os.path.join(keras_home(), "datasets")
 
 
 def data_folder(data_dir: str | None) -> str | None:
+    """The folder given by --data-dir or $CNNTRAIN_DATA_DIR, or None."""
     return data_dir or os.environ.get("CNNTRAIN_DATA_DIR") or None
 
 
@@ -118,6 +122,7 @@ def for_path(name: str, path: str) -> list[Candidate]:
 
 
 def candidates(name: str, path: str | None = None, data_dir: str | None = None) -> list[Candidate]:
+    """Every place a data set is looked for, in lookup order."""
     if path:
         return for_path(name, path)
     found = []

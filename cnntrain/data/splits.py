@@ -13,6 +13,7 @@ from cnntrain.spec import Spec
 
 @dataclass
 class Splits:
+    """The arrays a fit trains, validates and tests on, with the class names and the data's source."""
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray | None
@@ -47,6 +48,7 @@ def load(spec: Spec, *, data_dir=None, offline=False, path=None) -> Dataset:
 
 
 def prepare(spec: Spec, *, data_dir=None, offline=False, path=None) -> Splits:
+    """The spec's data section as Splits: the data set read, limited and split for validation."""
     d = spec["data"]
     data = load(spec, data_dir=data_dir, offline=offline, path=path)
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
@@ -82,6 +84,7 @@ def _subset(x, y, n, seed):
 
 
 def as_images(x) -> np.ndarray:
+    """`x` as (N, height, width, channels); a (N, H, W) grayscale stack gains its channel axis."""
     x = np.asarray(x)
     if x.ndim == 3:  # (N, H, W) greyscale, as MNIST ships
         x = x[..., np.newaxis]
@@ -91,6 +94,7 @@ def as_images(x) -> np.ndarray:
 
 
 def as_labels(y, n: int) -> np.ndarray:
+    """`y` as N integer class indices; CIFAR's (N, 1) labels are flattened."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:  # CIFAR ships (N, 1)
         y = y[:, 0]

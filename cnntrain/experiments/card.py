@@ -181,6 +181,7 @@ def card_text(run: RunContents, facts: dict) -> str:
 
 
 def write_card(arg: str | None, *, runs_root="runs", data_dir=None, out=None) -> Path:
+    """Write RUN/MODEL_CARD.md and return its path."""
     run = read_run(resolve_run(arg, runs_root))
     path = Path(out) if out else run.path / CARD
     atomic.write_text(path, card_text(run, data_facts(run, data_dir=data_dir)))

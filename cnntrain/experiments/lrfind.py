@@ -103,6 +103,7 @@ def set_line(spec: Spec, optimizer, rate: float) -> str:
 
 
 def lr_find(spec: Spec, *, data_dir=None, offline=False, start=1e-7, end=10.0, steps=200) -> dict:
+    """The learning-rate range test of `spec`: the rates, the losses and the suggested rate."""
     if not 0 < start < end:
         raise CnntrainError(f"the range must rise: received --start {start:g} and --end {end:g}",
                             hint="e.g. --start 1e-7 --end 10")

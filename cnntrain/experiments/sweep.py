@@ -31,7 +31,8 @@ from cnntrain.runs import atomic, folder
 from cnntrain.runs.contents import optional_json
 from cnntrain.spec import load_spec
 from cnntrain.train import fit as training
-from cnntrain.train.callbacks import STATE, monitor_mode
+from cnntrain.model.build import monitor_mode
+from cnntrain.train.callbacks import STATE
 from cnntrain.train.tracking import write_hparams
 
 STUDY = "study.db"
@@ -106,6 +107,7 @@ def make_pruning_callback(trial, monitor: str):
 
 
 class Sweep:
+    """A sweep folder: its study, its trials' run folders, its leaderboard."""
     def __init__(self, spec_path, overrides, search: Search, *, reporter_factory, out=None, options=None,
                  on_trial=None):
         self.spec_path, self.overrides, self.search = spec_path, list(overrides), search

@@ -6,6 +6,7 @@ from cnntrain.figures import new_figure, save_png
 
 
 def curves_png(history: list[dict], path, title: str = ""):
+    """Write curves.png: loss and accuracy per epoch of `history`, training against validation."""
     epochs = [row["epoch"] for row in history]
     metrics = [k for k in ("loss", "accuracy") if any(k in row for row in history)]
     fig = new_figure(5 * max(1, len(metrics)), 3.6)

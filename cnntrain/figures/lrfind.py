@@ -5,6 +5,7 @@ from cnntrain.figures import new_figure, save_png
 
 
 def lr_find_png(result: dict, path, title: str = ""):
+    """Write the range test's loss against learning rate, the suggestion marked."""
     fig = new_figure(6.5, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(result["rates"], result["losses"], "-", color="C0", label="smoothed training loss")

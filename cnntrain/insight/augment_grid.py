@@ -12,6 +12,7 @@ from cnntrain.spec import Spec
 
 
 def augment_grid(spec: Spec, out, *, data_dir=None, offline=False, images=6, versions=7) -> str:
+    """Write a picture of training images and `versions` augmented versions of each; return its path."""
     layers = build.build_layers(spec, ("augment",))
     if not layers:
         raise spec.error(("augment",), "the spec has no augment layers to show",

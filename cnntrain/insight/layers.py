@@ -24,6 +24,7 @@ from cnntrain.errors import CnntrainError
 
 @dataclass
 class LayerRow:
+    """One layer of `cnntrain summary`: its shapes, parameters, window, receptive field and MACs."""
     name: str                     # layer.name
     type: str                     # class name, e.g. "Conv2D"
     output_shape: tuple           # without the batch dimension, e.g. (26, 26, 32)

@@ -98,6 +98,7 @@ def construct(spec: Spec, path, name, args, module, base, what: str):
 
 
 def first_lines_of(exc, n=3) -> str:
+    """The first `n` lines of an exception's text, as quoted in our messages."""
     text = str(exc).strip() or type(exc).__name__
     text = text.replace(".__init__()", "")
     lines = text.splitlines()
@@ -117,6 +118,7 @@ def _arg_hint(cls, name, exc):
 
 
 def input_shape(spec: Spec, data_shape=None) -> tuple:
+    """The model's input shape: model.input_shape, else the data's, else the built-in dataset's."""
     shape = spec["model"]["input_shape"]
     if shape is not None:
         return tuple(shape)
@@ -133,6 +135,7 @@ def input_shape(spec: Spec, data_shape=None) -> tuple:
 
 
 def build_layers(spec: Spec, path) -> list:
+    """The keras.layers objects of the layer list at `path` (model.layers or augment)."""
     items = spec.values
     for part in path:
         items = items[part]
@@ -238,6 +241,7 @@ def _construct_ref(spec, path, name, args, module, base, what):
 
 
 def build_optimizer(spec: Spec, steps_per_epoch: int | None = None):
+    """compile.optimizer as a Keras optimizer; a schedule's 'N epochs' counted in `steps_per_epoch`."""
     path = ("compile", "optimizer")
     value = spec["compile"]["optimizer"]
     name, args = ref_name(value)
@@ -290,6 +294,7 @@ def uses_one_hot(spec: Spec) -> bool:
 
 
 def build_loss(spec: Spec):
+    """compile.loss as a Keras loss (with label_smoothing where the spec asks for it)."""
     path = ("compile", "loss")
     value = spec["compile"]["loss"]
     smoothing = spec["compile"]["label_smoothing"]
@@ -305,6 +310,7 @@ def build_loss(spec: Spec):
 
 
 def build_metrics(spec: Spec) -> list:
+    """compile.metrics as Keras metrics (names Keras knows stay names)."""
     metrics = []
     for i, value in enumerate(spec["compile"]["metrics"]):
         path = ("compile", "metrics", i)

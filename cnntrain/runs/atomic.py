@@ -66,6 +66,7 @@ def _fsync_dir(path):
 
 
 def write_bytes(path, data: bytes):
+    """Write `data` to `path` atomically; a write error names the file."""
     try:
         with atomic_path(path) as tmp:
             tmp.write_bytes(data)
@@ -74,14 +75,17 @@ def write_bytes(path, data: bytes):
 
 
 def write_text(path, text: str):
+    """Write `text` (UTF-8) to `path` atomically; a write error names the file."""
     write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path, data):
+    """Write `data` as indented JSON to `path` atomically (NumPy values as plain numbers)."""
     write_text(path, json.dumps(data, indent=2, default=json_default) + "\n")
 
 
 def json_default(value):
+    """NumPy scalars and arrays as JSON numbers and lists; anything else as its text."""
     if hasattr(value, "item"):
         return value.item()
     if hasattr(value, "tolist"):
@@ -123,6 +127,7 @@ MAX_JSON_BYTES = 64 * 2**20   # far above any file cnntrain writes; a bigger one
 
 
 def read_json(path):
+    """A JSON file cnntrain wrote; a missing or unreadable one is a CnntrainError naming it."""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_JSON_BYTES + 1)

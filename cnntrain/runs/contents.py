@@ -21,6 +21,7 @@ PICTURES = ("curves.png", "confusion.png")
 
 @dataclass
 class RunContents:
+    """What a run folder holds, read back for compare and card."""
     path: Path
     spec: dict                                     # spec.yaml as plain values
     metrics: dict = field(default_factory=dict)    # metrics.json
@@ -31,6 +32,7 @@ class RunContents:
 
 
 def optional_json(path: Path) -> dict:
+    """A JSON file of a run, or None when it is not there."""
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -60,6 +62,7 @@ def read_history(path: Path) -> list[dict]:
 
 
 def read_run(path) -> RunContents:
+    """The contents of run folder `run`, its files checked as they are read."""
     path = Path(path)
     if not is_run(path):
         raise CnntrainError("not a run folder (it holds no spec.yaml)", file=str(path),

@@ -56,6 +56,7 @@ def new_run_dir(root, name) -> Path:
 
 
 def is_ours(path) -> bool:
+    """Whether `path` holds cnntrain's run marker: only there does cnntrain write or delete."""
     return (Path(path) / MARKER).is_file()
 
 
@@ -113,6 +114,7 @@ def claim(path, extra_names=()) -> bool:
 
 
 def mark(path, extra_names=()):
+    """Write the run marker first in `run_dir`, listing the names the run will write."""
     names = sorted(set(OWN_NAMES) | set(extra_names))
     atomic.write_json(Path(path) / MARKER, {"cnntrain": __version__, "names": names})
 
@@ -182,11 +184,13 @@ def remove_backup(run_dir):
 
 
 def is_run(path) -> bool:
+    """Whether `path` is a run folder (it holds spec.yaml)."""
     path = Path(path)
     return (path / "spec.yaml").is_file()
 
 
 def is_finished(path) -> bool:
+    """Whether the run at `path` finished: model.keras written and no resume state left."""
     path = Path(path)
     return (path / "model.keras").is_file() and not (path / BACKUP).exists()
 

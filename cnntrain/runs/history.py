@@ -8,6 +8,7 @@ from cnntrain.runs.atomic import write_text
 
 
 def write_history(path, rows):
+    """Write history.csv from the per-epoch rows, their keys' union as columns."""
     keys = []
     for row in rows:
         keys += [k for k in row if k not in keys]

@@ -20,6 +20,7 @@ def _read(path: Path, kind, problems: list) -> dict:
 
 
 def run_rows(root="runs") -> list[dict]:
+    """One row of figures per run folder under `root`, newest first; a damaged run says what is wrong."""
     rows = []
     for run in list_runs(root):
         problems = []

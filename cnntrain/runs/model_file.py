@@ -159,6 +159,7 @@ def resolve_model(target: str | None, runs_root="runs") -> tuple[Path, Path | No
 
 
 def default_class_names(num_classes: int) -> list[str]:
+    """'0'..'N-1': the class names of a model file that names none."""
     return [str(i) for i in range(int(num_classes))]
 
 
@@ -176,6 +177,7 @@ def class_names_of(model, metadata: dict) -> list[str]:
 
 
 def input_shape_of(model, metadata: dict) -> tuple[int, int, int]:
+    """The (height, width, channels) the model takes: its own shape, which load_model checked the metadata against."""
     shape = tuple(model.input_shape[1:])   # the model's own; load_model checked the metadata against it
     if len(shape) != 3 or any(d is None for d in shape):
         raise CnntrainError(f"the model takes inputs shaped {shape}; expected a fixed (height, width, channels)")
@@ -183,6 +185,7 @@ def input_shape_of(model, metadata: dict) -> tuple[int, int, int]:
 
 
 def check_input_shape(model, metadata, x_shape):
+    """Refuse images whose shape is not the model's input shape."""
     want = input_shape_of(model, metadata)
     got = tuple(x_shape[1:]) if len(x_shape) == 4 else tuple(x_shape[1:]) + (1,)
     if got != want:

@@ -22,6 +22,7 @@ class Damaged(CnntrainError):
 
 
 def damaged(path, field: str, message: str, hint: str = DAMAGED_HINT) -> Damaged:
+    """The CnntrainError for a damaged file: `FILE: damaged: 'field' ...` with what to do."""
     where = f"'{field}' " if field else ""
     return Damaged(f"damaged: {where}{message}", file=str(path), hint=hint)
 
@@ -47,6 +48,7 @@ _LARGEST = 2 ** 63 - 1   # no file cnntrain writes holds a larger integer; JSON 
 
 
 class Int(Kind):
+    """An integer in a range."""
     def __init__(self, low=None, high=None):
         self.low, self.high = low, high
         bounds = [f">= {low}" if low is not None else "", f"<= {high}" if high is not None else ""]
@@ -59,6 +61,7 @@ class Int(Kind):
 
 
 class Number(Kind):
+    """A number (not a boolean) in a range, finite unless allowed."""
     def __init__(self, finite=True, low=None, high=None):
         self.finite, self.low, self.high = finite, low, high
         self.what = ("a finite number" if finite else "a number") + (
@@ -73,6 +76,7 @@ class Number(Kind):
 
 
 class Str(Kind):
+    """A string, of at most max_len characters, one of `choices` when given."""
     def __init__(self, choices=None, max_len=10_000):
         self.choices, self.max_len = choices, max_len
         self.what = f"one of {', '.join(choices)}" if choices else "a text"
@@ -83,6 +87,7 @@ class Str(Kind):
 
 
 class Bool(Kind):
+    """true or false."""
     what = "true or false"
 
     def check(self, value):
@@ -90,6 +95,7 @@ class Bool(Kind):
 
 
 class Optional(Kind):
+    """The kind, or null."""
     def __init__(self, kind):
         self.kind = kind
         self.what = f"{kind.what} or null"
@@ -99,6 +105,7 @@ class Optional(Kind):
 
 
 class List(Kind):
+    """A list of items of one kind, of a given length when given."""
     def __init__(self, item, length=None, min_len=0):
         self.item, self.length, self.min_len = item, length, min_len
         size = f"{length} " if length else ("non-empty " if min_len else "")
@@ -184,7 +191,7 @@ STATE = Record({
 
 # metrics.json, as train/fit.py _finish writes it.
 METRICS = Record({
-    "name": Str(), "epochs": Int(0), "stopped": Str(("completed", "early_stopping", "nan")),
+    "name": Str(), "epochs": Int(0), "stopped": Str(("completed", "early_stopping", "nan", "pruned")),
     "train": FIGURES, "validation": FIGURES, "test": Optional(FIGURES),
     "best": Record({"monitor": Str(), "value": Optional(Number()), "epoch": Optional(Int(1))}),
     "parameters": Int(0), "wall_time_s": Number(), "train_images_per_s": Optional(Number()),

@@ -55,6 +55,9 @@ VALIDATION_CHOICES = ("split", "test", "none")
 COLOR_MODES = ("rgb", "grayscale")
 NORMALIZE_CHOICES = ("none", "scale", "standardize")
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
+# Choices of command-line options, not spec keys, listed here all the same: one list each.
+DEVICES = ("auto", "cpu", "gpu")
+INVERT_CHOICES = ("auto", "yes", "no")
 TRACKING = ("none", "mlflow")
 CHOICES = {
     ("data", "dataset"): DATASETS,

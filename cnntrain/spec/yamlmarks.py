@@ -25,6 +25,7 @@ _MERGE, _VALUE = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
 
 
 def shorten(text, limit: int = MAX_SHOWN) -> str:
+    """`text` cut to `limit` characters with '...', for quoting in a message."""
     text = str(text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 

@@ -9,8 +9,8 @@ import sys
 from dataclasses import dataclass
 
 from cnntrain.errors import CnntrainError
+from cnntrain.spec.schema import STRATEGIES
 
-KINDS = ("auto", "one-device", "mirrored", "multi-worker")
 
 
 @dataclass
@@ -95,8 +95,8 @@ def _check_jobs(cluster: dict):
 def make(kind: str, device_info: dict, *, devices=None, connect_timeout: float = 120.0) -> Plan:
     from cnntrain.backend import tf
 
-    if kind not in KINDS:
-        raise CnntrainError(f"unknown strategy '{kind}'", hint=f"use one of: {', '.join(KINDS)}")
+    if kind not in STRATEGIES:
+        raise CnntrainError(f"unknown strategy '{kind}'", hint=f"use one of: {', '.join(STRATEGIES)}")
     gpus = device_info["gpus_used"]
     if kind == "auto":
         if gpus <= 1:

@@ -30,6 +30,7 @@ from cnntrain.train.callbacks import STATE, EpochSeeds, NanGuard, RunState, Thro
 
 @dataclass
 class FitOptions:
+    """How to train, beside the spec: the command-line options of `cnntrain fit`."""
     data_dir: str | None = None
     offline: bool = False
     out: str | None = None          # the run folder itself (default: output.dir/name/timestamp)
@@ -52,6 +53,7 @@ class FitOptions:
 
 
 def environment(spec: Spec, device_info: dict, options: FitOptions, init_from: str | None = None) -> dict:
+    """env.json: versions, device, seed and options of this fit."""
     return {
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
         "cnntrain": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,

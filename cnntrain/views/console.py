@@ -33,6 +33,7 @@ def escape(text) -> str:
 
 
 def fmt(value) -> str:
+    """A figure as printed in progress lines: 4 decimals for floats, '-' for none."""
     if value is None:
         return "-"
     if isinstance(value, float):

@@ -36,6 +36,7 @@ def _rows(header: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
 
 
 def compare_lines(result: dict) -> list[str]:
+    """The text of `runs --compare`: spec differences, then the figures side by side."""
     labels = result["labels"]
     lines = ["spec differences:"]
     if result["differences"]:
@@ -69,11 +70,13 @@ def _num(value) -> str:
 
 
 def show_compare(result: dict) -> None:
+    """Print `runs --compare` to stdout."""
     for line in compare_lines(result):
         out.print(escape(line))
 
 
 def lr_find_lines(result: dict, png) -> list[str]:
+    """The text of `lr-find`: the range tried, the suggestion and its --set line."""
     stop = (f"stopped at step {result['stopped_at']}: the loss exploded" if result["stopped_at"]
             else "the loss never exploded")
     return [f"lr-find: {result['steps_run']} of {result['steps']} steps from {result['start']:g} to {result['end']:g} "
@@ -100,6 +103,7 @@ def leaderboard_lines(board: dict, sweep) -> list[str]:
 
 
 def trial_line(row: dict) -> str:
+    """One line per finished sweep trial, as the sweep prints it."""
     value = "" if row["value"] is None else f" {row['value']:.4f}"
     error = f": {row['error']}" if row.get("error") else ""
     return f"trial {row['number']} {row['state'].lower()}{value}{error}  {' '.join(row['set'])}  ->  {row['run']}"

@@ -16,6 +16,7 @@ from cnntrain.views.tables import FoldingTable
 
 
 class Reporter:
+    """The training side's only way to the user (see the module docstring for the contract)."""
     def __init__(self, mode: str = "plain"):
         self.mode = mode
 

@@ -37,6 +37,7 @@ OPTIONAL_MODEL_COLUMNS = ("padding", "stride", "kernel", "receptive field")
 
 
 def model_table(rows, totals: dict, title: str, width: int | None = None) -> Table:
+    """The table of `cnntrain summary`, layer by layer, with the totals as caption."""
     table = FoldingTable(title=escape(title))
     for name, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("params", "right"),
                           ("kernel", "left"), ("stride", "left"), ("padding", "left"),
@@ -112,6 +113,7 @@ def show_evaluation(console, result: dict) -> None:
 
 
 def per_class_table(result: dict) -> Table:
+    """Precision, recall, F1 and support of each class of an evaluation."""
     table = FoldingTable(title="Per class", title_justify="left")
     table.add_column("class")
     for col in ("precision", "recall", "F1", "support"):
@@ -172,6 +174,7 @@ def show_predictions(console, rows: list[dict], top_k: int) -> None:
 
 
 def runs_table(rows, width: int | None = None) -> Table:
+    """The table of `cnntrain runs`, newest first."""
     table = FoldingTable(title="runs, newest first")
     for column, justify in (("run", "left"), ("status", "left"), ("epochs", "right"), ("val acc", "right"),
                             ("test acc", "right"), ("on", "left"), ("time", "right"), ("images/s", "right")):
