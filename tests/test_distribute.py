@@ -30,6 +30,7 @@ def start(args, env):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_two_workers_on_loopback_train_one_run(tiny_spec, mnist_dir, tmp_path):
     spec = tiny_spec(epochs=1)
     ports = free_ports(2)
@@ -54,6 +55,7 @@ def test_two_workers_on_loopback_train_one_run(tiny_spec, mnist_dir, tmp_path):
     assert abs(multi["test"]["accuracy"] - one["test"]["accuracy"]) <= 0.15
 
 
+@pytest.mark.slow
 def test_a_missing_worker_times_out_with_a_message(tiny_spec, mnist_dir, tmp_path):
     ports = free_ports(2)
     env = {**os.environ, "CNNTRAIN_DATA_DIR": str(mnist_dir)}
@@ -68,6 +70,7 @@ def test_a_missing_worker_times_out_with_a_message(tiny_spec, mnist_dir, tmp_pat
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_one_device(tiny_spec, mnist_dir, tmp_path):
     spec = tiny_spec(epochs=2)
     env = {**os.environ, "CNNTRAIN_DATA_DIR": str(mnist_dir)}

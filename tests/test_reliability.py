@@ -131,6 +131,7 @@ def steady_epoch_seconds(run: Path) -> float:
     return min(float(row["seconds"]) for row in history[1:])
 
 
+@pytest.mark.slow
 def test_kill_soak_resumes_to_an_exact_run(tiny_spec, mnist_dir, tmp_path):
     """SIGKILL a real fit at seeded random moments (one Ctrl-C among them), resume it each time, then
     let it finish: the run folder ends complete, every file loads, and history.csv has each epoch
