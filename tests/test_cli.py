@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers.cli import modules_after, run_cli as run
-from helpers.formats import tiny_mnist
-from helpers.runs import TINY_SPEC
+from helpers.runs import trained_runs
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 COMMANDS = ["check", "summary", "fit", "runs", "evaluate", "predict", "data", "augment", "filters", "activations"]
@@ -30,6 +29,13 @@ def test_help_answers_without_tensorflow():
     start = time.perf_counter()
     assert modules_after(code) == []
     assert time.perf_counter() - start < 5  # a generous bound: the TensorFlow import alone takes 5 s
+
+
+@pytest.mark.parametrize("command", ["check", "summary", "fit", "augment", "lr-find"])
+def test_spec_errors_answer_without_tensorflow(command, tmp_path):
+    code = (f"from click.testing import CliRunner; from cnntrain.cli import cli; "
+            f"r = CliRunner().invoke(cli, [{command!r}, {str(tmp_path / 'missing.yaml')!r}]); assert r.exit_code == 1")
+    assert modules_after(code) == []
 
 
 def test_version():
@@ -94,18 +100,7 @@ def test_summary_agrees_with_keras():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny finished run shared by the commands that read runs."""
-    root = tmp_path_factory.mktemp("trained")
-    data = root / "data"
-    data.mkdir()
-    x_test, y_test = tiny_mnist(data)
-    spec = root / "tiny.yaml"
-    spec.write_text(TINY_SPEC.format(epochs=3, runs=root / "runs"))
-    # Its output.dir is an absolute folder, which only a trusted spec may name: this one is ours.
-    result = run("fit", spec, "--data-dir", data, "--quiet", "--trust-spec")
-    assert result.exit_code == 0, result.output
-    image = root / "seven.png"
-    Image.fromarray(x_test[list(y_test).index(7)]).save(image)
-    return {"root": root, "data": data, "runs": root / "runs", "image": image, "x_test": x_test, "y_test": y_test}
+    return trained_runs(tmp_path_factory.mktemp("trained"), 3, [[]], run)
 
 
 def test_runs_lists_the_run(trained):

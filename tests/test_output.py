@@ -11,8 +11,7 @@ from rich.console import Console
 
 from cnntrain.cli import cli
 from cnntrain.views import tables
-from helpers.formats import tiny_mnist
-from helpers.runs import TINY_SPEC
+from helpers.runs import trained_runs
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -27,20 +26,9 @@ def run(*args, columns=None):
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     """Two tiny finished runs: `old`, then `new` (which tests on 20 of the 50 test images)."""
-    root = tmp_path_factory.mktemp("two")
-    data = root / "data"
-    data.mkdir()
-    x_test, y_test = tiny_mnist(data)
-    spec = root / "tiny.yaml"
-    spec.write_text(TINY_SPEC.format(epochs=1, runs=root / "runs"))
-    fits = [run("fit", spec, "--data-dir", data, "--quiet", "--trust-spec"),   # an absolute output.dir
-            run("fit", spec, "--data-dir", data, "--quiet", "--trust-spec", "--set", "data.limit_test=20")]
-    for result in fits:
-        assert result.exit_code == 0, result.output
-    old, new = sorted((root / "runs" / "tiny").iterdir())
-    image = root / "seven.png"
-    Image.fromarray(x_test[list(y_test).index(7)]).save(image)
-    return {"root": root, "data": data, "runs": root / "runs", "old": old, "new": new, "image": image, "fits": fits}
+    made = trained_runs(tmp_path_factory.mktemp("two"), 1, [[], ["--set", "data.limit_test=20"]], run)
+    made["old"], made["new"] = sorted((made["runs"] / "tiny").iterdir())
+    return made
 
 
 def test_fit_says_accuracy_in_percent_on_how_many_images(two_runs):

@@ -14,12 +14,12 @@ def check(spec, overrides, trust_spec):
     """Validate SPEC, build its model, optimizer, schedule, loss, metrics and callbacks, and run one
     training step on random images of its input shape (no data is read); prints one OK line or the
     error. Without --trust-spec, what fit would refuse is refused here too."""
-    from cnntrain.model.build import output_warning
     from cnntrain.spec import load_spec
 
+    loaded = load_spec(spec, overrides)   # first: a broken spec is reported before TensorFlow is imported
+    from cnntrain.model.build import output_warning
     from cnntrain.train import preflight
 
-    loaded = load_spec(spec, overrides)
     loaded.trusted = trust_spec
     model = _build(loaded)
     logged = preflight.preflight(loaded)
@@ -44,12 +44,13 @@ def _build(spec):
 def summary(spec, overrides, trust_spec, as_json):
     """The model of SPEC layer by layer: output shape, parameters (with the formula),
     kernel, stride, padding, receptive field and multiply-accumulates, with totals."""
+    from cnntrain.spec import load_spec
+
+    loaded = load_spec(spec, overrides)   # first: a broken spec is reported before TensorFlow is imported
     from cnntrain.data import splits
     from cnntrain.insight import layers
     from cnntrain.views import console, tables
-    from cnntrain.spec import load_spec
 
-    loaded = load_spec(spec, overrides)
     loaded.trusted = trust_spec
     model = _build(loaded)
     rows = layers.describe(model)

@@ -41,9 +41,10 @@ def data(action, name, path, data_dir, offline):
 def augment(spec, overrides, data_dir, offline, out, images, versions):
     """A picture of a few training images and augmented versions of each, as the spec's
     augment section makes them during fit."""
-    from cnntrain.insight.augment_grid import augment_grid
     from cnntrain.spec import load_spec
 
-    path = augment_grid(load_spec(spec, overrides), out, data_dir=data_dir, offline=offline, images=images,
-                        versions=versions)
+    loaded = load_spec(spec, overrides)   # first: a broken spec is reported before TensorFlow is imported
+    from cnntrain.insight.augment_grid import augment_grid
+
+    path = augment_grid(loaded, out, data_dir=data_dir, offline=offline, images=images, versions=versions)
     click.echo(f"wrote {path}")

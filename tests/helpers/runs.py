@@ -65,3 +65,26 @@ def make_runs(root):
     result = run_cli("evaluate", root / "finished", "--data-dir", root / "data")
     assert result.exit_code == 0 and (root / "finished" / "eval.json").is_file(), result.output
     return root
+
+
+def trained_runs(root, epochs: int, fits: list[list], run) -> dict:
+    """Under `root`: data/mnist.npz, tiny.yaml (runs under root/runs, an absolute output.dir, so each
+    fit is given --trust-spec) and one finished fit per entry of `fits` (its extra arguments), through
+    `run` (a CLI runner). Returns root, data, runs, the fits' results, a seven drawn as seven.png and
+    the test images."""
+    from PIL import Image
+
+    from helpers.formats import tiny_mnist
+
+    data = root / "data"
+    data.mkdir()
+    x_test, y_test = tiny_mnist(data)
+    spec = root / "tiny.yaml"
+    spec.write_text(TINY_SPEC.format(epochs=epochs, runs=root / "runs"))
+    results = [run("fit", spec, "--data-dir", data, "--quiet", "--trust-spec", *extra) for extra in fits]
+    for result in results:
+        assert result.exit_code == 0, result.output
+    image = root / "seven.png"
+    Image.fromarray(x_test[list(y_test).index(7)]).save(image)
+    return {"root": root, "data": data, "runs": root / "runs", "image": image, "x_test": x_test, "y_test": y_test,
+            "fits": results}
