@@ -301,6 +301,7 @@ def _search(tmp_path, text, name="search.yaml"):
     return path
 
 
+@pytest.mark.slow
 def test_a_killed_or_interrupted_sweep_resumes_and_never_reruns_a_finished_trial(tiny_spec, mnist_dir, tmp_path):
     import os
     import signal

@@ -423,6 +423,7 @@ def tree_of(files: dict) -> dict:
                                  .encode()).hexdigest() for name, text in files.items()}
 
 
+@pytest.mark.slow
 def test_kills_at_random_moments_never_touch_the_users_files(tiny_spec, mnist_dir, tmp_path):
     """A fit into a new folder inside a user's project, killed (SIGKILL) at seeded random moments and
     resumed each time: the run completes and no file of the project outside it ever changes."""
