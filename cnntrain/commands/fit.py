@@ -60,7 +60,6 @@ def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline
         raise click.UsageError("give --resume or --init-from, not both")
     if resume:
         run_dir, loaded, extend = _resumed(resume, spec, overrides)
-        data_dir = data_dir or _data_dir_of(run_dir)
     else:
         if not spec:
             raise click.UsageError("Missing argument 'SPEC' (or use --resume).")
@@ -109,16 +108,6 @@ def _resumed(resume, spec, overrides):
         raise CnntrainError(f"this run is finished after {plural(done, 'epoch')}; --epochs {epochs} would not "
                             "train it longer", file=str(run_dir), hint=hint)
     return run_dir, wanted, True
-
-
-def _data_dir_of(run_dir):
-    """The --data-dir (or CNNTRAIN_DATA_DIR) the run was started with: a resume needs no flag repeated."""
-    import json
-
-    try:
-        return json.loads((run_dir / "env.json").read_text(encoding="utf-8")).get("data_dir")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 @click.command("runs")

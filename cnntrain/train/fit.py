@@ -60,8 +60,6 @@ def environment(spec: Spec, device_info: dict, options: FitOptions, init_from: s
         "keras": keras.__version__, "numpy": np.__version__, "platform": platform.platform(),
         **device_info, "seed": spec["seed"], "deterministic": options.deterministic, "jit": options.jit,
         "command": " ".join(sys.argv), "init_from": init_from,
-        # --resume reads the data from here again, so the resume command it prints works as it is.
-        "data_dir": str(Path(options.data_dir).resolve()) if options.data_dir else None,
     }
 
 
