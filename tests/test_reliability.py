@@ -402,7 +402,7 @@ def test_disk_full_at_the_final_save(tiny_spec, mnist_dir, tmp_path, monkeypatch
     before the rename fails, as a full disk does on file systems that allocate late). The fit says
     so without a traceback, keeps the resume state, and a resume finishes the run."""
     run = tmp_path / "run"
-    real_fsync, real_finish = atomic._fsync, fit._finish
+    real_fsync, real_finish = atomic._fsync, fit.finish
     full, finishes = [], []
 
     def fsync(path):
@@ -417,7 +417,7 @@ def test_disk_full_at_the_final_save(tiny_spec, mnist_dir, tmp_path, monkeypatch
         return real_finish(*args, **kwargs)
 
     monkeypatch.setattr(atomic, "_fsync", fsync)
-    monkeypatch.setattr(fit, "_finish", finish)
+    monkeypatch.setattr(fit, "finish", finish)
     result = run_cli("fit", tiny_spec(epochs=2), "--data-dir", mnist_dir, "--out", run, "--quiet")
     assert result.exit_code == 1
     assert result.stderr == f"{run / 'model.keras'}: cannot write: No space left on device\n{FULL_HINT}"

@@ -26,6 +26,8 @@ from cnntrain.spec.schema import DEVICES, STRATEGIES
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="Where to train.")
 @click.option("--mixed-precision", is_flag=True, help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None,
+              help="Threads one TensorFlow op may use (default: one per core).")
 @click.option("--jit", is_flag=True, help="Compile with XLA (often faster on a GPU, slower on a CPU).")
 @click.option("--deterministic", is_flag=True, help="Turn on TensorFlow's op determinism: same seed, same history.")
 @click.option("--strategy", type=click.Choice(STRATEGIES),
@@ -41,8 +43,8 @@ from cnntrain.spec.schema import DEVICES, STRATEGIES
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final line.")
 @json_option("Print the final metrics as JSON on stdout, nothing else.")
 def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline, out, resume, init_from, device,
-        mixed_precision, jit, deterministic, strategy, devices, workers, task_index, connect_timeout, tensorboard, quiet,
-        as_json):
+        mixed_precision, threads, jit, deterministic, strategy, devices, workers, task_index, connect_timeout, tensorboard,
+        quiet, as_json):
     """Train the model of SPEC and write a run folder: spec.yaml, model.keras, best.keras,
     history.csv, metrics.json, env.json, curves.png.
 
@@ -70,7 +72,8 @@ def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline
 
     options = training.FitOptions(data_dir=data_dir, offline=offline, out=out, resume=str(run_dir) if run_dir else None,
                                   extend=extend, init_from=init_from,
-                                  device=device, mixed_precision=mixed_precision, jit=jit, deterministic=deterministic,
+                                  device=device, mixed_precision=mixed_precision, threads=threads, jit=jit,
+                                  deterministic=deterministic,
                                   strategy=strategy, devices=tuple(d.strip() for d in (devices or "").split(",") if d.strip()),
                                   workers=workers, task_index=task_index, connect_timeout=connect_timeout)
     training.fit(loaded, options, reporter.Reporter(console.choose_mode(quiet, as_json)))

@@ -189,7 +189,7 @@ STATE = Record({
     "callbacks": List(Record({k: Number() for k in CALLBACK_FIELDS}, rest=None, optional_keys=CALLBACK_FIELDS)),
 }, rest=None)
 
-# metrics.json, as train/fit.py _finish writes it.
+# metrics.json, as train/finish.py writes it.
 METRICS = Record({
     "name": Str(), "epochs": Int(0), "stopped": Str(("completed", "early_stopping", "nan", "pruned")),
     "train": FIGURES, "validation": FIGURES, "test": Optional(FIGURES),

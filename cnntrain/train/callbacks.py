@@ -5,6 +5,7 @@ RunState is the commit point of an epoch: history.csv, best.keras and the resume
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -84,8 +85,9 @@ class RunState(keras.callbacks.Callback):
     """
 
     def __init__(self, run_dir: Path, state: dict, monitor: str, mode: str, metadata: dict, guard: NanGuard,
-                 others: list):
+                 others: list, ema=None):
         super().__init__()
+        self.ema = ema   # an EmaWeights: the resume state holds the trained weights, not the average
         self.run_dir, self.state, self.monitor, self.mode = run_dir, state, monitor, mode
         self.metadata, self.guard, self.others = metadata, guard, others
         self.backup = run_dir / BACKUP
@@ -114,7 +116,8 @@ class RunState(keras.callbacks.Callback):
     def save(self, epochs_done: int):
         self.backup.mkdir(exist_ok=True)
         weights = f"epoch-{epochs_done:04d}.weights.h5"
-        save_weights(self.model, self.backup / weights)
+        with self.ema.trained() if self.ema is not None else contextlib.nullcontext():
+            save_weights(self.model, self.backup / weights)
         old = self.state.get("weights")
         self.state.update(epochs_done=epochs_done, weights=weights, callbacks=_callback_state(self.others))
         atomic.write_json(self.backup / STATE, self.state)

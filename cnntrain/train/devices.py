@@ -8,12 +8,21 @@ from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError
 
 
-def setup(device: str = "auto", *, mixed_precision: bool = False, cpu_devices: int = 1) -> dict:
+def setup(device: str = "auto", *, mixed_precision: bool = False, cpu_devices: int = 1,
+          threads: int | None = None) -> dict:
     """Make `device` (auto | cpu | gpu) the one TensorFlow uses; return what was found and chosen.
 
-    `cpu_devices` > 1 splits the CPU into that many logical devices, so that a mirrored
+    `threads` sets TensorFlow's intra-op thread pool (the threads one convolution uses) and keeps
+    the inter-op pool (ops run side by side) at most 2: on a small CPU a second pool of the same
+    size only makes the two compete for the cores. `cpu_devices` > 1 splits the CPU into that many logical devices, so that a mirrored
     strategy can be tried (and tested) on a machine without GPUs.
     """
+    if threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
+        except RuntimeError as exc:   # only possible once TF has run an op
+            raise CnntrainError(f"cannot set the threads: {exc}") from None
     gpus = tf.config.list_physical_devices("GPU")
     if cpu_devices > 1:
         cpus = tf.config.list_physical_devices("CPU")
@@ -53,6 +62,7 @@ def setup(device: str = "auto", *, mixed_precision: bool = False, cpu_devices: i
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "precision": policy,
+        "threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
     }
 
 

@@ -163,3 +163,14 @@ class Watchdog:
             self.child.stdin.write(b"joined\n")
             self.child.stdin.close()
             self.child.wait()
+
+
+def sharded(dataset, plan):
+    """Every worker sees different examples: shard the batches by data, not by file."""
+    if plan.num_workers > 1:
+        from cnntrain.backend import tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+    return dataset

@@ -17,14 +17,15 @@ import numpy as np
 from cnntrain import __version__
 from cnntrain.data import image_files, lookup, splits
 from cnntrain.feed import pipeline
-from cnntrain.figures import curves
 from cnntrain.model import build, normalization, policy
-from cnntrain.runs import atomic, folder, model_file, schema
+from cnntrain.runs import atomic, folder
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError, plural
 from cnntrain.spec import Spec
 from cnntrain.train import devices, distribute, preflight, start
-from cnntrain.train.callbacks import STATE, EpochSeeds, NanGuard, RunState, Throughput, restore_callbacks
+from cnntrain.train.finish import finish
+from cnntrain.train.ema import EmaWeights
+from cnntrain.train.callbacks import EpochSeeds, NanGuard, RunState, Throughput
 
 
 
@@ -47,6 +48,7 @@ class FitOptions:
     task_index: int | None = None
     connect_timeout: float = 120.0  # seconds the workers have to find each other
     callbacks: tuple = ()           # more Keras callbacks, after the epoch's commit (a sweep's pruning)
+    threads: int | None = None      # TensorFlow's intra-op threads (default: one per core)
 
 
 # ---------------------------------------------------------------- fit
@@ -87,6 +89,51 @@ def _locks_early(spec, options) -> bool:
 
 
 def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
+    # The recipe. Each step refuses what it can before the next, slower one; no run folder exists
+    # until the data, the model and one real training step have all been checked.
+    kind = _refuse_early(spec, options)
+    device_info, plan, reporter = _setup(spec, options, kind, reporter)
+    started = time.perf_counter()
+    data = _load_data(spec, options, reporter)
+    steps, logged = _check_training(spec, data, plan, reporter)
+    model, front = _build_model(spec, data, steps, plan, options)
+    initial_weights = start.init_from(model, options.init_from, spec["output"]["dir"], front) \
+        if options.init_from else None
+    if initial_weights:
+        reporter.note(f"initial weights: {initial_weights}")
+    monitor = _monitor(spec, data, reporter)
+    metadata = _metadata(spec, data)
+    run_dir, created = _claim_run_dir(spec, options, plan)
+    with contextlib.nullcontext() if _locks_early(spec, options) else folder.RunLock(run_dir):
+        if options.out and not options.resume and plan.is_chief and folder.is_run(run_dir):
+            # Checked again under the lock: a fit with the same --out may have finished meanwhile.
+            raise CnntrainError("this folder already holds a run", file=str(run_dir),
+                                hint=f"resume it with 'cnntrain fit --resume {run_dir}', or choose a new --out")
+        user_callbacks = build.build_callbacks(spec, run_dir, logged)
+        state, extending = start.begin_state(spec, options, run_dir, model, monitor, user_callbacks, reporter,
+                                             {**environment(spec, device_info, options, initial_weights),
+                                              "data_source": metadata["data_source"]})
+        reporter.note(f"run folder: {run_dir}")
+        guard, meter, ema = NanGuard(), Throughput(), EmaWeights()
+        saver = RunState(run_dir, state, monitor, build.monitor_mode(monitor, logged), metadata, guard, user_callbacks,
+                         ema=ema)
+        if extending:
+            start.continue_finished(model, run_dir, saver, spec, reporter)
+        callbacks = [ema, EpochSeeds(spec["seed"]), guard, meter, saver, *options.callbacks, *user_callbacks,
+                     reporter.callback(steps, spec["fit"]["epochs"]), *_tensorboard(spec, run_dir)]
+        train_ds, val_ds = _datasets(spec, data, plan, state["epochs_done"])
+        with _multi_worker_fixes(model, train_ds, plan):
+            _train(spec, model, train_ds, val_ds, steps, callbacks, saver, run_dir)
+            result = finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, reporter,
+                            plan)
+    if not plan.is_chief:
+        folder.remove_run(run_dir, created=True)
+        return Path(options.resume or options.out)
+    return result
+
+
+def _refuse_early(spec, options) -> str:
+    """What the options and spec settle alone, before TensorFlow starts: the strategy's kind."""
     if options.out and not options.resume:
         folder.check_out(options.out)
     if spec["fit"]["tensorboard"]:
@@ -101,8 +148,14 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         # The workers' own resume state is gone with the finished run; only the chief's model.keras is left.
         raise CnntrainError("a finished run cannot be trained longer with multi-worker training", file=options.resume,
                             hint="train it longer on one machine, or start a new run from it with --init-from")
+    return kind
+
+
+def _setup(spec, options, kind, reporter):
+    """Devices, precision, threads and the distribution plan; seeds. Returns (device info, plan, reporter)."""
     cpu_devices = sum(1 for d in options.devices if "cpu" in d.lower())
-    device_info = devices.setup(options.device, mixed_precision=options.mixed_precision, cpu_devices=cpu_devices)
+    device_info = devices.setup(options.device, mixed_precision=options.mixed_precision, cpu_devices=cpu_devices,
+                                threads=options.threads)
     # What the spec may do is settled before any slow step and before any folder is made; after the
     # device setup, which must come before anything that could start TensorFlow's runtime.
     policy.check_output_dir(spec)
@@ -116,13 +169,22 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     keras.utils.set_random_seed(spec["seed"])
     if options.deterministic:
         tf.config.experimental.enable_op_determinism()
+    return device_info, plan, reporter
 
-    started = time.perf_counter()
+
+def _load_data(spec, options, reporter):
     data = splits.prepare(spec, data_dir=options.data_dir, offline=options.offline, path=_recorded_data(options))
     reporter.note(f"data: {data.source}: {len(data.x_train)} train, "
                   f"{0 if data.x_val is None else len(data.x_val)} validation, "
                   f"{0 if data.x_test is None else len(data.x_test)} test images of {list(data.shape)}, "
                   f"{len(data.class_names)} classes")
+    return data
+
+
+def _check_training(spec, data, plan, reporter):
+    """The batch against the replicas, then one real training step on random data (the preflight):
+    what Keras would reject inside model.fit is rejected here. Returns (steps per epoch, the logged
+    metrics with their directions)."""
     batch = spec["fit"]["batch_size"]
     if batch % plan.replicas:
         raise spec.error(("fit", "batch_size"), f"fit.batch_size {batch} does not divide among {plan.replicas} "
@@ -130,125 +192,97 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     if plan.replicas > 1 or plan.num_workers > 1:
         reporter.note(plan.describe(batch))
     steps = math.ceil(len(data.x_train) / batch)
-    # What Keras would reject inside model.fit is rejected here, before the run folder exists.
     logged = preflight.preflight(spec, shape=data.shape, num_classes=len(data.class_names), steps_per_epoch=steps)
     preflight.check_monitors(spec, logged, validation=data.x_val is not None)
     keras.utils.set_random_seed(spec["seed"])   # the preflight drew from the random streams
-    one_hot = build.uses_one_hot(spec)
+    return steps, logged
+
+
+def _build_model(spec, data, steps, plan, options):
+    """The compiled model with its optimizer built, and its front (the normalization, if any)."""
     with plan.strategy.scope():
         norm = normalization.normalization_layer(spec["preprocess"]["normalize"], data.x_train)
-        model = build.build_model(spec, shape=data.shape, front=[norm] if norm is not None else [])
+        front = [norm] if norm is not None else []
+        model = build.build_model(spec, shape=data.shape, front=front)
         build.check_output(spec, model, len(data.class_names))
         model.compile(optimizer=build.build_optimizer(spec, steps), loss=build.build_loss(spec),
                       metrics=build.build_metrics(spec), jit_compile=options.jit)
         model.optimizer.build(model.trainable_variables)
     plan.joined()
-    initial_weights = None
-    if options.init_from:
-        initial_weights = start.init_from(model, options.init_from, spec["output"]["dir"], [norm] if norm else [])
-        reporter.note(f"initial weights: {initial_weights}")
-    augment = build.build_layers(spec, ("augment",))
-    classes = len(data.class_names) if one_hot else None
-    val_ds = None if data.x_val is None else _sharded(
-        pipeline.eval_dataset(data.x_val, data.y_val, batch_size=batch, num_classes=classes), plan)
+    return model, front
+
+
+def _monitor(spec, data, reporter) -> str:
     monitor = spec["fit"]["monitor"]
-    if val_ds is None and monitor.startswith("val_"):
+    if data.x_val is None and monitor.startswith("val_"):
         monitor = monitor[4:]
         reporter.note(f"no validation data: best.keras follows '{monitor}'")
+    return monitor
 
-    metadata = {
+
+def _metadata(spec, data) -> dict:
+    """What a saved model carries beside its weights (model_file.Metadata reads it back)."""
+    return {
         "class_names": data.class_names, "input_shape": list(data.shape),
         "normalize": spec["preprocess"]["normalize"], "background": image_files.background_of(data.x_train),
         "dataset": spec["data"]["dataset"], "data_path": spec["data"]["path"],
         "image_size": spec["data"]["image_size"], "color_mode": spec["data"]["color_mode"],
-        "one_hot": one_hot, "name": spec["name"], "cnntrain_version": __version__,
+        "one_hot": build.uses_one_hot(spec), "name": spec["name"], "cnntrain_version": __version__,
         "data_source": os.path.abspath(data.source),   # where it was found: evaluate and resume look there
     }
 
+
+def _claim_run_dir(spec, options, plan) -> tuple[Path, bool]:
+    """The run folder and whether this fit created it (only then may a failed fit remove it whole)."""
     if not plan.is_chief:
         # Only the chief writes the run folder; the others keep their own resume state
         # beside it and remove it when the fit is done (TensorFlow's multi-worker guide).
         run_dir = Path(options.resume or options.out) / f".worker-{plan.worker_index}"
-        created = folder.claim(run_dir, policy.written_names(spec))
-    elif options.resume:
-        run_dir, created = Path(options.resume), False
-        folder.check_ours(run_dir)
-    elif options.out:
-        run_dir = Path(options.out)
-        created = folder.claim(run_dir, policy.written_names(spec))
-    else:
-        run_dir, created = folder.new_run_dir(spec["output"]["dir"], spec["name"]), True
-        folder.mark(run_dir, policy.written_names(spec))
+        return run_dir, folder.claim(run_dir, policy.written_names(spec))
+    if options.resume:
+        folder.check_ours(options.resume)
+        return Path(options.resume), False
+    if options.out:
+        return Path(options.out), folder.claim(Path(options.out), policy.written_names(spec))
+    run_dir = folder.new_run_dir(spec["output"]["dir"], spec["name"])
+    folder.mark(run_dir, policy.written_names(spec))
+    return run_dir, True
 
-    with contextlib.nullcontext() if _locks_early(spec, options) else folder.RunLock(run_dir):
-        if options.out and not options.resume and plan.is_chief and folder.is_run(run_dir):
-            # Checked again under the lock: a fit with the same --out may have finished meanwhile.
-            raise CnntrainError("this folder already holds a run", file=str(run_dir),
-                                hint=f"resume it with 'cnntrain fit --resume {run_dir}', or choose a new --out")
-        user_callbacks = build.build_callbacks(spec, run_dir, logged)
-        state = {"epochs_done": 0, "best": None, "best_epoch": None, "history": [], "weights": None,
-                 "monitor": monitor, "callbacks": []}
-        extending = False  # a finished run trained longer; under the lock, its backup/ is still absent
-        if options.resume and (run_dir / folder.BACKUP / STATE).exists():
-            path = run_dir / folder.BACKUP / STATE
-            state = schema.check_resume(path, schema.read(path, schema.STATE, schema.RESUME_HINT),
-                                        epochs=spec["fit"]["epochs"], monitor=monitor, callbacks=len(user_callbacks))
-            weights = folder.backup_file(run_dir, state["weights"]) if state["weights"] else None
-            try:
-                model.load_weights(weights) if weights else None
-            except Exception as exc:
-                raise CnntrainError(f"cannot load the resume state: {exc}", file=str(run_dir / folder.BACKUP),
-                                    hint="the backup does not match this spec's model; start a new fit") from None
-            restore_callbacks(user_callbacks, state.get("callbacks"))
-            if (run_dir / "spec.yaml").read_text(encoding="utf-8") != spec.to_yaml():
-                atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())  # a new --epochs: the only change allowed
-            reporter.note(f"resuming {run_dir} after epoch {state['epochs_done']} of {spec['fit']['epochs']}")
-        elif options.extend:
-            state, extending = start.finished_state(run_dir, monitor), True
-        elif not options.resume:
-            atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())
-            atomic.write_json(run_dir / "env.json", {**environment(spec, device_info, options, initial_weights),
-                                                     "data_source": metadata["data_source"]})
-            (run_dir / folder.BACKUP).mkdir(exist_ok=True)
-            atomic.write_json(run_dir / folder.BACKUP / STATE, state)
-        reporter.note(f"run folder: {run_dir}")
-        guard, meter = NanGuard(), Throughput()
-        saver = RunState(run_dir, state, monitor, build.monitor_mode(monitor, logged), metadata, guard, user_callbacks)
-        if extending:
-            done = start.continue_finished(model, run_dir, saver, spec)
-            last = spec["fit"]["epochs"]
-            more = f"epoch {last}" if last == done + 1 else f"epochs {done + 1} to {last}"
-            reporter.note(f"training {run_dir} longer: {more}")
-        callbacks = [EpochSeeds(spec["seed"]), guard, meter, saver, *options.callbacks, *user_callbacks,
-                     reporter.callback(steps, spec["fit"]["epochs"])]
-        if spec["fit"]["tensorboard"]:
-            from cnntrain.train.tracking import HParams
 
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0))
-            callbacks.append(HParams(spec, run_dir / "tensorboard"))
-        initial = state["epochs_done"]
-        # One stream of batches from the first epoch still to train, `steps` of them an epoch.
-        train_ds = _sharded(pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch, augment=augment,
-                                                   seed=spec["seed"], num_classes=classes, first_epoch=initial,
-                                                   epochs=None), plan)
-        with _multi_worker_fixes(model, train_ds, plan):
-            if initial < spec["fit"]["epochs"]:
-                try:
-                    model.fit(train_ds, validation_data=val_ds, epochs=spec["fit"]["epochs"], initial_epoch=initial,
-                              steps_per_epoch=steps,
-                              callbacks=callbacks, verbose=0, shuffle=False)
-                except KeyboardInterrupt:
-                    for callback in callbacks:
-                        getattr(callback, "close", lambda: None)()  # leave the terminal clean
-                    done = saver.state["epochs_done"]
-                    raise CnntrainError(f"interrupted; {plural(done, 'epoch')} saved in {run_dir}",
-                                        hint=f"resume with: cnntrain fit --resume {run_dir}", exit_code=130) from None
-            result = _finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, classes,
-                             reporter, plan)
-    if not plan.is_chief:
-        folder.remove_run(run_dir, created=True)
-        return Path(options.resume or options.out)
-    return result
+def _tensorboard(spec, run_dir) -> list:
+    if not spec["fit"]["tensorboard"]:
+        return []
+    from cnntrain.train.tracking import HParams
+
+    return [keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), profile_batch=0),
+            HParams(spec, run_dir / "tensorboard")]
+
+
+def _datasets(spec, data, plan, first_epoch: int):
+    """One stream of training batches from the first epoch still to train, and the validation batches."""
+    batch = spec["fit"]["batch_size"]
+    classes = len(data.class_names) if build.uses_one_hot(spec) else None
+    train_ds = distribute.sharded(pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch,
+                                               augment=build.build_layers(spec, ("augment",)), seed=spec["seed"],
+                                               num_classes=classes, first_epoch=first_epoch, epochs=None), plan)
+    val_ds = None if data.x_val is None else distribute.sharded(
+        pipeline.eval_dataset(data.x_val, data.y_val, batch_size=batch, num_classes=classes), plan)
+    return train_ds, val_ds
+
+
+def _train(spec, model, train_ds, val_ds, steps, callbacks, saver, run_dir):
+    initial = saver.state["epochs_done"]
+    if initial >= spec["fit"]["epochs"]:
+        return
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=spec["fit"]["epochs"], initial_epoch=initial,
+                  steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
+    except KeyboardInterrupt:
+        for callback in callbacks:
+            getattr(callback, "close", lambda: None)()  # leave the terminal clean
+        done = saver.state["epochs_done"]
+        raise CnntrainError(f"interrupted; {plural(done, 'epoch')} saved in {run_dir}",
+                            hint=f"resume with: cnntrain fit --resume {run_dir}", exit_code=130) from None
 
 
 def _recorded_data(options) -> str | None:
@@ -272,61 +306,3 @@ def _multi_worker_fixes(model, dataset, plan):
     from cnntrain.train.keras_fixes import multi_worker_fixes
 
     return multi_worker_fixes(model, dataset, plan.strategy)
-
-
-def _sharded(dataset, plan):
-    """Every worker sees different examples: shard the batches by data, not by file."""
-    if plan.num_workers > 1:
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        dataset = dataset.with_options(options)
-    return dataset
-
-
-def _finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, classes, reporter, plan) -> Path:
-    state = saver.state
-    stopped = "completed"
-    if guard.where is not None:
-        epoch, step = guard.where
-        if not state["weights"]:
-            folder.remove_run(run_dir, created=created)   # only what this run wrote: the folder may be the user's
-            raise CnntrainError(f"the loss became NaN at epoch {epoch}, step {step}, before any epoch finished; "
-                                "nothing was saved", hint="lower the learning rate, or normalize the input "
-                                "(preprocess.normalize: scale)")
-        model.load_weights(folder.backup_file(run_dir, state["weights"]))
-        stopped = "nan"
-        reporter.warn(f"the loss became NaN at epoch {epoch}, step {step}: training stopped; model.keras holds "
-                      f"the last good weights, from epoch {state['epochs_done']}")
-    elif state["epochs_done"] < spec["fit"]["epochs"]:
-        stopped = "early_stopping"
-    last = state["history"][-1] if state["history"] else {}
-    test = None
-    if data.x_test is not None:
-        figures = model.evaluate(_sharded(pipeline.eval_dataset(data.x_test, data.y_test,
-                                                                batch_size=spec["fit"]["batch_size"],
-                                                                num_classes=classes), plan),
-                                 verbose=0, return_dict=True)
-        test = {k: float(v) for k, v in figures.items()}
-    seconds = meter.seconds
-    steady = seconds[1:] if len(seconds) > 1 else seconds
-    metrics = {
-        "name": spec["name"], "epochs": state["epochs_done"], "stopped": stopped,
-        "train": {k: v for k, v in last.items() if not k.startswith("val_") and k not in ("epoch", "seconds")},
-        "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
-        "test": test,
-        # How many images each split's figures are over: a limit_test run's test figure is not the test set's.
-        "images": {"train": len(data.x_train), "validation": 0 if data.x_val is None else len(data.x_val),
-                   "test": 0 if data.x_test is None else len(data.x_test)},
-        "best": {"monitor": state["monitor"], "value": state["best"], "epoch": state["best_epoch"]},
-        "parameters": int(model.count_params()),
-        "wall_time_s": round(time.perf_counter() - started, 2),
-        "train_images_per_s": round(len(data.x_train) / (sum(steady) / len(steady)), 1) if steady else None,
-    }
-    model_file.save_model(model, run_dir / "model.keras", {**metadata, "epoch": state["epochs_done"]})
-    if not (run_dir / "best.keras").exists():
-        atomic.copy_file(run_dir / "model.keras", run_dir / "best.keras")
-    atomic.write_json(run_dir / "metrics.json", metrics)
-    curves.curves_png(state["history"], run_dir / "curves.png", title=spec["name"])
-    folder.remove_backup(run_dir)
-    reporter.summary(metrics, run_dir)
-    return run_dir

@@ -56,7 +56,7 @@ def make_runs(root):
         raise CnntrainError("stopped before the final files")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fit, "_finish", stop)
+        patch.setattr(fit, "finish", stop)
         result = run_cli("fit", spec, "--data-dir", root / "data", "--out", root / "unfinished", "--quiet")
     assert result.exit_code == 1 and result.stderr == "error: stopped before the final files\n", result.output
     shutil.copytree(root / "unfinished", root / "finished")

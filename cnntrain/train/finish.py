@@ -1,0 +1,66 @@
+"""The end of a fit: the final model, its test figures, metrics.json and curves.png, committed last."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cnntrain.errors import CnntrainError
+from cnntrain.feed import pipeline
+from cnntrain.figures import curves
+from cnntrain.model import build
+from cnntrain.runs import atomic, folder, model_file
+from cnntrain.train.distribute import sharded
+from cnntrain.train.ema import put_average
+
+
+def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, reporter, plan) -> Path:
+    """After the last epoch (or a stop): the final model, metrics.json with the test figures, curves.png;
+    the resume state goes. A NaN before any epoch was committed removes what this run wrote."""
+    classes = len(data.class_names) if build.uses_one_hot(spec) else None
+    state = saver.state
+    stopped = "completed"
+    if guard.where is not None:
+        epoch, step = guard.where
+        if not state["weights"]:
+            folder.remove_run(run_dir, created=created)   # only what this run wrote: the folder may be the user's
+            raise CnntrainError(f"the loss became NaN at epoch {epoch}, step {step}, before any epoch finished; "
+                                "nothing was saved", hint="lower the learning rate, or normalize the input "
+                                "(preprocess.normalize: scale)")
+        model.load_weights(folder.backup_file(run_dir, state["weights"]))
+        put_average(model)
+        stopped = "nan"
+        reporter.warn(f"the loss became NaN at epoch {epoch}, step {step}: training stopped; model.keras holds "
+                      f"the last good weights, from epoch {state['epochs_done']}")
+    elif state["epochs_done"] < spec["fit"]["epochs"]:
+        stopped = "early_stopping"
+    last = state["history"][-1] if state["history"] else {}
+    test = None
+    if data.x_test is not None:
+        figures = model.evaluate(sharded(pipeline.eval_dataset(data.x_test, data.y_test,
+                                                                batch_size=spec["fit"]["batch_size"],
+                                                                num_classes=classes), plan),
+                                 verbose=0, return_dict=True)
+        test = {k: float(v) for k, v in figures.items()}
+    seconds = meter.seconds
+    steady = seconds[1:] if len(seconds) > 1 else seconds
+    metrics = {
+        "name": spec["name"], "epochs": state["epochs_done"], "stopped": stopped,
+        "train": {k: v for k, v in last.items() if not k.startswith("val_") and k not in ("epoch", "seconds")},
+        "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
+        "test": test,
+        # How many images each split's figures are over: a limit_test run's test figure is not the test set's.
+        "images": {"train": len(data.x_train), "validation": 0 if data.x_val is None else len(data.x_val),
+                   "test": 0 if data.x_test is None else len(data.x_test)},
+        "best": {"monitor": state["monitor"], "value": state["best"], "epoch": state["best_epoch"]},
+        "parameters": int(model.count_params()),
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "train_images_per_s": round(len(data.x_train) / (sum(steady) / len(steady)), 1) if steady else None,
+    }
+    model_file.save_model(model, run_dir / "model.keras", {**metadata, "epoch": state["epochs_done"]})
+    if not (run_dir / "best.keras").exists():
+        atomic.copy_file(run_dir / "model.keras", run_dir / "best.keras")
+    atomic.write_json(run_dir / "metrics.json", metrics)
+    curves.curves_png(state["history"], run_dir / "curves.png", title=spec["name"])
+    folder.remove_backup(run_dir)
+    reporter.summary(metrics, run_dir)
+    return run_dir
