@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnntrain import __version__
+from cnntrain.assess import tta
 from cnntrain.data import image_files, lookup, splits
 from cnntrain.feed import pipeline
 from cnntrain.figures import curves
@@ -163,6 +164,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
         "image_size": spec["data"]["image_size"], "color_mode": spec["data"]["color_mode"],
         "one_hot": one_hot, "name": spec["name"], "cnntrain_version": __version__,
         "data_source": os.path.abspath(data.source),   # where it was found: evaluate and resume look there
+        "tta": spec["fit"]["tta"],   # evaluate and predict default to it, so evaluate reproduces the test figure
     }
 
     if not plan.is_chief:
@@ -302,11 +304,10 @@ def _finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, 
     last = state["history"][-1] if state["history"] else {}
     test = None
     if data.x_test is not None:
-        figures = model.evaluate(_sharded(pipeline.eval_dataset(data.x_test, data.y_test,
-                                                                batch_size=spec["fit"]["batch_size"],
-                                                                num_classes=classes), plan),
-                                 verbose=0, return_dict=True)
-        test = {k: float(v) for k, v in figures.items()}
+        test = tta.test_figures(model, _sharded(pipeline.eval_dataset(data.x_test, data.y_test,
+                                                                      batch_size=spec["fit"]["batch_size"],
+                                                                      num_classes=classes), plan),
+                                spec["fit"]["tta"], metrics=build.build_metrics(spec), strategy=plan.strategy)
     seconds = meter.seconds
     steady = seconds[1:] if len(seconds) > 1 else seconds
     metrics = {
