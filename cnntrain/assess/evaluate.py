@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnntrain.assess import tta as test_time
 from cnntrain.assess.metrics import metrics_from_probabilities
 from cnntrain.assess.outputs import probability_model
 from cnntrain.errors import CnntrainError
@@ -21,8 +22,9 @@ from cnntrain.runs.model_file import check_input_shape, class_names_of
 # ---------------------------------------------------------------- the model
 
 
-def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5) -> dict:
-    """Every figure from one pass of model.predict over float32 batches in order."""
+def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none") -> dict:
+    """Every figure from one pass of model.predict over float32 batches in order (with tta flip,
+    over the images and their mirrors, each image's probabilities averaged with its mirror's)."""
     names = class_names_of(model, metadata or {})
     k_classes = len(names)
     y = np.asarray(y)
@@ -37,19 +39,27 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5) -> dict:
         raise CnntrainError(f"labels run from {int(y.min())} to {int(y.max())} but the model has "
                             f"{k_classes} classes", hint="evaluate on the data set the model was trained on")
     check_input_shape(model, metadata or {}, np.asarray(x).shape)
+    flip = test_time.checked(tta) == "flip"
+    if flip:
+        x, fed = test_time.with_mirrors(x), np.concatenate([y, y])
+    else:
+        fed = y
 
     if getattr(model, "exported", False):  # a .tflite / .onnx / SavedModel runner: plain arrays in
         probs, logits, note = model.predict(x, batch_size=int(batch_size)), None, None
     else:
-        ds = eval_dataset(x, y, batch_size=int(batch_size))
+        ds = eval_dataset(x, fed, batch_size=int(batch_size))
         scored = probability_model(model, k_classes)
         outputs = scored.model.predict(ds, verbose=0)
         probs, logits = (np.asarray(a) for a in outputs) if scored.logits else (np.asarray(outputs), None)
         note = scored.note
+    if flip:
+        # The mean of two softmaxes has no logits: its loss is Keras' from clipped probabilities.
+        probs, logits = test_time.mean_of_mirrors(probs), None
     if probs.ndim != 2 or probs.shape != (len(y), k_classes):
         raise CnntrainError(f"the model produced outputs shaped {probs.shape}; expected "
                             f"({len(y)}, {k_classes}) class probabilities")
-    result = metrics_from_probabilities(probs, y, names, top_k=top_k, logits=logits)
+    result = {**metrics_from_probabilities(probs, y, names, top_k=top_k, logits=logits), "tta": tta}
     if note:
         result["note"] = note
     return result
@@ -111,9 +121,9 @@ def output_paths(model_file: Path, run_dir: Path | None, split: str = "test") ->
 
 
 def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline=False, split="test",
-                 top_k=5, batch_size=256, unsafe=False) -> tuple[dict, tuple[Path, Path]]:
+                 top_k=5, batch_size=256, unsafe=False, tta=None) -> tuple[dict, tuple[Path, Path]]:
     """Evaluate a run's model.keras (or a .keras file) on its data set; write eval.json and confusion.png
-    (output_paths) and return the figures and the two files written."""
+    (output_paths) and return the figures and the two files written. `tta` None: the model's fit.tta."""
     from cnntrain.figures import confusion
 
     if split not in ("test", "train"):
@@ -122,7 +132,8 @@ def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline
     names = class_names_of(model, metadata)
     data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline, split=split)
     y = _align_labels(y, getattr(data, "class_names", None), names)
-    result = evaluate_model(model, metadata, x, y, batch_size=batch_size, top_k=top_k)
+    result = evaluate_model(model, metadata, x, y, batch_size=batch_size, top_k=top_k,
+                            tta=test_time.of_model(tta, metadata))
     # The model's epoch tells `cnntrain runs` whether these figures are still its model's after a fit --resume.
     result = {"model": str(model_file), "epoch": metadata.get("epoch"), "dataset": metadata.get("dataset"),
               "split": split,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnntrain.assess import tta as test_time
 from cnntrain.assess.outputs import Scored, probability_model
 from cnntrain.data import image_files
 from cnntrain.errors import CnntrainError
@@ -67,16 +68,20 @@ def _chunks(items: list, size: int):
         yield items[start:start + size]
 
 
-def predict_arrays(scored: Scored, batch: np.ndarray) -> np.ndarray:
-    """Class probabilities for uint8 (N, H, W, C) images, fed as float32 0-255 like training."""
-    out = scored.model.predict_on_batch(np.asarray(batch, dtype=np.float32))
-    return np.asarray(out[0] if scored.logits else out)
+def predict_arrays(scored: Scored, batch: np.ndarray, tta: str = "none") -> np.ndarray:
+    """Class probabilities for uint8 (N, H, W, C) images, fed as float32 0-255 like training;
+    with tta flip, each image's averaged with its mirror's (one call on the 2N images)."""
+    flip = test_time.checked(tta) == "flip"
+    x = test_time.with_mirrors(batch) if flip else batch
+    out = scored.model.predict_on_batch(np.asarray(x, dtype=np.float32))
+    probs = np.asarray(out[0] if scored.logits else out)
+    return test_time.mean_of_mirrors(probs) if flip else probs
 
 
 def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, invert="auto",
-                  batch_size=256, unsafe=False) -> tuple[list[dict], list[CnntrainError], dict]:
+                  batch_size=256, unsafe=False, tta=None) -> tuple[list[dict], list[CnntrainError], dict]:
     """Rows [{"file", "top": [{"class", "probability"}], "inverted"}] in input order,
-    the per-file errors, and {"model", "classes", ...}."""
+    the per-file errors, and {"model", "classes", "tta", ...}. `tta` None: the model's fit.tta."""
     if invert not in INVERT_CHOICES:
         raise CnntrainError(f"unknown invert choice {invert!r}",
                             hint="--invert is auto (only images whose background is the opposite of "
@@ -91,10 +96,12 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
         raise CnntrainError(f"the model takes {shape[2]} channels; image files give 1 (grayscale) or 3 (RGB)",
                             file=str(model_file))
     scored = probability_model(model, len(names))
+    tta = test_time.of_model(tta, metadata)
     background = auto_background(metadata, shape)
     k = max(1, min(int(top_k), len(names)))
     info = {"model": str(model_file), "classes": len(names), "input_shape": list(shape),
-            "background": background, "files": len(paths), "note": scored.note}
+            "background": background, "files": len(paths), "note": scored.note,
+            "tta": tta}
 
     rows: list[dict] = []
     chunks = list(_chunks(paths, int(batch_size)))
@@ -119,7 +126,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
                 files.append(path)
             if not good:
                 continue
-            probs = predict_arrays(scored, np.stack(good))
+            probs = predict_arrays(scored, np.stack(good), tta)
             for path, flag, p in zip(files, flags, probs):
                 rows.append({"file": str(path), "top": top_classes(p, names, k), "inverted": flag})
             del good

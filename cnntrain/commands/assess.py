@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from cnntrain.commands.options import data_options, invert_option, json_option, runs_option, say_model, unsafe_option
+from cnntrain.commands.options import (data_options, invert_option, json_option, runs_option, say_model, tta_option,
+                                       unsafe_option)
 
 
 @click.command()
@@ -16,10 +17,11 @@ from cnntrain.commands.options import data_options, invert_option, json_option, 
               help="Which split of the model's dataset to evaluate on.")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="k of top-k accuracy.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@tta_option
 @runs_option
 @unsafe_option
 @json_option("Print the figures as JSON.")
-def evaluate(target, data_dir, offline, split, top_k, batch_size, runs_root, unsafe, as_json):
+def evaluate(target, data_dir, offline, split, top_k, batch_size, tta, runs_root, unsafe, as_json):
     """Test loss, accuracy, top-k accuracy, per-class precision/recall/F1 and the confusion
     matrix of a run's model (default: the newest finished run) or of a .keras file.
 
@@ -31,7 +33,7 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, runs_root, uns
     if unsafe:
         console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     result, written = evaluate_run(target, runs_root=runs_root, data_dir=data_dir, offline=offline, split=split,
-                                  top_k=top_k, batch_size=batch_size, unsafe=unsafe)
+                                  top_k=top_k, batch_size=batch_size, unsafe=unsafe, tta=tta)
     if result.get("note"):
         console.err.print(f"note: {console.escape(result['note'])}")
     if as_json:
@@ -49,11 +51,12 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, runs_root, uns
 @runs_option
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown per image.")
 @invert_option
+@tta_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @unsafe_option
 @json_option("Print the predictions as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the predictions to a CSV file.")
-def predict(inputs, model_path, run, runs_root, top_k, invert, batch_size, unsafe, as_json, csv_path):
+def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, unsafe, as_json, csv_path):
     """Classify image files (PNG, JPEG, BMP, GIF, TIFF, WebP), folders of them, or glob
     patterns, with the top-k classes and their probabilities.
 
@@ -62,15 +65,16 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, batch_size, unsaf
     still predicted, and the exit status is 1."""
     from cnntrain.views import console, csvfile, tables
     from cnntrain.assess.predict import inverted_note, predict_files
+    from cnntrain.assess.tta import label
 
     if model_path and run:
         raise click.UsageError("give --model or --run, not both")
     if unsafe:
         console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     rows, errors, info = predict_files(list(inputs), target=model_path or run, runs_root=runs_root, top_k=top_k,
-                                       invert=invert, batch_size=batch_size, unsafe=unsafe)
+                                       invert=invert, batch_size=batch_size, unsafe=unsafe, tta=tta)
     if not as_json:
-        say_model(info["model"])
+        say_model(f"{info['model']}{label(info['tta'])}")
     if info.get("note"):
         console.err.print(f"note: {console.escape(info['note'])}")
     for row in rows:
@@ -79,7 +83,7 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, batch_size, unsaf
     if csv_path:
         csvfile.predictions_csv(rows, csv_path)
     if as_json:
-        click.echo(json.dumps({"model": str(info.get("model")), "predictions": rows,
+        click.echo(json.dumps({"model": str(info.get("model")), "tta": info["tta"], "predictions": rows,
                                "errors": [{"file": e.file, "error": e.message} for e in errors]}, indent=2))
     elif rows:
         tables.show_predictions(console.out, rows, top_k)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from cnntrain.spec.schema import INVERT_CHOICES
+from cnntrain.spec.schema import INVERT_CHOICES, TTA_CHOICES
 
 SET_HELP = "Override a spec value, e.g. --set fit.epochs=3 (repeatable; the value is YAML)."
 RUNS_HELP = "Where the run folders are."
@@ -56,6 +56,13 @@ def say_model(path) -> None:
 
 def json_option(help_text: str):
     return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def tta_option(f):
+    return click.option("--tta", type=click.Choice(TTA_CHOICES), default=None,
+                        help="Test-time augmentation. flip: each image's class probabilities averaged with those "
+                             "of its left-right mirror (helps CIFAR-10-like classes, not digits). "
+                             "Default: the fit.tta the model was trained with, else none.")(f)
 
 
 def invert_option(f):

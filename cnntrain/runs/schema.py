@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from cnntrain.errors import CnntrainError
+from cnntrain.spec.schema import TTA_CHOICES
 
 DAMAGED_HINT = "the file was changed or broken after cnntrain wrote it"
 RESUME_HINT = DAMAGED_HINT + "; start a new fit: this run's backup/ cannot be resumed"
@@ -179,6 +180,8 @@ def show(value) -> str:
 # ---------------------------------------------------------------- the files
 
 FIGURES = Record({}, rest=Number(finite=False))   # {name: value}; a diverged run has an inf loss
+# The fit's test figures say the test-time augmentation they were taken with, when there was one.
+TEST_FIGURES = Record({"tta": Str(TTA_CHOICES)}, rest=Number(finite=False), optional_keys=("tta",))
 
 # backup/state.json, as train/callbacks.py RunState writes it.
 HISTORY_ROW = Record({"epoch": Int(1)}, rest=Number(finite=False))
@@ -192,7 +195,7 @@ STATE = Record({
 # metrics.json, as train/finish.py writes it.
 METRICS = Record({
     "name": Str(), "epochs": Int(0), "stopped": Str(("completed", "early_stopping", "nan", "pruned")),
-    "train": FIGURES, "validation": FIGURES, "test": Optional(FIGURES),
+    "train": FIGURES, "validation": FIGURES, "test": Optional(TEST_FIGURES),
     "best": Record({"monitor": Str(), "value": Optional(Number()), "epoch": Optional(Int(1))}),
     "parameters": Int(0), "wall_time_s": Number(), "train_images_per_s": Optional(Number()),
 })
@@ -208,7 +211,7 @@ METADATA_FIELDS = {
     "background": Optional(Str(("dark", "light"))), "dataset": Optional(Str()),
     "data_path": Optional(Str()), "image_size": Optional(List(Int(1), length=2)),
     "color_mode": Optional(Str()), "one_hot": Bool(), "name": Optional(Str()),
-    "cnntrain_version": Str(), "epoch": Int(0),
+    "cnntrain_version": Str(), "epoch": Int(0), "tta": Str(TTA_CHOICES),
 }
 METADATA = Record(METADATA_FIELDS, optional_keys=METADATA_FIELDS)
 

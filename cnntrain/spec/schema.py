@@ -43,6 +43,8 @@ DEFAULTS = {
         "strategy": "auto",      # auto | one-device | mirrored | multi-worker
         "tracking": "none",      # none | mlflow (pip install 'cnntrain[track]')
         "tracking_uri": None,    # MLflow's tracking URI; default: sqlite:///<output.dir>/mlflow.db
+        "tta": "none",           # none | flip: test-time augmentation of fit's final test figure and the
+                                 # default of evaluate/predict for this run's model
     },
     "output": {
         "dir": "runs",           # run folders go to DIR/<name>/<timestamp>/
@@ -59,6 +61,8 @@ STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 DEVICES = ("auto", "cpu", "gpu")
 INVERT_CHOICES = ("auto", "yes", "no")
 TRACKING = ("none", "mlflow")
+# flip: the mean of the softmax on the image and on its left-right mirror (airbench's test-time flip).
+TTA_CHOICES = ("none", "flip")
 CHOICES = {
     ("data", "dataset"): DATASETS,
     ("data", "validation"): VALIDATION_CHOICES,
@@ -66,6 +70,7 @@ CHOICES = {
     ("preprocess", "normalize"): NORMALIZE_CHOICES,
     ("fit", "strategy"): STRATEGIES,
     ("fit", "tracking"): TRACKING,
+    ("fit", "tta"): TTA_CHOICES,
 }
 
 MAX_SEED = 2 ** 32 - 1      # NumPy's seed range, which keras.utils.set_random_seed uses

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from cnntrain.assess import tta
 from cnntrain.errors import CnntrainError
 from cnntrain.feed import pipeline
 from cnntrain.figures import curves
@@ -36,11 +37,10 @@ def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, s
     last = state["history"][-1] if state["history"] else {}
     test = None
     if data.x_test is not None:
-        figures = model.evaluate(sharded(pipeline.eval_dataset(data.x_test, data.y_test,
-                                                                batch_size=spec["fit"]["batch_size"],
-                                                                num_classes=classes), plan),
-                                 verbose=0, return_dict=True)
-        test = {k: float(v) for k, v in figures.items()}
+        test = tta.test_figures(model, sharded(pipeline.eval_dataset(data.x_test, data.y_test,
+                                                                     batch_size=spec["fit"]["batch_size"],
+                                                                     num_classes=classes), plan),
+                                spec["fit"]["tta"], metrics=build.build_metrics(spec), strategy=plan.strategy)
     seconds = meter.seconds
     steady = seconds[1:] if len(seconds) > 1 else seconds
     metrics = {

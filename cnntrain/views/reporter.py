@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from cnntrain.assess.tta import label
 from cnntrain.errors import plural
 from cnntrain.views.console import err, escape, figure, fmt, out, pct
 from cnntrain.views.tables import FoldingTable
@@ -44,6 +45,7 @@ class Reporter:
             line += f", test accuracy {pct(test.get('accuracy'))}"
             if images.get("test"):
                 line += f" on {plural(images['test'], 'image')}"
+            line += label(test.get("tta", "none"))
         if self.mode == "quiet":
             out.print(f"{escape(line)}  ->  {escape(str(run_dir))}")
             return
@@ -57,7 +59,8 @@ class Reporter:
             figures = metrics.get(split) or {}
             if figures:
                 count = images.get(split)
-                table.add_row(split, "-" if count is None else f"{count:,}", fmt(figures.get("loss")),
+                shown = f"{split}{label(figures['tta'])}" if figures.get("tta") else split
+                table.add_row(shown, "-" if count is None else f"{count:,}", fmt(figures.get("loss")),
                               pct(figures.get("accuracy")))
         out.print(table)
         best = metrics["best"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from cnntrain.assess.tta import label
 from cnntrain.errors import plural
 from cnntrain.views.console import UNBOUNDED, escape, pct
 
@@ -87,7 +88,7 @@ def show_evaluation(console, result: dict) -> None:
         head.add_row("data", escape(str(result["dataset"])) + split)
     head.add_row("samples", f"{result['samples']:,}")
     head.add_row("loss", f"{result['loss']:.4f}")
-    head.add_row("accuracy", f"[bold]{pct(result['accuracy'])}[/bold]")
+    head.add_row("accuracy", f"[bold]{pct(result['accuracy'])}[/bold]{label(result.get('tta', 'none'))}")
     head.add_row(f"top-{k} accuracy", pct(result["top_k_accuracy"]))
     head.add_row("macro F1", f"{result['macro_f1']:.4f}")
     console.print(head)

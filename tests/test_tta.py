@@ -1,0 +1,166 @@
+"""Test-time flip (fit.tta, evaluate/predict --tta) through the CLI, on a tiny CIFAR-shaped run,
+against a NumPy recomputation from the trained model itself."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnntrain.backend import keras
+from helpers import formats as fx
+from helpers.cli import run_cli
+
+SPEC = """\
+name: tinycifar
+seed: 3
+data:
+  dataset: cifar10
+  validation: none
+preprocess:
+  normalize: scale
+model:
+  input_shape: [32, 32, 3]
+  layers:
+    - Conv2D: {filters: 4, kernel_size: 3, strides: 2}
+    - Activation: relu
+    - Flatten
+    - Dense: {units: 10, activation: softmax}
+compile:
+  optimizer: {Adam: {learning_rate: 0.01}}
+fit:
+  batch_size: 50
+  epochs: 1
+  tta: flip
+"""
+
+
+def striped(n, seed):
+    """Noise with a bright column at 3 x class: a mirror puts it at another class's column."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 100, (n, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(n) % 10
+    for i, label in enumerate(y):
+        x[i, :, 3 * label] = 255
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tta")
+    x_train, y_train = striped(300, 1)
+    x_test, y_test = striped(100, 2)
+    data = root / "data"
+    fx.write_cifar_dir(data / "cifar-10-batches-py", fx.cifar_members(x_train, y_train, x_test, y_test))
+    spec = root / "tinycifar.yaml"
+    spec.write_text(SPEC)
+    result = run_cli("fit", spec, "--data-dir", data, "--out", root / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    model = keras.models.load_model(root / "run" / "model.keras")
+    return {"root": root, "data": data, "run": root / "run", "fit": result, "model": model,
+            "x": x_test, "y": y_test}
+
+
+def softmax_of(model, x):
+    return model.predict(np.ascontiguousarray(x, dtype=np.float32), batch_size=len(x), verbose=0)
+
+
+def figures(probs, y):
+    """Keras' crossentropy from probabilities (clipped to [1e-7, 1 - 1e-7], renormalized) and the accuracy."""
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    loss = np.mean(np.log(p.sum(axis=1)) - np.log(p[np.arange(len(y)), y]))
+    return float(loss), float(np.mean(probs.argmax(axis=1) == y))
+
+
+def flipped_mean(model, x):
+    return (softmax_of(model, x) + softmax_of(model, x[:, :, ::-1])) / np.float32(2)
+
+
+def lines(text):
+    return [line.rstrip() for line in text.splitlines()]
+
+
+def test_fit_records_the_flip_and_its_test_figure(run):
+    loss, accuracy = figures(flipped_mean(run["model"], run["x"]), run["y"])
+    metrics = json.loads((run["run"] / "metrics.json").read_text())
+    assert metrics["test"]["tta"] == "flip"
+    assert set(metrics["test"]) == {"loss", "accuracy", "tta"}
+    assert metrics["test"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert metrics["test"]["loss"] == pytest.approx(loss, abs=1e-5)
+    assert f"test accuracy {100 * accuracy:.2f}% on 100 images (test-time flip)  ->  " in run["fit"].stdout
+    meta = json.loads(__import__("zipfile").ZipFile(run["run"] / "model.keras").read("cnntrain.json"))
+    assert meta["tta"] == "flip"
+
+
+def test_evaluate_defaults_to_the_runs_flip_and_none_overrides(run):
+    model, x, y = run["model"], run["x"], run["y"]
+    flip_loss, flip_acc = figures(flipped_mean(model, x), y)
+    none_loss, none_acc = figures(softmax_of(model, x), y)
+    # The tiny model has learnt the stripe's column, so the mirror changes its answers.
+    assert flip_acc != none_acc and abs(flip_loss - none_loss) > 0.01
+
+    result = run_cli("evaluate", run["run"], "--data-dir", run["data"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run["run"] / "eval.json").read_text())
+    assert saved["tta"] == "flip" and saved["samples"] == 100
+    assert saved["accuracy"] == flip_acc
+    assert saved["loss"] == pytest.approx(flip_loss, abs=1e-6)
+    assert f"accuracy        {100 * flip_acc:.2f}% (test-time flip)" in lines(result.stdout)
+    # What fit said of its model, evaluate reproduces.
+    metrics = json.loads((run["run"] / "metrics.json").read_text())
+    assert saved["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+
+    result = run_cli("evaluate", run["run"], "--data-dir", run["data"], "--tta", "none")
+    assert result.exit_code == 0, result.output
+    assert f"accuracy        {100 * none_acc:.2f}%" in lines(result.stdout)
+    shown = json.loads((run["run"] / "eval.json").read_text())
+    assert shown["tta"] == "none" and shown["accuracy"] == none_acc
+    # No flip: the loss of the logits, as Keras' model.evaluate takes it.
+    assert shown["loss"] == pytest.approx(none_loss, abs=1e-4)
+
+
+def test_predict_flip_is_the_mean_over_the_mirror(run):
+    model, x = run["model"], run["x"][:3]
+    files = []
+    for i, image in enumerate(x):
+        files.append(run["root"] / f"image{i}.png")
+        Image.fromarray(image).save(files[-1])
+    expected = {"flip": flipped_mean(model, x), "none": softmax_of(model, x)}
+    for tta, extra in (("flip", []), ("flip", ["--tta", "flip"]), ("none", ["--tta", "none"])):
+        result = run_cli("predict", *files, "--run", run["run"], "--top-k", "10", "--json", *extra)
+        assert result.exit_code == 0, result.output
+        shown = json.loads(result.stdout)
+        assert shown["tta"] == tta
+        for row, probs in zip(shown["predictions"], expected[tta]):
+            got = {t["class"]: t["probability"] for t in row["top"]}
+            names = [fx.CIFAR_NAMES[c].decode() for c in range(10)]
+            np.testing.assert_allclose([got[n] for n in names], probs, rtol=0, atol=1e-6)
+    result = run_cli("predict", files[0], "--run", run["run"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"model: {run['run'] / 'model.keras'} (test-time flip)\n"
+
+
+def test_an_exported_model_takes_the_flip_too(run):
+    result = run_cli("export", run["run"], "--format", "tflite", "--data-dir", run["data"])
+    assert result.exit_code == 0, result.output
+    exported = run["run"] / "export" / "tflite" / "model.tflite"
+    flip_loss, flip_acc = figures(flipped_mean(run["model"], run["x"]), run["y"])
+    # The run's tta travels in the export's cnntrain.json, so evaluate defaults to it there too.
+    for extra in ([], ["--tta", "flip"]):
+        result = run_cli("evaluate", exported, "--data-dir", run["data"], "--json", *extra)
+        assert result.exit_code == 0, result.output
+        shown = json.loads(result.stdout)
+        assert shown["tta"] == "flip" and shown["accuracy"] == flip_acc
+        assert shown["loss"] == pytest.approx(flip_loss, abs=1e-5)
+
+
+def test_unknown_tta_choices(run, tmp_path):
+    result = run_cli("evaluate", run["run"], "--tta", "mirror")
+    assert result.exit_code == 2
+    assert "Invalid value for '--tta': 'mirror' is not one of 'none', 'flip'." in result.stderr
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(SPEC.replace("tta: flip", "tta: mirror"))
+    result = run_cli("check", spec)
+    assert result.exit_code == 1
+    assert result.stderr == f"{spec}:20:8: 'fit.tta' must be one of none, flip, received: 'mirror' (str)\n"
