@@ -15,6 +15,15 @@ from helpers.formats import tiny_mnist  # noqa: E402
 from helpers.runs import TINY_SPEC  # noqa: E402
 
 
+def pytest_addoption(parser, pluginmanager):
+    """pyproject's addopts name pytest-xdist's options; without xdist (-p no:xdist, or not installed)
+    they are accepted and ignored, and the suite runs in this process."""
+    if not pluginmanager.has_plugin("xdist"):
+        # Own dest names: other plugins (pytest-benchmark) read `dist` to tell that xdist is running.
+        parser.addoption("--numprocesses", dest="no_xdist_numprocesses", help="ignored: pytest-xdist is not loaded")
+        parser.addoption("--dist", dest="no_xdist_dist", help="ignored: pytest-xdist is not loaded")
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Never the user's Keras cache or data folder, never a download, and the current folder is the

@@ -320,6 +320,9 @@ def test_mnist_pointed_at_the_cifar10_jpeg_archive(tmp_path, tiny_spec):
 
 
 def test_check_warns_at_a_model_without_a_softmax(tmp_path):
+    from cnntrain.backend import keras
+
+    keras.backend.clear_session()   # the layer's name ('dense', not 'dense_32') counts the models built in this process
     spec = write(tmp_path / "logits.yaml", b"name: logits\nmodel:\n  input_shape: [8, 8, 1]\n  layers:\n"
                  b"    - Flatten\n    - Dense: {units: 10}\n")
     result = run_cli("check", spec)
