@@ -41,10 +41,17 @@ def data(action, name, path, data_dir, offline):
 def augment(spec, overrides, data_dir, offline, out, images, versions):
     """A picture of a few training images and augmented versions of each, as the spec's
     augment section makes them during fit."""
-    from cnntrain.spec import load_spec
+    from cnntrain.spec import load_spec, mix_entries
 
     loaded = load_spec(spec, overrides)   # first: a broken spec is reported before TensorFlow is imported
     from cnntrain.insight.augment_grid import augment_grid
 
-    path = augment_grid(loaded, out, data_dir=data_dir, offline=offline, images=images, versions=versions)
+    path, mixed = augment_grid(loaded, out, data_dir=data_dir, offline=offline, images=images, versions=versions)
     click.echo(f"wrote {path}")
+    mixes = mix_entries(loaded["augment"])
+    if mixes:
+        drawn = ", ".join(f"{name} (probability {probability:g})" for _, name, probability in mixes)
+        from cnntrain.views import console
+
+        console.err.print(f"note: {drawn} mixed {mixed} of the {versions} versions, the shown images being the "
+                          "batch; a mixed image's label shares are written under it")

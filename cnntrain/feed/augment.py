@@ -243,7 +243,7 @@ class _FusedGeometry:
 
 
 if _SeedGenerator is not None:
-    class _TensorSeed(_SeedGenerator):
+    class TensorSeed(_SeedGenerator):
         """Stands in for a layer's SeedGenerator so Keras' own random ops draw from
         our stateless per-batch seed (no variable, nothing shared between parallel
         map calls): reproducible for a seed, different each batch and epoch."""
@@ -255,6 +255,8 @@ if _SeedGenerator is not None:
         def next(self, ordered=True):
             self._draws += 1
             return tf.random.experimental.stateless_fold_in(self._seed, self._draws)
+else:  # pragma: no cover - a Keras that moved SeedGenerator
+    TensorSeed = None
 
 
 class _KerasLayer:
@@ -272,7 +274,7 @@ class _KerasLayer:
         # What BaseImagePreprocessingLayer.call does for a batch, with our seed.
         layer.backend.set_backend("tensorflow")
         try:
-            transformation = layer.get_random_transformation(images, training=True, seed=_TensorSeed(seed))
+            transformation = layer.get_random_transformation(images, training=True, seed=TensorSeed(seed))
             out = layer.transform_images(images, transformation=transformation, training=True)
         finally:
             layer.backend.reset()

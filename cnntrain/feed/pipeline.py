@@ -11,6 +11,7 @@ import numpy as np
 from cnntrain.backend import tf
 from cnntrain.data.splits import as_images, as_labels
 from cnntrain.errors import CnntrainError
+from cnntrain.feed import mix
 from cnntrain.feed.augment import build_augmenter
 
 
@@ -53,14 +54,21 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
     Epoch e's order and augmentation depend on (seed, e) alone, not on how many epochs this
     process has already run: a fit resumed at epoch e feeds what an uninterrupted fit feeds.
     Images come out float32 in 0-255 (the model normalizes); each epoch's last partial batch
-    is kept; labels are one-hot float32 when `num_classes` is given.
+    is kept; labels are one-hot float32 when `num_classes` is given. `augment` may end in mixes
+    (MixUp, CutMix: see feed/mix.py), which need `num_classes`.
     """
     x, y = _checked(x, y, batch_size, num_classes)
     n, batch = len(x), int(batch_size)
     gather = _gatherer(x, y, num_classes)
-    augmenter = build_augmenter(augment, seed) if augment else None
+    image_layers, mixes = mix.split(augment or [])
+    augmenter = build_augmenter(image_layers, seed) if image_layers else None
+    mixer = mix.build_mixer(mixes)
+    if mixer is not None and num_classes is None:
+        raise CnntrainError(f"{type(mixes[0][0]).__name__} mixes the labels, which needs one-hot labels",
+                            hint="pass num_classes (build.uses_one_hot says so for a spec with a mix)")
     order_seed = tf.constant([seed, 0], tf.int64)
     augment_seed = tf.constant([seed, 1], tf.int64)
+    mix_seed = tf.constant([seed, 2], tf.int64)   # its own stream: a mix leaves the image augmentation as it was
 
     def epoch_batches(epoch):
         order = tf.random.experimental.stateless_shuffle(
@@ -73,15 +81,20 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
     else:
         epoch_numbers = tf.data.Dataset.range(int(first_epoch), int(first_epoch) + int(epochs))
     batches = epoch_numbers.flat_map(epoch_batches)
-    if augmenter is None:
+    if augmenter is None and mixer is None:
         ds = batches.map(lambda epoch, step, idx: gather(idx), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        def gather_and_augment(epoch, step, idx):
+        def batch_seed(base, epoch, step):
             # One stateless seed per (epoch, batch): reproducible although batches are mapped in parallel.
-            batch_seed = tf.random.experimental.stateless_fold_in(
-                tf.random.experimental.stateless_fold_in(augment_seed, epoch), step)
+            return tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(base, epoch), step)
+
+        def gather_and_augment(epoch, step, idx):
             images, target = gather(idx)
-            return augmenter(images, seed=batch_seed), target
+            if augmenter is not None:
+                images = augmenter(images, seed=batch_seed(augment_seed, epoch, step))
+            if mixer is not None:
+                images, target = mixer(images, target, batch_seed(mix_seed, epoch, step))
+            return images, target
 
         ds = batches.map(gather_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -14,7 +14,8 @@ from cnntrain.backend import keras
 from cnntrain.data.catalog import DATASET_CLASSES, DATASET_SHAPES
 from cnntrain.model import arguments, outputs, policy
 from cnntrain.model.normalization import normalization_layer
-from cnntrain.spec import Spec, layer_entries
+from cnntrain.spec import Spec, layer_entries, mix_entries
+from cnntrain.spec.schema import MIX_DEFAULTS
 
 # A schedule argument in epochs: "8 epochs" (fixed), "all" (the whole run, so it follows
 # --epochs) or "all - 1 epochs" (the whole run less a warmup, say).
@@ -42,11 +43,7 @@ def lookup_class(spec: Spec, path, name: str, module, base, what: str):
     module_name = module.__name__.replace("keras.api.", "keras.").replace("keras._tf_keras.", "")
     hint = f"did you mean '{close[0]}'? " if close else ""
     hint += f"{what.capitalize()} names are {module_name} class names (case matters)."
-    return _raise(spec.error(path, f"unknown {what} '{name}'", hint, key=True))
-
-
-def _raise(error):
-    raise error
+    raise spec.error(path, f"unknown {what} '{name}'", hint, key=True)
 
 
 def keras_value(value):
@@ -135,12 +132,19 @@ def input_shape(spec: Spec, data_shape=None) -> tuple:
 
 
 def build_layers(spec: Spec, path) -> list:
-    """The keras.layers objects of the layer list at `path` (model.layers or augment)."""
+    """The keras.layers objects of the layer list at `path` (model.layers or augment); in augment, a
+    mix (schema.MIXES) is a (layer, probability) pair, its cnntrain keys kept from its constructor."""
     items = spec.values
     for part in path:
         items = items[part]
-    return [construct(spec, path + (i,), name, args, keras.layers, keras.layers.Layer, "layer")
-            for i, name, args in layer_entries(items)]
+    mixes = {i: probability for i, _, probability in mix_entries(items)} if path == ("augment",) else {}
+    built = []
+    for i, name, args in layer_entries(items):
+        if i in mixes and isinstance(args, dict):
+            args = {k: v for k, v in args.items() if k not in MIX_DEFAULTS}
+        layer = construct(spec, path + (i,), name, args, keras.layers, keras.layers.Layer, "layer")
+        built.append((layer, mixes[i]) if i in mixes else layer)
+    return built
 
 
 def build_model(spec: Spec, *, shape=None, front=()) -> "keras.Sequential":
@@ -288,23 +292,25 @@ def _steps(spec, path, arg, steps_per_epoch):
 
 
 def uses_one_hot(spec: Spec) -> bool:
-    """Whether labels must be one-hot: categorical losses and label smoothing need them."""
+    """Whether labels must be one-hot: categorical losses, label smoothing and mixes (MixUp) need them."""
     name, _ = ref_name(spec["compile"]["loss"])
-    return spec["compile"]["label_smoothing"] > 0 or name.lower().startswith("categorical")
+    return (spec["compile"]["label_smoothing"] > 0 or name.lower().startswith("categorical")
+            or bool(mix_entries(spec["augment"])))
 
 
 def build_loss(spec: Spec):
-    """compile.loss as a Keras loss (with label_smoothing where the spec asks for it)."""
+    """compile.loss as a Keras loss; sparse crossentropy becomes categorical where labels are one-hot."""
     path = ("compile", "loss")
     value = spec["compile"]["loss"]
     smoothing = spec["compile"]["label_smoothing"]
-    if smoothing > 0:
-        name, args = ref_name(value)
-        if name.replace("_", "").lower() not in ("sparsecategoricalcrossentropy", "categoricalcrossentropy"):
+    name, args = ref_name(value)
+    sparse = name.replace("_", "").lower() == "sparsecategoricalcrossentropy"
+    if smoothing > 0 or (sparse and uses_one_hot(spec)):
+        if not sparse and name.replace("_", "").lower() != "categoricalcrossentropy":
             raise spec.error(("compile", "label_smoothing"), f"label_smoothing needs a categorical crossentropy loss, "
                              f"received loss: {name}", "set compile.loss: categorical_crossentropy, or label_smoothing: 0")
-        args = {k: v for k, v in (args or {}).items()}
-        return _construct_ref(spec, path, "CategoricalCrossentropy", {**args, "label_smoothing": smoothing},
+        smoothed = {"label_smoothing": smoothing} if smoothing > 0 else {}
+        return _construct_ref(spec, path, "CategoricalCrossentropy", {**(args or {}), **smoothed},
                               keras.losses, keras.losses.Loss, "loss")
     return _by_name(spec, path, value, keras.losses, keras.losses.Loss, keras.losses.get, "loss")
 

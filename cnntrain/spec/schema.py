@@ -23,7 +23,7 @@ DEFAULTS = {
     "preprocess": {
         "normalize": "scale",    # none: raw 0-255 | scale: to [0, 1] | standardize: per-channel z-score
     },
-    "augment": [],               # keras.layers preprocessing layers, training batches only
+    "augment": [],               # keras.layers preprocessing layers, training batches only; MIXES last
     "model": {
         "input_shape": None,     # [height, width, channels]; default: the dataset's shape
         "layers": REQUIRED,      # keras.layers class names with their constructor arguments
@@ -51,6 +51,13 @@ DEFAULTS = {
     },
 }
 
+# keras.layers that mix pairs of images AND their labels across a training batch. In `augment:`
+# they come after the image layers, take Keras' arguments plus MIX_DEFAULTS' keys, and each batch
+# gets at most one of them (timm's switch), so their probabilities sum to at most 1.
+MIXES = ("MixUp", "CutMix")
+MIX_DEFAULTS = {
+    "probability": 1.0,          # the fraction of training batches this mix is applied to
+}
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "image_folder")
 VALIDATION_CHOICES = ("split", "test", "none")

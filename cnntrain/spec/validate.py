@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import re
 
-from cnntrain.spec.schema import CHOICES, MAX_SEED, dotted
+from cnntrain.spec.schema import CHOICES, MAX_SEED, MIX_DEFAULTS, MIXES, dotted
 from cnntrain.spec.yamlmarks import show
 
 
@@ -65,6 +65,7 @@ def validate(spec):
                          "list the model's layers under model.layers, e.g. '- Conv2D: {filters: 32, kernel_size: 3}'")
     _layer_list(spec, ("model", "layers"), v["model"]["layers"], allow_empty=False)
     _layer_list(spec, ("augment",), v["augment"], allow_empty=True)
+    _mixes(spec, v["augment"])
     _layer_list(spec, ("fit", "callbacks"), v["fit"]["callbacks"], allow_empty=True)
     comp = v["compile"]
     _object_ref(spec, ("compile", "optimizer"), comp["optimizer"])
@@ -125,6 +126,37 @@ def layer_entries(items):
         else:
             (name, args), = item.items()
             yield i, name, args
+
+
+def mix_entries(items):
+    """(index, name, probability) of each label-mixing entry (schema.MIXES) of an augment list."""
+    found = []
+    for i, name, args in layer_entries(items or []):
+        if name in MIXES:
+            given = args if isinstance(args, dict) else {}
+            found.append((i, name, given.get("probability", MIX_DEFAULTS["probability"])))
+    return found
+
+
+def _mixes(spec, items):
+    mixes = mix_entries(items)
+    entries = list(layer_entries(items))
+    for i, name, probability in mixes:
+        path = ("augment", i, name, "probability")
+        if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
+            raise spec.error(path, f"{name}'s probability must be a number in [0, 1], received: {show(probability)}",
+                             "the fraction of training batches mixed, e.g. probability: 0.5")
+        images = [other for _, other, _ in entries[i + 1:] if other not in MIXES]
+        if images:
+            raise spec.error(("augment", i), f"{name} is listed before {images[0]}, but it mixes whole batches "
+                             "after the image augmentations", f"move {name} below {images[-1]}, to the end of augment:")
+    total = sum(probability for _, _, probability in mixes)
+    if total > 1 + 1e-9:
+        parts = " + ".join(f"{name} {probability:g}" for _, name, probability in mixes)
+        i, name, _ = mixes[-1]
+        raise spec.error(("augment", i, name, "probability"), f"the mixes' probabilities sum to {total:g} ({parts}); "
+                         "each batch gets at most one mix, so they must sum to at most 1",
+                         "give each a probability, e.g. probability: 0.5 on both (a mix without one has 1.0)")
 
 
 def _layer_list(spec, path, items, *, allow_empty):

@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from cnntrain.backend import keras
-from cnntrain.feed import pipeline
+from cnntrain.feed import mix, pipeline
 from cnntrain.model import build, normalization
 from cnntrain.spec import Spec, layer_entries
 
@@ -56,16 +56,25 @@ def _step(model, xb, yb, optimizer, loss, metrics):
 
 
 def _augmented_batch(spec, x, y, shape, one_hot):
-    """One batch through the real training pipeline; an augmentation layer at fault is named."""
+    """One batch through the real training pipeline; an augmentation layer at fault is named. Each
+    mix (MixUp, CutMix) is tried on its own for sure, after the image layers: a mix drawn for only
+    some batches, or never when another is drawn, would otherwise go untried."""
     items = spec["augment"]
+    built = build.build_layers(spec, ("augment",))
+    images, mixes = mix.split(built)
     try:
-        xb, yb = _one_batch(x, y, build.build_layers(spec, ("augment",)), spec["seed"], one_hot)
+        batches = [_one_batch(x, y, images + [(layer, 1.0)], spec["seed"], one_hot) for layer, _ in mixes]
+        batches = batches or [_one_batch(x, y, images, spec["seed"], one_hot)]
     except Exception:  # the layer at fault is found below, by running the layers one at a time
-        xb = None
-    if xb is not None and tuple(xb.shape[1:]) == tuple(shape):
-        return xb, yb
+        batches = None
+    for (i, name, _), (_, yb) in zip([e for e in layer_entries(items) if mix.is_mix(built[e[0]])], batches or []):
+        if not np.all(np.isfinite(yb)):   # Keras takes any alpha; Beta(0, 0) is 0 / 0
+            raise spec.error(("augment", i), f"{name} gives labels that are not numbers: {np.asarray(yb)[0].tolist()}",
+                             f"see the documentation of keras.layers.{name} (MixUp's alpha: a number above 0)")
+    if batches and all(tuple(xb.shape[1:]) == tuple(shape) for xb, _ in batches):
+        return batches[-1]
     for i, name, _ in layer_entries(items):
-        layers = build.build_layers(spec, ("augment",))[:i + 1]
+        layers = images + [(built[i][0], 1.0)] if mix.is_mix(built[i]) else built[:i + 1]
         try:
             out, _ = _one_batch(x, y, layers, spec["seed"], one_hot)
         except Exception as exc:
