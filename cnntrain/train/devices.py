@@ -14,8 +14,8 @@ def setup(device: str = "auto", *, mixed_precision: bool = False, cpu_devices: i
 
     `threads` sets TensorFlow's intra-op thread pool (the threads one convolution uses) and keeps
     the inter-op pool (ops run side by side) at most 2: on a small CPU a second pool of the same
-    size only makes the two compete for the cores. `cpu_devices` > 1 splits the CPU into that many logical devices, so that a mirrored
-    strategy can be tried (and tested) on a machine without GPUs.
+    size only makes the two compete for the cores. `cpu_devices` > 1 splits the CPU into that many
+    logical devices, so that a mirrored strategy can be tried (and tested) on a machine without GPUs.
     """
     if threads is not None:
         try:

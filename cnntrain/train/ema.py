@@ -66,12 +66,8 @@ class EmaWeights(keras.callbacks.Callback):
         if self.kept is None:
             yield
             return
-        average = [v.numpy() for v in self.model.trainable_variables]
-        kept = self.kept
         self._swap_out()
         try:
             yield
         finally:
-            for variable, value in zip(self.model.trainable_variables, average):
-                variable.assign(value)
-            self.kept = kept
+            self._swap_in()   # the optimizer's average is untouched: the same values come back
