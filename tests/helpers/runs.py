@@ -1,4 +1,5 @@
-"""A tiny spec that trains in seconds, and what its finished run folder holds."""
+"""A tiny spec that trains in seconds, what its finished run folder holds, and its history.csv."""
+import csv
 
 RUN_FILES = {".cnntrain-run", ".lock", "spec.yaml", "env.json", "model.keras", "best.keras", "history.csv", "metrics.json",
              "curves.png"}
@@ -88,3 +89,12 @@ def trained_runs(root, epochs: int, fits: list[list], run) -> dict:
     Image.fromarray(x_test[list(y_test).index(7)]).save(image)
     return {"root": root, "data": data, "runs": root / "runs", "image": image, "x_test": x_test, "y_test": y_test,
             "fits": results}
+
+
+COSINE = "compile.optimizer={Adam: {learning_rate: {CosineDecay: {initial_learning_rate: 0.01, decay_steps: %s}}}}"
+
+
+def history(run):
+    """history.csv of a run folder, one dict of strings per epoch."""
+    with open(run / "history.csv") as f:
+        return list(csv.DictReader(f))
