@@ -128,7 +128,7 @@ def load_mnist(data_dir: str | None, n: int, tmp: Path):
 def run_cnntrain(args, data_dir: str, out: Path, patch=contextlib.nullcontext, extra=()) -> dict:
     from cnntrain.views import reporter
     from cnntrain.spec import load_spec
-    from cnntrain.train import FitOptions, fit
+    from cnntrain.train.fit import FitOptions, fit
 
     clock = EpochClock()
 
@@ -255,7 +255,7 @@ def main(argv=None) -> int:
         parser.error(f"--explain: unknown {', '.join(sorted(unknown))}; choose from {', '.join(EXPLAIN)}")
 
     from cnntrain.feed import pipeline
-    from cnntrain.train import NanGuard
+    from cnntrain.train.callbacks import NanGuard
 
     with tempfile.TemporaryDirectory(prefix="cnntrain-fit-bench-") as tmp:
         tmp = Path(tmp)
@@ -306,7 +306,7 @@ def main(argv=None) -> int:
     def ips(result, key="seconds"):
         return args.images / statistics.median(result[key])
 
-    print(f"\nimages/s of the steady epoch(s), median per run; cpu = images per CPU-second of this process")
+    print("\nimages/s of the steady epoch(s), median per run; cpu = images per CPU-second of this process")
     header = (f"{'round':>5}  {'cnntrain img/s':>14}  {'keras img/s':>11}  {'ratio':>6}  "
               f"{'cpu ratio':>9}  {'cnntrain+ckpt img/s':>19}  {'ratio':>6}")
     extra = [n for n in names if n not in ("cnntrain", "keras")]
