@@ -152,6 +152,41 @@ def test_fit_on_the_gpu(tiny_spec, mnist_dir, tmp_path):
     assert json.loads((tmp_path / "cpu" / "env.json").read_text())["device"] == "cpu"
 
 
+@pytest.mark.parametrize("setting, flags, policy", [
+    (["--set", "fit.precision=mixed"], set(), "mixed_bfloat16"),
+    (["--mixed-precision"], set(), "mixed_bfloat16"),                         # over the spec's float32
+    (["--set", "fit.precision=auto"], {"avx512f", "amx_bf16", "avx512_bf16"}, "mixed_bfloat16"),
+    (["--set", "fit.precision=auto"], {"avx512f", "avx512_bf16"}, "float32"),   # no AMX: not measured faster
+    ([], {"amx_bf16"}, "float32"),
+], ids=["mixed", "flag", "auto-amx", "auto-bf16-only", "default"])
+def test_precision_on_a_cpu(setting, flags, policy, tiny_spec, mnist_dir, tmp_path, monkeypatch):
+    from cnntrain.backend import keras
+    from cnntrain.train import devices
+
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+    try:
+        result = run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--device", "cpu", *setting,
+                         "--out", tmp_path / "run")
+        assert result.exit_code == 0, result.output
+        assert f"precision {policy}\n" in result.stderr
+        assert json.loads((tmp_path / "run" / "env.json").read_text())["precision"] == policy
+        model, _ = model_file.load_model(tmp_path / "run" / "model.keras")
+        assert model.layers[1].compute_dtype == policy.removeprefix("mixed_")
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+    from cnntrain.train import devices
+
+    if not os.path.exists("/proc/cpuinfo"):
+        assert devices.cpu_flags() == set()
+        return
+    with open("/proc/cpuinfo") as f:
+        line = next(line for line in f if line.startswith("flags"))
+    assert devices.cpu_flags() == set(line.split(":", 1)[1].split()) and "fpu" in devices.cpu_flags()
+
+
 def test_locked_run_folder_is_refused(tiny_spec, mnist_dir, tmp_path):
     run = tmp_path / "run"
     run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run)

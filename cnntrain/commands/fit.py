@@ -25,7 +25,8 @@ from cnntrain.spec.schema import DEVICES, STRATEGIES
               help="Start a new run from the weights of a trained model with the same layers.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="Where to train.")
-@click.option("--mixed-precision", is_flag=True, help="mixed_float16 on a GPU, mixed_bfloat16 on a CPU.")
+@click.option("--mixed-precision", is_flag=True,
+              help="fit.precision: mixed: mixed_float16 on a GPU, mixed_bfloat16 on a CPU.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None,
               help="Threads one TensorFlow op may use (default: one per core).")
 @click.option("--jit", is_flag=True, help="Compile with XLA (often faster on a GPU, slower on a CPU).")

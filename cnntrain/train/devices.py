@@ -8,9 +8,12 @@ from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError
 
 
-def setup(device: str = "auto", *, mixed_precision: bool = False, cpu_devices: int = 1,
+def setup(device: str = "auto", *, precision: str = "float32", cpu_devices: int = 1,
           threads: int | None = None) -> dict:
     """Make `device` (auto | cpu | gpu) the one TensorFlow uses; return what was found and chosen.
+
+    `precision` is float32, mixed (float16 on a GPU, bfloat16 on a CPU) or auto: mixed where the
+    device has the units for it (`mixed_is_native`), float32 elsewhere.
 
     `threads` sets TensorFlow's intra-op thread pool (the threads one convolution uses) and keeps
     the inter-op pool (ops run side by side) at most 2: on a small CPU a second pool of the same
@@ -49,7 +52,7 @@ def setup(device: str = "auto", *, mixed_precision: bool = False, cpu_devices: i
         except (RuntimeError, ValueError):
             pass
     policy = "float32"
-    if mixed_precision:
+    if precision == "mixed" or (precision == "auto" and mixed_is_native(gpus if use_gpu else [])):
         # float16 needs the GPU's tensor cores; CPUs compute bfloat16 natively where they can.
         policy = "mixed_float16" if use_gpu else "mixed_bfloat16"
     keras.mixed_precision.set_global_policy(policy)
@@ -64,6 +67,26 @@ def setup(device: str = "auto", *, mixed_precision: bool = False, cpu_devices: i
         "precision": policy,
         "threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
     }
+
+
+def cpu_flags() -> set[str]:
+    """The feature flags of the first CPU in /proc/cpuinfo (empty where there is none: macOS, Windows)."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            if line.startswith("flags"):
+                return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def mixed_is_native(gpus: list) -> bool:
+    """Whether mixed precision runs on units built for it: every GPU of compute capability >= 7.0
+    (tensor cores), or with no GPU a CPU with AMX tiles (bfloat16 matrix units)."""
+    if gpus:
+        capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability") for gpu in gpus]
+        return all(c is not None and tuple(c) >= (7, 0) for c in capabilities)
+    return "amx_bf16" in cpu_flags()
 
 
 def describe(info: dict) -> str:

@@ -154,7 +154,8 @@ def _refuse_early(spec, options) -> str:
 def _setup(spec, options, kind, reporter):
     """Devices, precision, threads and the distribution plan; seeds. Returns (device info, plan, reporter)."""
     cpu_devices = sum(1 for d in options.devices if "cpu" in d.lower())
-    device_info = devices.setup(options.device, mixed_precision=options.mixed_precision, cpu_devices=cpu_devices,
+    precision = "mixed" if options.mixed_precision else spec["fit"]["precision"]
+    device_info = devices.setup(options.device, precision=precision, cpu_devices=cpu_devices,
                                 threads=options.threads)
     # What the spec may do is settled before any slow step and before any folder is made; after the
     # device setup, which must come before anything that could start TensorFlow's runtime.
