@@ -12,7 +12,7 @@ import re
 
 from cnntrain.backend import keras
 from cnntrain.data.catalog import DATASET_CLASSES, DATASET_SHAPES
-from cnntrain.model import arguments, outputs, policy
+from cnntrain.model import arguments, outputs, policy, whitening
 from cnntrain.model.normalization import normalization_layer
 from cnntrain.spec import Spec, layer_entries, mix_entries
 from cnntrain.spec.schema import MIX_DEFAULTS
@@ -163,6 +163,8 @@ def build_model(spec: Spec, *, shape=None, front=()) -> "keras.Sequential":
                              f"{first_lines_of(exc)}",
                              "the output shrank too far or has the wrong rank: check strides, kernel sizes, "
                              "padding and pooling above (cnntrain summary shows every shape)") from None
+        if wrong := whitening.problem(layer):
+            raise spec.error(("model", "layers", i), *wrong)
     return model
 
 

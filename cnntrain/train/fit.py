@@ -17,7 +17,7 @@ import numpy as np
 from cnntrain import __version__
 from cnntrain.data import image_files, lookup, splits
 from cnntrain.feed import pipeline
-from cnntrain.model import build, normalization, policy
+from cnntrain.model import build, normalization, policy, whitening
 from cnntrain.runs import atomic, folder
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError, plural
@@ -96,7 +96,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     started = time.perf_counter()
     data = _load_data(spec, options, reporter)
     steps, logged = _check_training(spec, data, plan, reporter)
-    model, front = _build_model(spec, data, steps, plan, options)
+    model, front = _build_model(spec, data, steps, plan, options, reporter)
     initial_weights = start.init_from(model, options.init_from, spec["output"]["dir"], front) \
         if options.init_from else None
     if initial_weights:
@@ -199,7 +199,7 @@ def _check_training(spec, data, plan, reporter):
     return steps, logged
 
 
-def _build_model(spec, data, steps, plan, options):
+def _build_model(spec, data, steps, plan, options, reporter):
     """The compiled model with its optimizer built, and its front (the normalization, if any)."""
     with plan.strategy.scope():
         norm = normalization.normalization_layer(spec["preprocess"]["normalize"], data.x_train)
@@ -209,6 +209,10 @@ def _build_model(spec, data, steps, plan, options):
         model.compile(optimizer=build.build_optimizer(spec, steps), loss=build.build_loss(spec),
                       metrics=build.build_metrics(spec), jit_compile=options.jit)
         model.optimizer.build(model.trainable_variables)
+        whitened = whitening.whiten(model, data.x_train)
+    if whitened:
+        for name, images in whitened:
+            reporter.note(f"PatchWhitening: the kernel of {name} from the patches of {images:,} training images")
     plan.joined()
     return model, front
 
