@@ -1,4 +1,4 @@
-"""The benchmark scripts still import: every `from cnntrain... import name` in benchmarks/ resolves."""
+"""The benchmark scripts work: their cnntrain imports resolve, and tiny real runs of them write what they say."""
 import ast
 import importlib
 from pathlib import Path
@@ -16,6 +16,16 @@ def cnntrain_imports(path):
             yield from ((alias.name, []) for alias in node.names if alias.name.startswith("cnntrain"))
 
 
+def load_benchmark(name):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    loaded = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.name)
 def test_every_cnntrain_import_of_a_benchmark_resolves(path):
     missing = []
@@ -24,3 +34,60 @@ def test_every_cnntrain_import_of_a_benchmark_resolves(path):
         missing += [f"{module}.{name}" for name in names
                     if not hasattr(loaded, name) and importlib.util.find_spec(f"{module}.{name}") is None]
     assert missing == []
+
+
+def test_time_to_accuracy_writes_a_curve_per_config_and_stops_at_its_minutes(tmp_path, tiny_spec, mnist_dir, capsys):
+    import csv
+
+    benchmark = load_benchmark("time_to_accuracy")
+    spec = str(tiny_spec())
+    longer = f"{spec} --set fit.epochs=3 --set name=longer"     # a config with overrides of its own
+    out = tmp_path / "bench"
+    assert benchmark.main(["--config", spec, "--config", longer, "--data-dir", str(mnist_dir), "--minutes", "5",
+                           "--out", str(out)]) == 0
+    with open(out / "time_to_accuracy.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["config"], r["epoch"]) for r in rows] == [("tiny", "1"), ("tiny", "2"),
+                                                         ("longer", "1"), ("longer", "2"), ("longer", "3")]
+    assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 and float(r["wall_s"]) > 0 for r in rows)
+    assert (out / "time_to_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out.split("\n\n")[1].splitlines()
+    assert table[0] == "| config | 2 min | final (epochs, wall) |"
+    assert table[2].startswith(f"| `{spec}` | ") and "(2 epochs, " in table[2]
+    assert table[3].startswith(f"| `{longer}` | ") and "(3 epochs, " in table[3]
+
+    # A budget of zero minutes ends each fit at its first epoch end.
+    short = tmp_path / "short"
+    assert benchmark.main(["--config", longer, "--data-dir", str(mnist_dir), "--minutes", "0",
+                           "--out", str(short)]) == 0
+    with open(short / "time_to_accuracy.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
+    with pytest.raises(SystemExit, match="expected FILE"):
+        benchmark.parse_config(f"{spec} fit.epochs=3")
+
+
+def test_cpu_speed_sides_and_peaks():
+    speed = load_benchmark("cpu_speed")
+    assert speed.parse_side("bf16:b1024:t2") == {"name": "bf16:b1024:t2", "precision": "bf16", "batch": 1024,
+                                                 "threads": 2}
+    assert speed.parse_side("fp32") == {"name": "fp32", "precision": "fp32", "batch": None, "threads": None}
+    with pytest.raises(SystemExit, match="side 'fp16': the precision must be fp32 or bf16"):
+        speed.parse_side("fp16")
+    with pytest.raises(SystemExit, match="side 'fp32:x2': expected :bBATCH or :tTHREADS, got 'x2'"):
+        speed.parse_side("fp32:x2")
+    amx = {"name": "cpu", "mhz": 2000.0, "cores": 2, "flags": {"avx512f", "avx512_bf16", "amx_bf16"}}
+    assert speed.peak_flops(amx, "fp32") == 2 * 2000e6 * 64
+    assert speed.peak_flops(amx, "bf16") == 2 * 2000e6 * 1024
+    assert speed.peak_flops({**amx, "flags": {"avx512f", "avx512_bf16"}}, "bf16") == 2 * 2000e6 * 128
+    assert speed.peak_flops({**amx, "flags": {"avx2"}}, "fp32") == 2 * 2000e6 * 32
+    assert speed.peak_flops({**amx, "mhz": None}, "fp32") is None
+
+
+def test_cpu_speed_runs_each_side_as_a_real_fit(tiny_spec, mnist_dir, capsys):
+    speed = load_benchmark("cpu_speed")
+    assert speed.main(["--config", str(tiny_spec()), "--images", "96", "--rounds", "1", "--side", "fp32",
+                       "--side", "fp32:b16", "--data-dir", str(mnist_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-4:-2] == ["| side | images/s | ratio | GFLOP/s | of peak |", "| --- | --- | --- | --- | --- |"]
+    assert lines[-2].startswith("| fp32 | ") and " | 1.00 | " in lines[-2]
+    assert lines[-1].startswith("| fp32:b16 | ")

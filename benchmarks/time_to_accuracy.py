@@ -1,0 +1,207 @@
+"""Test accuracy against wall seconds and epochs: a fast recipe beside the chapter's, in one run.
+
+    python benchmarks/time_to_accuracy.py [--pair cifar10|mnist] [--minutes 60]
+                                          [--set KEY=VALUE ...] [--mixed-precision] [--out DIR]
+    python benchmarks/time_to_accuracy.py --config configs/cifar10_fast.yaml --config configs/cifar10.yaml
+    python benchmarks/time_to_accuracy.py --config "configs/cifar10_fast.yaml --set fit.epochs=16 --set name=short"
+
+Each config is trained by the real `cnntrain fit` path (in this process, one after the other,
+into run folders under --out), with one more callback: at every epoch end it predicts the whole
+test split with the model as it is then (the EMA average where the spec has one) and notes the
+accuracy and the wall seconds since the fit began. Those seconds include everything a user waits
+for (reading the data, building, the preflight step, the epochs, validation, checkpoints) except
+the test predictions themselves, which `cnntrain fit` does not make. A fit stops at the first
+epoch end past --minutes, so a schedule planned for more epochs is cut there: the curve is what
+that much time buys with that recipe. The test split is only measured, never used for choices.
+
+Writes DIR/time_to_accuracy.csv (config, epoch, wall_s, test_accuracy, val_accuracy, train_accuracy)
+and DIR/time_to_accuracy.png (two panels: against minutes and against epochs), and prints the
+accuracy each config had reached at 10, 30 and 60 minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+PAIRS = {   # the fast recipe, its short setting where it has one, the chapter's model improved
+    "cifar10": ("configs/cifar10_fast.yaml", "configs/cifar10_fast.yaml --set fit.epochs=16 --set name=cifar10_fast_16",
+                "configs/cifar10.yaml"),
+    "mnist": ("configs/mnist_fast.yaml", "configs/mnist.yaml"),
+}
+MARKS_MIN = (2, 10, 30, 60)   # minutes at which the summary reads each curve
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def make_curve_callback(keras, x_test, y_test, start: float, budget_s: float, rows: list, name: str):
+    class TestCurve(keras.callbacks.Callback):
+        """Test accuracy at each epoch end, on a clock that leaves out its own predictions."""
+
+        def __init__(self):
+            super().__init__()
+            self.excluded = 0.0
+
+        def on_epoch_end(self, epoch, logs=None):
+            t0 = time.perf_counter()
+            wall = t0 - start - self.excluded
+            probs = self.model.predict(x_test, batch_size=1000, verbose=0)
+            accuracy = float(np.mean(np.argmax(probs, axis=-1) == y_test))
+            logs = logs or {}
+            rows.append({"config": name, "epoch": epoch + 1, "wall_s": round(wall, 1),
+                         "test_accuracy": round(accuracy, 5),
+                         "val_accuracy": _round(logs.get("val_accuracy")),
+                         "train_accuracy": _round(logs.get("accuracy"))})
+            print(f"  {name} epoch {epoch + 1}: {wall / 60:6.1f} min  test {accuracy:.2%}  "
+                  f"val {_pct(logs.get('val_accuracy'))}  train {_pct(logs.get('accuracy'))}", flush=True)
+            self.excluded += time.perf_counter() - t0
+            if wall >= budget_s:
+                self.model.stop_training = True
+
+    return TestCurve()
+
+
+def _round(value):
+    return None if value is None else round(float(value), 5)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{float(value):.2%}"
+
+
+def parse_config(entry: str) -> tuple[str, list[str]]:
+    """'FILE' or 'FILE --set KEY=VALUE ...': a config and the overrides for it alone."""
+    import shlex
+    words = shlex.split(entry)
+    sets = [w for i, w in enumerate(words[1:], 1) if words[i - 1] == "--set"]
+    if len(words) != 1 + 2 * len(sets) or any(w != "--set" for w in words[1::2]):
+        raise SystemExit(f"--config {entry!r}: expected FILE [--set KEY=VALUE ...]")
+    return words[0], sets
+
+
+def run_one(config: str, args, out: Path, rows: list) -> dict:
+    from cnntrain.backend import keras
+    from cnntrain.data import splits
+    from cnntrain.spec import load_spec
+    from cnntrain.train.fit import FitOptions, fit
+    from cnntrain.views import reporter
+
+    path, own = parse_config(config)
+    spec = load_spec(path, [*args.set, *own])
+    name = spec["name"]
+    # The test images as fit will see them (the same reader, limits and image size), read before
+    # the clock starts; the model's own front layer normalizes them.
+    data = splits.prepare(spec, data_dir=args.data_dir, offline=True)
+    x_test = data.x_test.astype("float32")
+    y_test = np.asarray(data.y_test).reshape(-1)
+    del data
+    keras.backend.clear_session()
+    start = time.perf_counter()
+    curve = make_curve_callback(keras, x_test, y_test, start, args.minutes * 60, rows, name)
+    options = FitOptions(data_dir=args.data_dir, offline=True, out=str(out / name), device="cpu",
+                         mixed_precision=args.mixed_precision, threads=args.threads, callbacks=(curve,))
+    run_dir = fit(spec, options, reporter.Reporter("quiet"))
+    total = time.perf_counter() - start - curve.excluded
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"config": config, "name": name, "run": str(run_dir), "wall_s": total,
+            "final_test": metrics.get("test", {}).get("accuracy"), "tta": metrics.get("test", {}).get("tta")}
+
+
+def at_minutes(rows: list, name: str, minutes: float):
+    """The test accuracy of the last epoch that ended by `minutes`, and that epoch."""
+    done = [r for r in rows if r["config"] == name and r["wall_s"] <= minutes * 60]
+    return (done[-1]["test_accuracy"], done[-1]["epoch"]) if done else (None, None)
+
+
+def plot(rows: list, names: list, path: Path, title: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in names:
+        mine = [r for r in rows if r["config"] == name]
+        left.plot([r["wall_s"] / 60 for r in mine], [100 * r["test_accuracy"] for r in mine], "o-", label=name)
+        right.plot([r["epoch"] for r in mine], [100 * r["test_accuracy"] for r in mine], "o-", label=name)
+    left.set_xlabel("wall minutes (this machine)")
+    right.set_xlabel("epoch")
+    for ax in (left, right):
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pair", choices=sorted(PAIRS), default="cifar10",
+                        help="the fast config and the chapter's (default cifar10)")
+    parser.add_argument("--config", action="append", default=[], help="a config to run instead of --pair, optionally with its own overrides: "
+                             "'FILE --set KEY=VALUE' (repeat; give each its own name=)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall minutes per config (default 60)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every config")
+    parser.add_argument("--data-dir", default="/work/shared/data", help="folder holding the datasets")
+    parser.add_argument("--mixed-precision", action="store_true", help="fit --mixed-precision")
+    parser.add_argument("--threads", type=int, default=None, help="fit --threads")
+    parser.add_argument("--out", default="benchmark-runs/time_to_accuracy", help="runs, CSV and PNG go here")
+    args = parser.parse_args(argv)
+    configs = args.config or list(PAIRS[args.pair])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = f"{cpu_name()}, {os.cpu_count()} cores"
+    print(f"{machine}; {args.minutes:g} min per config; configs: {', '.join(configs)}"
+          + (f"; --set {' --set '.join(args.set)}" if args.set else "")
+          + ("; mixed_bfloat16" if args.mixed_precision else ""), flush=True)
+
+    rows, results = [], []
+    for config in configs:
+        results.append(run_one(config, args, out, rows))
+        with open(out / "time_to_accuracy.csv", "w", newline="") as f:   # after each config: a kill keeps the rest
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    names = [r["name"] for r in results]
+    plot(rows, names, out / "time_to_accuracy.png", f"test accuracy, {machine}, real data")
+
+    marks = [m for m in MARKS_MIN if m <= args.minutes]
+    print()
+    print("| config | " + " | ".join(f"{m} min" for m in marks) + " | final (epochs, wall) |")
+    print("| --- | " + " | ".join("---" for _ in marks) + " | --- |")
+    for result in results:
+        cells = []
+        for m in marks:
+            accuracy, epoch = at_minutes(rows, result["name"], m)
+            cells.append("-" if accuracy is None else f"{accuracy:.2%} (ep {epoch})")
+        last = [r for r in rows if r["config"] == result["name"]][-1]
+        final = result["final_test"]
+        tta = f", {final:.2%} fit's figure with test-time {result['tta']}" if result["tta"] not in (None, "none") else ""
+        print(f"| `{result['config']}` | " + " | ".join(cells)
+              + f" | {last['test_accuracy']:.2%} ({last['epoch']} epochs, {result['wall_s']:.0f} s{tta}) |")
+    print(f"\nwrote {out / 'time_to_accuracy.csv'} and {out / 'time_to_accuracy.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
