@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))   # cpu_speed's CPU facts
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -123,7 +124,22 @@ def run_one(config: str, args, out: Path, rows: list) -> dict:
     total = time.perf_counter() - start - curve.excluded
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"config": config, "name": name, "run": str(run_dir), "wall_s": total,
-            "final_test": metrics.get("test", {}).get("accuracy"), "tta": metrics.get("test", {}).get("tta")}
+            "final_test": metrics.get("test", {}).get("accuracy"), "tta": metrics.get("test", {}).get("tta"),
+            "speed": speed(spec, metrics, json.loads((run_dir / "env.json").read_text()))}
+
+
+def speed(spec, metrics: dict, env: dict) -> str:
+    """'images/s, GFLOP/s (share of this CPU's peak)' of the run's steady training epochs."""
+    from cnntrain.insight import layers
+    from cnntrain.model import build
+    from cpu_speed import cpu_facts, peak_flops
+
+    rate = metrics.get("train_images_per_s")
+    if not rate:
+        return "-"
+    flops = rate * layers.totals(layers.describe(build.build_model(spec)), train_images=1)["train_flops_per_epoch"]
+    peak = peak_flops(cpu_facts(), "bf16" if "bfloat16" in env.get("precision", "") else "fp32")
+    return f"{rate:,.0f} img/s, {flops / 1e9:,.0f} GFLOP/s" + (f" ({flops / peak:.0%} of peak)" if peak else "")
 
 
 def at_minutes(rows: list, name: str, minutes: float):
@@ -187,8 +203,8 @@ def main(argv=None) -> int:
 
     marks = [m for m in MARKS_MIN if m <= args.minutes]
     print()
-    print("| config | " + " | ".join(f"{m} min" for m in marks) + " | final (epochs, wall) |")
-    print("| --- | " + " | ".join("---" for _ in marks) + " | --- |")
+    print("| config | " + " | ".join(f"{m} min" for m in marks) + " | final (epochs, wall) | training speed |")
+    print("| --- | " + " | ".join("---" for _ in marks) + " | --- | --- |")
     for result in results:
         cells = []
         for m in marks:
@@ -198,7 +214,8 @@ def main(argv=None) -> int:
         final = result["final_test"]
         tta = f", {final:.2%} fit's figure with test-time {result['tta']}" if result["tta"] not in (None, "none") else ""
         print(f"| `{result['config']}` | " + " | ".join(cells)
-              + f" | {last['test_accuracy']:.2%} ({last['epoch']} epochs, {result['wall_s']:.0f} s{tta}) |")
+              + f" | {last['test_accuracy']:.2%} ({last['epoch']} epochs, {result['wall_s']:.0f} s{tta}) "
+              f"| {result['speed']} |")
     print(f"\nwrote {out / 'time_to_accuracy.csv'} and {out / 'time_to_accuracy.png'}")
     return 0
 

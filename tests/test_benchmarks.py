@@ -1,5 +1,6 @@
 """The benchmark scripts work: their cnntrain imports resolve, and tiny real runs of them write what they say."""
 import ast
+import re
 import importlib
 from pathlib import Path
 
@@ -52,9 +53,10 @@ def test_time_to_accuracy_writes_a_curve_per_config_and_stops_at_its_minutes(tmp
     assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 and float(r["wall_s"]) > 0 for r in rows)
     assert (out / "time_to_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = capsys.readouterr().out.split("\n\n")[1].splitlines()
-    assert table[0] == "| config | 2 min | final (epochs, wall) |"
+    assert table[0] == "| config | 2 min | final (epochs, wall) | training speed |"
     assert table[2].startswith(f"| `{spec}` | ") and "(2 epochs, " in table[2]
     assert table[3].startswith(f"| `{longer}` | ") and "(3 epochs, " in table[3]
+    assert re.search(r" \| [\d,]+ img/s, [\d,]+ GFLOP/s( \(\d+% of peak\))? \|$", table[3]), table[3]
 
     # A budget of zero minutes ends each fit at its first epoch end.
     short = tmp_path / "short"
