@@ -73,6 +73,14 @@ def peak_flops(facts: dict, precision: str) -> float | None:
     return facts["cores"] * facts["mhz"] * 1e6 * per_cycle
 
 
+def train_flops_per_image(spec) -> float:
+    """`cnntrain summary`'s training FLOPs for one image: 6 x the MACs of a forward pass."""
+    from cnntrain.insight import layers
+    from cnntrain.model import build
+
+    return layers.totals(layers.describe(build.build_model(spec)), train_images=1)["train_flops_per_epoch"]
+
+
 def parse_side(text: str) -> dict:
     parts = text.split(":")
     if parts[0] not in ("fp32", "bf16"):
@@ -90,7 +98,6 @@ def parse_side(text: str) -> dict:
 
 def worker(args) -> int:
     """One side: a real fit in this process; prints one JSON line."""
-    from cnntrain.insight import layers
     from cnntrain.spec import load_spec
     from cnntrain.train.fit import FitOptions, fit
     from cnntrain.views import reporter
@@ -107,9 +114,8 @@ def worker(args) -> int:
         run_dir = fit(spec, options, reporter.Reporter("quiet"))
         with open(run_dir / "history.csv", newline="") as f:
             seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
-    from cnntrain.model import build
-    per_image = layers.totals(layers.describe(build.build_model(spec)), train_images=1)["train_flops_per_epoch"]
-    print("RESULT " + json.dumps({"seconds": seconds[1:], "flops_per_image": per_image}), flush=True)
+    print("RESULT " + json.dumps({"seconds": seconds[1:], "flops_per_image": train_flops_per_image(spec)}),
+          flush=True)
     return 0
 
 

@@ -24,7 +24,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -42,16 +41,6 @@ PAIRS = {   # the fast recipe, its short setting where it has one, the chapter's
     "mnist": ("configs/mnist_fast.yaml", "configs/mnist.yaml"),
 }
 MARKS_MIN = (2, 10, 30, 60)   # minutes at which the summary reads each curve
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def make_curve_callback(keras, x_test, y_test, start: float, budget_s: float, rows: list, name: str):
@@ -130,14 +119,12 @@ def run_one(config: str, args, out: Path, rows: list) -> dict:
 
 def speed(spec, metrics: dict, env: dict) -> str:
     """'images/s, GFLOP/s (share of this CPU's peak)' of the run's steady training epochs."""
-    from cnntrain.insight import layers
-    from cnntrain.model import build
-    from cpu_speed import cpu_facts, peak_flops
+    from cpu_speed import cpu_facts, peak_flops, train_flops_per_image
 
     rate = metrics.get("train_images_per_s")
     if not rate:
         return "-"
-    flops = rate * layers.totals(layers.describe(build.build_model(spec)), train_images=1)["train_flops_per_epoch"]
+    flops = rate * train_flops_per_image(spec)
     peak = peak_flops(cpu_facts(), "bf16" if "bfloat16" in env.get("precision", "") else "fp32")
     return f"{rate:,.0f} img/s, {flops / 1e9:,.0f} GFLOP/s" + (f" ({flops / peak:.0%} of peak)" if peak else "")
 
@@ -186,7 +173,10 @@ def main(argv=None) -> int:
     configs = args.config or list(PAIRS[args.pair])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    machine = f"{cpu_name()}, {os.cpu_count()} cores"
+    from cpu_speed import cpu_facts
+
+    facts = cpu_facts()
+    machine = f"{facts['name']}, {facts['cores']} cores"
     print(f"{machine}; {args.minutes:g} min per config; configs: {', '.join(configs)}"
           + (f"; --set {' --set '.join(args.set)}" if args.set else "")
           + ("; mixed_bfloat16" if args.mixed_precision else ""), flush=True)

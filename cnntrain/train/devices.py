@@ -72,9 +72,10 @@ def setup(device: str = "auto", *, precision: str = "float32", cpu_devices: int 
 def cpu_flags() -> set[str]:
     """The feature flags of the first CPU in /proc/cpuinfo (empty where there is none: macOS, Windows)."""
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
-            if line.startswith("flags"):
-                return set(line.partition(":")[2].split())
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
     except OSError:
         pass
     return set()

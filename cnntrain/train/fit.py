@@ -210,9 +210,8 @@ def _build_model(spec, data, steps, plan, options, reporter):
                       metrics=build.build_metrics(spec), jit_compile=options.jit)
         model.optimizer.build(model.trainable_variables)
         whitened = whitening.whiten(model, data.x_train)
-    if whitened:
-        for name, images in whitened:
-            reporter.note(f"PatchWhitening: the kernel of {name} from the patches of {images:,} training images")
+    for name, images in whitened:
+        reporter.note(f"PatchWhitening: the kernel of {name} from the patches of {images:,} training images")
     plan.joined()
     return model, front
 
