@@ -37,6 +37,7 @@ def test_every_cnntrain_import_of_a_benchmark_resolves(path):
     assert missing == []
 
 
+@pytest.mark.slow   # two trainings against a clock
 def test_time_to_accuracy_writes_a_curve_per_config_and_stops_at_its_minutes(tmp_path, tiny_spec, mnist_dir, capsys):
     import csv
 
@@ -85,6 +86,7 @@ def test_cpu_speed_sides_and_peaks():
     assert speed.peak_flops({**amx, "mhz": None}, "fp32") is None
 
 
+@pytest.mark.slow   # a real fit per side, as the benchmark runs it
 def test_cpu_speed_runs_a_side_as_a_real_fit(tiny_spec, mnist_dir, capsys):
     speed = load_benchmark("cpu_speed")
     assert speed.main(["--config", str(tiny_spec()), "--images", "96", "--rounds", "1", "--side", "fp32:b16",

@@ -389,7 +389,8 @@ def test_a_killed_or_interrupted_sweep_resumes_and_never_reruns_a_finished_trial
 
 
 @pytest.mark.parametrize("pruner", ["{median: {n_startup_trials: 1, n_warmup_steps: 0}}",
-                                    "{asha: {min_resource: 1, reduction_factor: 2}}"])
+                                    pytest.param("{asha: {min_resource: 1, reduction_factor: 2}}",
+                                                 marks=pytest.mark.slow)])   # the same path, another pruner
 def test_pruning_stops_a_hopeless_trial(tiny_spec, mnist_dir, tmp_path, pruner):
     spec = tiny_spec(epochs=3)
     search = _search(tmp_path, f"""\

@@ -2,7 +2,6 @@
 import json
 import math
 import os
-import subprocess
 import sys
 
 import pytest
@@ -116,18 +115,22 @@ def test_tensorboard_flag_logs_into_the_run(tiny_spec, mnist_dir, tmp_path):
     assert "tensorboard: true" in (run / "spec.yaml").read_text()
 
 
-def test_tensorboard_that_cannot_be_imported_is_a_spec_error(tiny_spec, mnist_dir, tmp_path):
-    # Was: TBNotInstalledError mid-fit, "internal error", exit 70 and an empty run folder. A package
-    # named tensorboard that fails to import stands for a machine without it.
-    fake = tmp_path / "site" / "tensorboard"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'tensorboard'\")\n")
+def test_tensorboard_that_cannot_be_imported_is_a_spec_error(tiny_spec, mnist_dir, tmp_path, monkeypatch):
+    # Was: TBNotInstalledError mid-fit, "internal error", exit 70 and an empty run folder. A finder
+    # that refuses the package stands for a machine without it (in this process: a fresh one
+    # would spend its seconds importing TensorFlow).
+    class NoTensorboard:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "tensorboard":
+                raise ModuleNotFoundError("No module named 'tensorboard'")
+
+    for name in [n for n in sys.modules if n.split(".")[0] == "tensorboard"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [NoTensorboard(), *sys.meta_path])
     spec = tiny_spec(epochs=1)
     spec.write_text(spec.read_text().replace("  epochs: 1\n", "  epochs: 1\n  tensorboard: true\n"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *sys.path])}
-    result = subprocess.run([sys.executable, "-m", "cnntrain", "fit", str(spec), "--data-dir", str(mnist_dir),
-                             "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1
+    result = run_cli("fit", spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    assert result.exit_code == 1
     assert result.stderr == (f"{spec}:21:16: fit.tensorboard needs the tensorboard package, which cannot be "
                              "imported (No module named 'tensorboard')\n  hint: it is one of cnntrain's "
                              "dependencies: pip install tensorboard (or reinstall cnntrain), or set "

@@ -241,6 +241,7 @@ def test_kill_while_deleting_the_resume_state(tiny_spec, mnist_dir, tmp_path, mo
 # ---------------------------------------------------------------- two fits, one folder
 
 
+@pytest.mark.slow   # a second real process for its minute (test_fit: a held lock is refused, in CI)
 def test_second_fit_on_a_busy_run_folder_is_refused(tiny_spec, mnist_dir, tmp_path):
     """A real fit in another process holds the run folder: a resume of it and a fresh fit into it
     are both refused at once, and the first fit goes on undisturbed."""

@@ -62,6 +62,7 @@ def test_killed_fit_resumes_to_the_exact_epoch_count(tiny_spec, mnist_dir, tmp_p
     assert not (run / folder.BACKUP).exists()
 
 
+@pytest.mark.slow   # a kill soak: six epochs twice (test_killed_fit_resumes_to_the_exact_epoch_count stays in CI)
 def test_killed_and_resumed_run_is_the_uninterrupted_run(tiny_spec, mnist_dir, tmp_path):
     """Was: the resumed process replayed epoch 1's shuffle order, augmentation and dropout masks, so
     epoch 2 differed (0.7611 against 0.7111 on 3,000 MNIST images)."""
@@ -166,6 +167,7 @@ def test_a_new_run_starts_from_another_runs_weights(tiny_spec, mnist_dir, tmp_pa
     assert both.exit_code == 2 and "give --resume or --init-from, not both" in both.stderr
 
 
+@pytest.mark.slow   # a kill soak: twelve epochs with a kill
 def test_a_run_killed_while_trained_longer_resumes(tiny_spec, mnist_dir, tmp_path):
     run = tmp_path / "run"
     assert run_cli("fit", tiny_spec(epochs=2), "--data-dir", mnist_dir, "--out", run, "-q").exit_code == 0
