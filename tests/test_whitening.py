@@ -10,7 +10,7 @@ from cnntrain.backend import keras
 from cnntrain.errors import SpecError
 from cnntrain.model import build, whitening
 from helpers.cli import run_cli
-from helpers.specs import spec_of
+from helpers.specs import first_conv_spec, spec_of
 
 WHITE = """\
 name: white
@@ -75,20 +75,8 @@ def test_a_whitening_layer_that_cannot_work_is_a_spec_error(layer, message):
 
 
 def test_fit_whitens_the_first_conv_from_the_training_images_and_saves_a_plain_keras_model(mnist_dir, tmp_path):
-    spec = tmp_path / "white.yaml"
-    spec.write_text("""\
-name: white
-data: {dataset: mnist, validation_split: 0.2}
-preprocess: {normalize: scale}
-model:
-  input_shape: [28, 28, 1]
-  layers:
-    - Conv2D: {filters: 8, kernel_size: 2, kernel_initializer: PatchWhitening, trainable: false}
-    - MaxPooling2D: {pool_size: 4}
-    - Flatten
-    - Dense: {units: 10, activation: softmax}
-fit: {epochs: 1, batch_size: 32}
-""")
+    spec = first_conv_spec(tmp_path / "white.yaml", "filters: 8, kernel_size: 2, kernel_initializer: PatchWhitening, "
+                                                     "trainable: false")
     result = run_cli("fit", spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert re.search(r"\nPatchWhitening: the kernel of conv2d(_\d+)? from the patches of 160 training images\n",

@@ -12,7 +12,7 @@ import re
 
 from cnntrain.backend import keras
 from cnntrain.data.catalog import DATASET_CLASSES, DATASET_SHAPES
-from cnntrain.model import arguments, outputs, policy, whitening
+from cnntrain.model import arguments, dirac, outputs, policy, whitening  # noqa: F401 (dirac: registers its initializer)
 from cnntrain.model.normalization import normalization_layer
 from cnntrain.spec import Spec, layer_entries, mix_entries
 from cnntrain.spec.schema import MIX_DEFAULTS

@@ -17,7 +17,7 @@ import numpy as np
 from cnntrain import __version__
 from cnntrain.data import image_files, lookup, splits
 from cnntrain.feed import pipeline
-from cnntrain.model import build, normalization, policy, whitening
+from cnntrain.model import build, dirac, normalization, policy, whitening
 from cnntrain.runs import atomic, folder
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError, plural
@@ -210,6 +210,7 @@ def _build_model(spec, data, steps, plan, options, reporter):
                       metrics=build.build_metrics(spec), jit_compile=options.jit)
         model.optimizer.build(model.trainable_variables)
         whitened = whitening.whiten(model, data.x_train)
+        dirac.settle(model)
     for name, images in whitened:
         reporter.note(f"PatchWhitening: the kernel of {name} from the patches of {images:,} training images")
     plan.joined()

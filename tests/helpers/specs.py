@@ -1,4 +1,5 @@
-"""A minimal spec text, and specs read from text as the loader reads a file."""
+"""A minimal spec text, a tiny MNIST spec around one first Conv2D, and specs read from text as the
+loader reads a file."""
 from __future__ import annotations
 
 import textwrap
@@ -19,3 +20,21 @@ model:
 def spec_of(text, overrides=()):
     """The Spec of a spec file `spec.yaml` holding `text` (dedented), with --set `overrides`."""
     return spec_from_text(textwrap.dedent(text), file="spec.yaml", overrides=overrides)
+
+
+def first_conv_spec(path, conv: str):
+    """Write a one-epoch MNIST spec whose first layer is `Conv2D: {conv}` to `path`; return `path`."""
+    path.write_text(f"""\
+name: {path.stem}
+data: {{dataset: mnist, validation_split: 0.2}}
+preprocess: {{normalize: scale}}
+model:
+  input_shape: [28, 28, 1]
+  layers:
+    - Conv2D: {{{conv}}}
+    - MaxPooling2D: {{pool_size: 4}}
+    - Flatten
+    - Dense: {{units: 10, activation: softmax}}
+fit: {{epochs: 1, batch_size: 32}}
+""")
+    return path
