@@ -164,3 +164,30 @@ def test_unknown_tta_choices(run, tmp_path):
     result = run_cli("check", spec)
     assert result.exit_code == 1
     assert result.stderr == f"{spec}:20:8: 'fit.tta' must be one of none, flip, received: 'mirror' (str)\n"
+
+
+def test_compare_and_card_say_which_accuracies_averaged_mirrors(run, tmp_path):
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(run["run"], a, ignore=shutil.ignore_patterns("eval.json", "confusion.png"))
+    shutil.copytree(a, b)
+    assert run_cli("evaluate", b, "--data-dir", run["data"], "--tta", "none").exit_code == 0
+    result = run_cli("runs", "--compare", a, b)
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert ["test", "accuracy's", "TTA", "flip", "flip"] in rows
+    assert ["evaluated", "accuracy's", "TTA", "-", "none"] not in rows   # none anywhere: no row
+    assert run_cli("evaluate", b, "--data-dir", run["data"]).exit_code == 0
+    rows = [line.split() for line in run_cli("runs", "--compare", a, b).stdout.splitlines()]
+    assert ["evaluated", "accuracy's", "TTA", "-", "flip"] in rows
+
+    metrics = json.loads((a / "metrics.json").read_text())
+    assert run_cli("card", a, "--data-dir", run["data"], "--out", tmp_path / "A.md").exit_code == 0
+    card = (tmp_path / "A.md").read_text()
+    pct = f"{100 * metrics['test']['accuracy']:.2f}%"
+    assert f"; test accuracy **{pct}** (test-time flip).\n" in card
+    assert f"accuracy {pct} (test-time flip) (from the fit)." in card
+    ev = json.loads((b / "eval.json").read_text())
+    assert run_cli("card", b, "--data-dir", run["data"], "--out", tmp_path / "B.md").exit_code == 0
+    assert f"accuracy **{100 * ev['accuracy']:.2f}%** (test-time flip), top-5" in (tmp_path / "B.md").read_text()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from cnntrain.assess import tta
 from cnntrain.errors import CnntrainError
 from cnntrain.runs import atomic
 from cnntrain.runs.contents import RunContents, read_run
@@ -139,11 +140,12 @@ def _evaluation_section(run: RunContents) -> list[str]:
     lines = ["## Evaluation", ""]
     if not ev:
         test = run.metrics.get("test") or {}
-        lines.append(f"Test loss {_num(test.get('loss'))}, accuracy {_pct(test.get('accuracy'))} (from the fit). "
+        lines.append(f"Test loss {_num(test.get('loss'))}, accuracy {_pct(test.get('accuracy'))}"
+                     f"{tta.label(test.get('tta', 'none'))} (from the fit). "
                      f"Per-class figures come with `cnntrain evaluate {run.path}`.")
         return lines
     lines += [f"On the {ev.get('split', 'test')} split ({ev['samples']:,} images): loss {_num(ev['loss'])}, "
-              f"accuracy **{_pct(ev['accuracy'])}**, top-{ev['top_k']} accuracy {_pct(ev['top_k_accuracy'])}, "
+              f"accuracy **{_pct(ev['accuracy'])}**{tta.label(ev.get('tta', 'none'))}, top-{ev['top_k']} accuracy {_pct(ev['top_k_accuracy'])}, "
               f"macro F1 {_num(ev['macro_f1'])}.", "",
               "| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['class']} | {_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | {r['support']} |"
@@ -162,7 +164,7 @@ def card_text(run: RunContents, facts: dict) -> str:
              f"`{spec['data']['dataset']}`, trained with cnntrain from this "
              f"folder's `spec.yaml`")
     if test.get("accuracy") is not None:
-        intro += f"; test accuracy **{_pct(test['accuracy'])}**"
+        intro += f"; test accuracy **{_pct(test['accuracy'])}**{tta.label(test.get('tta', 'none'))}"
     parts = [front_matter(run), f"# {spec['name']}", "", intro + ".", "",
              *_model_section(run), "", *_data_section(run, facts), "", *_training_section(run), "",
              *_evaluation_section(run), ""]

@@ -58,11 +58,22 @@ def compare_lines(result: dict) -> list[str]:
              row("validation accuracy", "val_accuracy", _pct), row("validation loss", "val_loss", _num),
              row("test accuracy", "test_accuracy", _pct), row("test loss", "test_loss", _num),
              row("evaluated accuracy", "eval_accuracy", _pct), row("macro F1", "macro_f1", _num),
+             *_tta_rows(figures),
              row("parameters", "parameters", lambda v: "-" if v is None else f"{v:,}"),
              row("wall time", "wall_time_s", lambda v: "-" if v is None else f"{v:.1f} s"),
              row("images/s", "images_per_s", lambda v: "-" if v is None else f"{v:,.0f}")]
     lines += ["", "figures:"] + ["  " + line for line in _rows(labels, table)]
     return lines
+
+
+def _tta_rows(figures: list[dict]) -> list[tuple[str, list[str]]]:
+    """Which test-time augmentation each accuracy above averaged over; only where a run used one."""
+    rows = []
+    for name, key in (("test accuracy's TTA", "test_tta"), ("evaluated accuracy's TTA", "eval_tta")):
+        values = [f.get(key) for f in figures]
+        if any(v not in (None, "none") for v in values):
+            rows.append((name, [v or "-" for v in values]))
+    return rows
 
 
 def _num(value) -> str:
