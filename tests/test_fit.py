@@ -159,9 +159,10 @@ def test_fit_on_the_gpu(tiny_spec, mnist_dir, tmp_path):
     (["--set", "fit.precision=mixed"], set(), "mixed_bfloat16"),
     (["--mixed-precision"], set(), "mixed_bfloat16"),                         # over the spec's float32
     (["--set", "fit.precision=auto"], {"avx512f", "amx_bf16", "avx512_bf16"}, "mixed_bfloat16"),
-    (["--set", "fit.precision=auto"], {"avx512f", "avx512_bf16"}, "float32"),   # no AMX: not measured faster
+    (["--set", "fit.precision=auto"], {"avx512f", "avx512_bf16"}, "mixed_bfloat16"),   # Zen 4: 1.30x
+    (["--set", "fit.precision=auto"], {"avx512f", "avx2", "fma"}, "float32"),
     ([], {"amx_bf16"}, "float32"),
-], ids=["mixed", "flag", "auto-amx", "auto-bf16-only", "default"])
+], ids=["mixed", "flag", "auto-amx", "auto-bf16-only", "auto-no-bf16", "default"])
 def test_precision_on_a_cpu(setting, flags, policy, tiny_spec, mnist_dir, tmp_path, monkeypatch):
     from cnntrain.backend import keras
     from cnntrain.train import devices

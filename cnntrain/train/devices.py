@@ -83,11 +83,13 @@ def cpu_flags() -> set[str]:
 
 def mixed_is_native(gpus: list) -> bool:
     """Whether mixed precision runs on units built for it: every GPU of compute capability >= 7.0
-    (tensor cores), or with no GPU a CPU with AMX tiles (bfloat16 matrix units)."""
+    (tensor cores), or with no GPU a CPU with bfloat16 instructions: AMX tiles (Sapphire Rapids and
+    later), or AVX512_BF16 alone (Cooper Lake, AMD Zen 4), where cifar10_fast measured 1.30x and
+    cifar10.yaml 1.20x against float32 on a 2-core Zen 4."""
     if gpus:
         capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability") for gpu in gpus]
         return all(c is not None and tuple(c) >= (7, 0) for c in capabilities)
-    return "amx_bf16" in cpu_flags()
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
 def describe(info: dict) -> str:
