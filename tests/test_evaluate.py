@@ -63,6 +63,27 @@ def test_confidently_wrong_loss_agrees(head):
     assert result["accuracy"] == acc == 0.5
 
 
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_loss_against_smoothed_labels_agrees_with_keras(trained, test_set, tta):
+    """With compile.label_smoothing, evaluate's loss is the one fit trained and reported: Keras'
+    CategoricalCrossentropy(label_smoothing) (from the logits, or with flip from averaged probabilities)."""
+    x, y = test_set
+    xf = x.astype("float32")
+    probs = trained.predict(xf, verbose=0)
+    if tta == "flip":
+        probs = (probs + trained.predict(xf[:, :, ::-1], verbose=0)) / 2
+    smoothed = keras.losses.CategoricalCrossentropy(label_smoothing=0.2)
+    expected = float(smoothed(keras.ops.one_hot(y, probs.shape[1]), probs))
+    result = evaluate_model(trained, metadata(label_smoothing=0.2), x, y, tta=tta)
+    plain = evaluate_model(trained, metadata(), x, y, tta=tta)
+    assert abs(result["loss"] - expected) < 1e-4 and result["label_smoothing"] == 0.2
+    assert abs(result["loss"] - plain["loss"]) > 0.01 and "label_smoothing" not in plain
+    assert result["accuracy"] == plain["accuracy"]
+    console = Console(width=80, record=True, color_system=None)
+    tables.show_evaluation(console, result)
+    assert f"loss            {result['loss']:.4f} (labels smoothed by 0.2)" in console.export_text()
+
+
 def test_confusion_matrix_consistent(trained, test_set):
     x, y = test_set
     result = evaluate_model(trained, metadata(), x, y)
@@ -182,3 +203,17 @@ def test_show_evaluation_escapes_names(tmp_path):
     out = confusion.confusion_png(result, tmp_path / "c.png")
     with Image.open(out) as png:
         assert png.size == (int(confusion.figure_inches(3) * 100),) * 2
+
+
+def test_evaluate_reproduces_the_fits_smoothed_test_loss(tiny_spec, mnist_dir, tmp_path):
+    from helpers.cli import run_cli
+
+    fit = run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--set", "compile.label_smoothing=0.2",
+                  "--out", tmp_path / "run", "--quiet")
+    assert fit.exit_code == 0, fit.output
+    test = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    result = run_cli("evaluate", tmp_path / "run", "--data-dir", mnist_dir, "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["label_smoothing"] == 0.2 and shown["accuracy"] == pytest.approx(test["accuracy"], abs=1e-6)
+    assert shown["loss"] == pytest.approx(test["loss"], abs=1e-5)

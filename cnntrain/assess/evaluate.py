@@ -59,7 +59,12 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
     if probs.ndim != 2 or probs.shape != (len(y), k_classes):
         raise CnntrainError(f"the model produced outputs shaped {probs.shape}; expected "
                             f"({len(y)}, {k_classes}) class probabilities")
-    result = {**metrics_from_probabilities(probs, y, names, top_k=top_k, logits=logits), "tta": tta}
+    # fit's loss is against smoothed labels; evaluate's is the same loss, so the two figures agree.
+    smoothing = float((metadata or {}).get("label_smoothing") or 0.0)
+    result = {**metrics_from_probabilities(probs, y, names, top_k=top_k, logits=logits, label_smoothing=smoothing),
+              "tta": tta}
+    if smoothing:
+        result["label_smoothing"] = smoothing
     if note:
         result["note"] = note
     return result

@@ -85,6 +85,23 @@ def sparse_crossentropy(probabilities, y_true) -> np.ndarray:
     return np.log(p.sum(axis=1)) - np.log(picked)
 
 
+def smoothed_crossentropy(probabilities, y_true, smoothing: float, logits=None) -> np.ndarray:
+    """Per-sample categorical crossentropy against labels smoothed as Keras smooths them (1 - s on
+    the true class, plus s / classes on every class): the loss fit trains and reports with
+    compile.label_smoothing. From the logits where known (Keras' log-softmax), else from the
+    probabilities normalized to sum 1 and clipped to [eps, 1 - eps] as Keras does. In float64."""
+    y = np.asarray(y_true, dtype=np.int64)
+    if logits is not None:
+        z = np.asarray(logits, dtype=np.float64)
+        top = z.max(axis=1, keepdims=True)
+        log_p = z - (np.log(np.exp(z - top).sum(axis=1, keepdims=True)) + top)
+    else:
+        p = np.asarray(probabilities, dtype=np.float64)
+        log_p = np.log(np.clip(p / p.sum(axis=1, keepdims=True), _EPSILON, 1.0 - _EPSILON))
+    classes = log_p.shape[1]
+    return -((1.0 - smoothing) * log_p[np.arange(len(y)), y] + smoothing / classes * log_p.sum(axis=1))
+
+
 def top_k_hits(probabilities, y_true, k: int) -> np.ndarray:
     """Whether the true class is among the k most probable (ties count in its favour, as tf.math.in_top_k)."""
     p = np.asarray(probabilities)
@@ -94,11 +111,15 @@ def top_k_hits(probabilities, y_true, k: int) -> np.ndarray:
     return higher < k
 
 
-def metrics_from_probabilities(probs, y, class_names, *, top_k=5, logits=None) -> dict:
-    """Every figure of evaluate_model from (N, classes) probabilities (and the logits if known)."""
+def metrics_from_probabilities(probs, y, class_names, *, top_k=5, logits=None, label_smoothing=0.0) -> dict:
+    """Every figure of evaluate_model from (N, classes) probabilities (and the logits if known); the
+    loss against labels smoothed by `label_smoothing`, as the model's fit computed it."""
     probs = np.asarray(probs)
     y = np.asarray(y, dtype=np.int64)
-    losses = sparse_crossentropy(probs, y) if logits is None else sparse_crossentropy_logits(logits, y)
+    if label_smoothing:
+        losses = smoothed_crossentropy(probs, y, label_smoothing, logits)
+    else:
+        losses = sparse_crossentropy(probs, y) if logits is None else sparse_crossentropy_logits(logits, y)
     names = list(class_names)
     k = max(1, min(int(top_k), len(names)))
     pred = probs.argmax(axis=1)

@@ -212,6 +212,7 @@ METADATA_FIELDS = {
     "data_path": Optional(Str()), "image_size": Optional(List(Int(1), length=2)),
     "color_mode": Optional(Str()), "one_hot": Bool(), "name": Optional(Str()),
     "cnntrain_version": Str(), "epoch": Int(0), "tta": Str(TTA_CHOICES),
+    "label_smoothing": Number(low=0, high=1),
 }
 METADATA = Record(METADATA_FIELDS, optional_keys=METADATA_FIELDS)
 

@@ -235,6 +235,7 @@ def _metadata(spec, data) -> dict:
         "one_hot": build.uses_one_hot(spec), "name": spec["name"], "cnntrain_version": __version__,
         "data_source": os.path.abspath(data.source),   # where it was found: evaluate and resume look there
         "tta": spec["fit"]["tta"],   # evaluate and predict default to it, so evaluate reproduces the test figure
+        "label_smoothing": spec["compile"]["label_smoothing"],   # and its loss, against the same smoothed labels
     }
 
 

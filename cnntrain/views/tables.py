@@ -87,7 +87,8 @@ def show_evaluation(console, result: dict) -> None:
         split = f" ({escape(str(result['split']))} split)" if result.get("split") else ""
         head.add_row("data", escape(str(result["dataset"])) + split)
     head.add_row("samples", f"{result['samples']:,}")
-    head.add_row("loss", f"{result['loss']:.4f}")
+    smoothing = result.get("label_smoothing")
+    head.add_row("loss", f"{result['loss']:.4f}" + (f" (labels smoothed by {smoothing:g})" if smoothing else ""))
     head.add_row("accuracy", f"[bold]{pct(result['accuracy'])}[/bold]{label(result.get('tta', 'none'))}")
     head.add_row(f"top-{k} accuracy", pct(result["top_k_accuracy"]))
     head.add_row("macro F1", f"{result['macro_f1']:.4f}")
