@@ -18,7 +18,7 @@ from cnntrain.backend import keras
 from cnntrain.data import splits
 from cnntrain.errors import CnntrainError
 from cnntrain.feed import pipeline
-from cnntrain.model import build, normalization
+from cnntrain.model import build, gradient_scale, normalization
 from cnntrain.spec import Spec
 
 SMOOTHING = 0.98     # of the loss's exponential average
@@ -116,6 +116,7 @@ def lr_find(spec: Spec, *, data_dir=None, offline=False, start=1e-7, end=10.0, s
     model = build.build_model(spec, shape=data.shape, front=[norm] if norm is not None else [])
     build.check_output(spec, model, len(data.class_names))
     optimizer = build.build_optimizer(plain, math.ceil(len(data.x_train) / batch))
+    gradient_scale.attach(spec, optimizer, model.trainable_variables)
     model.compile(optimizer=optimizer, loss=build.build_loss(spec), metrics=[])
     train = pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch,
                                    augment=build.build_layers(spec, ("augment",)), seed=spec["seed"],

@@ -5,6 +5,7 @@ The layer names and arguments themselves are checked by the model builder agains
 from __future__ import annotations
 
 import difflib
+import math
 import re
 
 from cnntrain.spec.schema import CHOICES, MAX_SEED, MIX_DEFAULTS, MIXES, dotted
@@ -81,6 +82,7 @@ def validate(spec):
     for i, metric in enumerate(comp["metrics"]):
         _object_ref(spec, ("compile", "metrics", i), metric)
     _number(spec, ("compile", "label_smoothing"), comp["label_smoothing"], 0.0, 1.0)
+    _gradient_scale(spec, comp["gradient_scale"])
     fit = v["fit"]
     _int(spec, ("fit", "batch_size"), fit["batch_size"], 1)
     _int(spec, ("fit", "epochs"), fit["epochs"], 1)
@@ -94,6 +96,25 @@ def validate(spec):
                          f"{show(fit['tracking_uri'])}", "e.g. sqlite:///mlflow.db or http://localhost:5000")
     if not isinstance(v["output"]["dir"], str) or not v["output"]["dir"]:
         raise spec.error(("output", "dir"), f"'output.dir' must be a folder path, received: {show(v['output']['dir'])}")
+
+
+_SCALE_PATH = ("compile", "gradient_scale")
+
+
+def _gradient_scale(spec, value) -> None:
+    """Names to positive finite numbers; model/gradient_scale.py matches the names to the model."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or not value:
+        raise spec.error(_SCALE_PATH, f"'{dotted(_SCALE_PATH)}' must map variable names to numbers, "
+                         f"received: {show(value)}", "e.g. gradient_scale: {beta: 64}, or leave it out")
+    for key, scale in value.items():
+        if not isinstance(key, str) or not key:
+            raise spec.error(_SCALE_PATH + (key,), f"'{dotted(_SCALE_PATH)}' keys must be variable names, "
+                             f"received: {show(key)}", "e.g. beta, kernel, dense/kernel, conv2d*/kernel", key=True)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise spec.error(_SCALE_PATH + (key,), f"'{dotted(_SCALE_PATH + (key,))}' must be a number above 0, "
+                             f"received: {show(scale)}", "1 leaves the gradient as it is")
 
 
 def _shape(spec, path, value, length):

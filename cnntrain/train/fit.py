@@ -17,7 +17,7 @@ import numpy as np
 from cnntrain import __version__
 from cnntrain.data import image_files, lookup, splits
 from cnntrain.feed import pipeline
-from cnntrain.model import build, dirac, normalization, policy, whitening
+from cnntrain.model import build, dirac, gradient_scale, normalization, policy, whitening
 from cnntrain.runs import atomic, folder
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError, plural
@@ -206,7 +206,9 @@ def _build_model(spec, data, steps, plan, options, reporter):
         front = [norm] if norm is not None else []
         model = build.build_model(spec, shape=data.shape, front=front)
         build.check_output(spec, model, len(data.class_names))
-        model.compile(optimizer=build.build_optimizer(spec, steps), loss=build.build_loss(spec),
+        optimizer = build.build_optimizer(spec, steps)
+        gradient_scale.attach(spec, optimizer, model.trainable_variables)
+        model.compile(optimizer=optimizer, loss=build.build_loss(spec),
                       metrics=build.build_metrics(spec), jit_compile=options.jit)
         model.optimizer.build(model.trainable_variables)
         whitened = whitening.whiten(model, data.x_train)

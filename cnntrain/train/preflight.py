@@ -19,7 +19,7 @@ import numpy as np
 
 from cnntrain.backend import keras
 from cnntrain.feed import mix, pipeline
-from cnntrain.model import build, normalization
+from cnntrain.model import build, gradient_scale, normalization
 from cnntrain.spec import Spec, layer_entries
 
 _BATCH = 2   # enough for every batch statistic; small enough for any input size
@@ -38,8 +38,9 @@ def preflight(spec: Spec, *, shape=None, num_classes=None, steps_per_epoch=1) ->
     one_hot = classes if build.uses_one_hot(spec) else None
     xb, yb = _augmented_batch(spec, x, y, shape, one_hot)
     weights = model.get_weights()
-    logs = _step(model, xb, yb, build.build_optimizer(spec, steps_per_epoch), build.build_loss(spec),
-                 build.build_metrics(spec))
+    optimizer = build.build_optimizer(spec, steps_per_epoch)
+    gradient_scale.attach(spec, optimizer, model.trainable_variables)   # a key matching no variable: its line
+    logs = _step(model, xb, yb, optimizer, build.build_loss(spec), build.build_metrics(spec))
     if isinstance(logs, Exception):
         _blame(spec, model, weights, xb, yb, classes, one_hot, steps_per_epoch, logs)
     directions = _directions(model)
