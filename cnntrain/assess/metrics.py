@@ -63,13 +63,17 @@ def _metrics_from_confusion(cm: np.ndarray) -> dict:
     }
 
 
+def _logsumexp(z) -> np.ndarray:
+    """log(sum(exp(z))) per row of float64 logits, without overflow."""
+    top = z.max(axis=1, keepdims=True)
+    return np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
+
+
 def sparse_crossentropy_logits(logits, y_true) -> np.ndarray:
     """Per-sample crossentropy from logits: logsumexp(z) - z[y], in float64."""
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
-    top = z.max(axis=1, keepdims=True)
-    lse = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
-    return lse - z[np.arange(len(y)), y]
+    return _logsumexp(z) - z[np.arange(len(y)), y]
 
 
 def sparse_crossentropy(probabilities, y_true) -> np.ndarray:
@@ -93,8 +97,7 @@ def smoothed_crossentropy(probabilities, y_true, smoothing: float, logits=None) 
     y = np.asarray(y_true, dtype=np.int64)
     if logits is not None:
         z = np.asarray(logits, dtype=np.float64)
-        top = z.max(axis=1, keepdims=True)
-        log_p = z - (np.log(np.exp(z - top).sum(axis=1, keepdims=True)) + top)
+        log_p = z - _logsumexp(z)[:, None]
     else:
         p = np.asarray(probabilities, dtype=np.float64)
         log_p = np.log(np.clip(p / p.sum(axis=1, keepdims=True), _EPSILON, 1.0 - _EPSILON))

@@ -145,7 +145,8 @@ def _evaluation_section(run: RunContents) -> list[str]:
                      f"Per-class figures come with `cnntrain evaluate {run.path}`.")
         return lines
     lines += [f"On the {ev.get('split', 'test')} split ({ev['samples']:,} images): loss {_num(ev['loss'])}, "
-              f"accuracy **{_pct(ev['accuracy'])}**{tta.label(ev.get('tta', 'none'))}, top-{ev['top_k']} accuracy {_pct(ev['top_k_accuracy'])}, "
+              f"accuracy **{_pct(ev['accuracy'])}**{tta.label(ev.get('tta', 'none'))}, "
+              f"top-{ev['top_k']} accuracy {_pct(ev['top_k_accuracy'])}, "
               f"macro F1 {_num(ev['macro_f1'])}.", "",
               "| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['class']} | {_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | {r['support']} |"

@@ -42,7 +42,8 @@ def key_figures(run: RunContents) -> dict:
         "test_accuracy": (m.get("test") or {}).get("accuracy"),
         "test_loss": (m.get("test") or {}).get("loss"),
         "test_tta": (m.get("test") or {}).get("tta", "none") if m.get("test") else None,
-        "eval_accuracy": ev.get("accuracy"), "eval_tta": ev.get("tta", "none") if ev else None, "macro_f1": ev.get("macro_f1"),
+        "eval_accuracy": ev.get("accuracy"), "eval_tta": ev.get("tta", "none") if ev else None,
+        "macro_f1": ev.get("macro_f1"),
         "parameters": m.get("parameters"), "wall_time_s": m.get("wall_time_s"),
         "images_per_s": m.get("train_images_per_s"),
     }
