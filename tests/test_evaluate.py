@@ -217,3 +217,41 @@ def test_evaluate_reproduces_the_fits_smoothed_test_loss(tiny_spec, mnist_dir, t
     shown = json.loads(result.stdout)
     assert shown["label_smoothing"] == 0.2 and shown["accuracy"] == pytest.approx(test["accuracy"], abs=1e-6)
     assert shown["loss"] == pytest.approx(test["loss"], abs=1e-5)
+
+
+def test_validation_split_is_the_one_the_run_held_out(tiny_spec, mnist_dir, tmp_path):
+    """--split validation re-draws the run's validation images from its spec.yaml: the model's figures
+    on them are exactly fit's last val_ figures."""
+    from helpers.cli import run_cli
+
+    run = tmp_path / "run"
+    fit = run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run, "--quiet")
+    assert fit.exit_code == 0, fit.output
+    validation = json.loads((run / "metrics.json").read_text())["validation"]
+    result = run_cli("evaluate", run, "--data-dir", mnist_dir, "--split", "validation", "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["split"] == "validation" and shown["samples"] == 40   # 20% of 200
+    assert shown["accuracy"] == pytest.approx(validation["accuracy"], abs=1e-6)
+    assert shown["loss"] == pytest.approx(validation["loss"], abs=1e-5)
+    assert json.loads((run / "eval-validation.json").read_text())["samples"] == 40
+    assert (run / "confusion-validation.png").is_file() and not (run / "eval.json").exists()
+
+    bare = run_cli("evaluate", run / "model.keras", "--data-dir", mnist_dir, "--split", "validation")
+    assert bare.exit_code == 1
+    assert bare.stderr == ("error: --split validation needs the run folder: the validation images are the ones "
+                           "its spec.yaml held out\n  hint: evaluate the run folder, not a model file alone\n")
+
+
+def test_a_run_without_validation_images_says_so(tiny_spec, mnist_dir, tmp_path):
+    from helpers.cli import run_cli
+
+    run = tmp_path / "run"
+    fit = run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run, "--quiet",
+                  "--set", "data.validation=none")
+    assert fit.exit_code == 0, fit.output
+    result = run_cli("evaluate", run, "--data-dir", mnist_dir, "--split", "validation")
+    assert result.exit_code == 1
+    assert result.stderr == (f"{run / 'spec.yaml'}: the run held out no validation images (its "
+                             "data.validation is 'none')\n"
+                             "  hint: evaluate it with --split test\n")

@@ -1,5 +1,5 @@
-"""Test-time flip (fit.tta, evaluate/predict --tta) through the CLI, on a tiny CIFAR-shaped run,
-against a NumPy recomputation from the trained model itself."""
+"""Test-time augmentation (fit.tta, evaluate/predict --tta: flip, flip_translate) through the CLI, on
+a tiny CIFAR-shaped run, against a NumPy recomputation from the trained model itself."""
 from __future__ import annotations
 
 import json
@@ -75,6 +75,20 @@ def figures(probs, y):
 
 def flipped_mean(model, x):
     return (softmax_of(model, x) + softmax_of(model, x[:, :, ::-1])) / np.float32(2)
+
+
+def shifted_by_hand(x, dy, dx):
+    """Each pixel (i, j) from (i - dy, j - dx), an index off the edge reflected back (-1 -> 1, H -> H - 2)."""
+    h, w = x.shape[1:3]
+    rows = [abs(i - dy) if i - dy < h else 2 * h - 2 - (i - dy) for i in range(h)]
+    cols = [abs(j - dx) if j - dx < w else 2 * w - 2 - (j - dx) for j in range(w)]
+    return x[:, rows][:, :, cols]
+
+
+def translated_mean(model, x):
+    """airbench's level-2 TTA: half the flip's mean, half the flip's mean of the two diagonal shifts."""
+    up_left, down_right = shifted_by_hand(x, -1, -1), shifted_by_hand(x, 1, 1)
+    return (flipped_mean(model, x) / 2 + (flipped_mean(model, up_left) + flipped_mean(model, down_right)) / 4)
 
 
 def lines(text):
@@ -158,12 +172,12 @@ def test_an_exported_model_takes_the_flip_too(run):
 def test_unknown_tta_choices(run, tmp_path):
     result = run_cli("evaluate", run["run"], "--tta", "mirror")
     assert result.exit_code == 2
-    assert "Invalid value for '--tta': 'mirror' is not one of 'none', 'flip'." in result.stderr
+    assert "Invalid value for '--tta': 'mirror' is not one of 'none', 'flip', 'flip_translate'." in result.stderr
     spec = tmp_path / "bad.yaml"
     spec.write_text(SPEC.replace("tta: flip", "tta: mirror"))
     result = run_cli("check", spec)
     assert result.exit_code == 1
-    assert result.stderr == f"{spec}:20:8: 'fit.tta' must be one of none, flip, received: 'mirror' (str)\n"
+    assert result.stderr == f"{spec}:20:8: 'fit.tta' must be one of none, flip, flip_translate, received: 'mirror' (str)\n"
 
 
 def test_compare_and_card_say_which_accuracies_averaged_mirrors(run, tmp_path):
@@ -191,3 +205,51 @@ def test_compare_and_card_say_which_accuracies_averaged_mirrors(run, tmp_path):
     ev = json.loads((b / "eval.json").read_text())
     assert run_cli("card", b, "--data-dir", run["data"], "--out", tmp_path / "B.md").exit_code == 0
     assert f"accuracy **{100 * ev['accuracy']:.2f}%** (test-time flip), top-5" in (tmp_path / "B.md").read_text()
+
+
+def test_views_move_one_pixel_with_the_edge_reflected():
+    from cnntrain.assess import tta
+
+    x = np.arange(2 * 4 * 5 * 3).reshape(2, 4, 5, 3)
+    down_right = tta.shifted(x, 1, 1, False)
+    assert down_right[0, :, :, 0].tolist() == [[18, 15, 18, 21, 24], [3, 0, 3, 6, 9],
+                                               [18, 15, 18, 21, 24], [33, 30, 33, 36, 39]]
+    for dy, dx, mirrored in tta.VIEWS["flip_translate"]:
+        expected = shifted_by_hand(x, dy, dx)[:, :, ::-1] if mirrored else shifted_by_hand(x, dy, dx)
+        assert np.array_equal(tta.shifted(x, dy, dx, mirrored), expected)
+        as_tensor = tta.shifted(keras.ops.convert_to_tensor(x), dy, dx, mirrored, ops=keras.ops)
+        assert np.array_equal(keras.ops.convert_to_numpy(as_tensor), expected)
+    assert tta.with_views(x, "flip_translate").shape == (12, 4, 5, 3)
+    assert sum(tta.WEIGHTS["flip_translate"]) == 1.0
+
+
+def test_flip_translate_in_evaluate_predict_and_fits_figure(run):
+    from cnntrain.assess import tta
+    from cnntrain.feed import pipeline
+
+    model, x, y = run["model"], run["x"], run["y"]
+    probs = translated_mean(model, x)
+    loss, accuracy = figures(probs, y)
+    assert accuracy != figures(flipped_mean(model, x), y)[1] or loss != figures(flipped_mean(model, x), y)[0]
+
+    result = run_cli("evaluate", run["run"], "--data-dir", run["data"], "--tta", "flip_translate", "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["tta"] == "flip_translate" and shown["accuracy"] == accuracy
+    assert shown["loss"] == pytest.approx(loss, abs=1e-6)
+
+    image = run["root"] / "shifted.png"
+    Image.fromarray(x[0]).save(image)
+    result = run_cli("predict", image, "--run", run["run"], "--top-k", "10", "--json", "--tta", "flip_translate")
+    assert result.exit_code == 0, result.output
+    got = {t["class"]: t["probability"] for t in json.loads(result.stdout)["predictions"][0]["top"]}
+    np.testing.assert_allclose([got[fx.CIFAR_NAMES[c].decode()] for c in range(10)], probs[0], rtol=0, atol=1e-6)
+    result = run_cli("predict", image, "--run", run["run"], "--tta", "flip_translate")
+    assert result.stderr == f"model: {run['run'] / 'model.keras'} (test-time flip + translate)\n"
+
+    # fit's final figure takes the same views inside one Keras model.
+    dataset = pipeline.eval_dataset(x, y, batch_size=50)   # the sparse loss: labels as indices
+    fit_figures = tta.test_figures(model, dataset, "flip_translate", metrics=["accuracy"])
+    assert fit_figures["tta"] == "flip_translate"
+    assert fit_figures["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert fit_figures["loss"] == pytest.approx(loss, abs=1e-5)

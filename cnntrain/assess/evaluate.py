@@ -23,8 +23,8 @@ from cnntrain.runs.model_file import check_input_shape, class_names_of
 
 
 def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none") -> dict:
-    """Every figure from one pass of model.predict over float32 batches in order (with tta flip,
-    over the images and their mirrors, each image's probabilities averaged with its mirror's)."""
+    """Every figure from one pass of model.predict over float32 batches in order (with a tta, over
+    the images' views, each image's probabilities the weighted mean of its views')."""
     names = class_names_of(model, metadata or {})
     k_classes = len(names)
     y = np.asarray(y)
@@ -39,11 +39,8 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
         raise CnntrainError(f"labels run from {int(y.min())} to {int(y.max())} but the model has "
                             f"{k_classes} classes", hint="evaluate on the data set the model was trained on")
     check_input_shape(model, metadata or {}, np.asarray(x).shape)
-    flip = test_time.checked(tta) == "flip"
-    if flip:
-        x, fed = test_time.with_mirrors(x), np.concatenate([y, y])
-    else:
-        fed = y
+    views = len(test_time.VIEWS[test_time.checked(tta)])
+    x, fed = test_time.with_views(x, tta), np.concatenate([y] * views)
 
     if getattr(model, "exported", False):  # a .tflite / .onnx / SavedModel runner: plain arrays in
         probs, logits, note = model.predict(x, batch_size=int(batch_size)), None, None
@@ -53,9 +50,9 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
         outputs = scored.model.predict(ds, verbose=0)
         probs, logits = (np.asarray(a) for a in outputs) if scored.logits else (np.asarray(outputs), None)
         note = scored.note
-    if flip:
-        # The mean of two softmaxes has no logits: its loss is Keras' from clipped probabilities.
-        probs, logits = test_time.mean_of_mirrors(probs), None
+    if views > 1:
+        # A mean of softmaxes has no logits: its loss is Keras' from clipped probabilities.
+        probs, logits = test_time.mean_of_views(probs, tta), None
     if probs.ndim != 2 or probs.shape != (len(y), k_classes):
         raise CnntrainError(f"the model produced outputs shaped {probs.shape}; expected "
                             f"({len(y)}, {k_classes}) class probabilities")
@@ -71,6 +68,9 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
 
 
 # ---------------------------------------------------------------- runs and files
+
+SPLITS = ("test", "train", "validation")
+SPLITS_HINT = "the split is 'test', 'train' or 'validation' (the images a run's spec held out)"
 
 
 def _load_data(metadata: dict, *, data_dir, offline, split):
@@ -98,7 +98,25 @@ def _load_data(metadata: dict, *, data_dir, offline, split):
         return data, data.x_test, data.y_test
     if split == "train":
         return data, data.x_train, data.y_train
-    raise CnntrainError(f"unknown split {split!r}", hint="the split is 'test' or 'train'")
+    raise CnntrainError(f"unknown split {split!r}", hint=SPLITS_HINT)
+
+
+def _validation_split(run_dir: Path | None, data):
+    """The images the run's spec held out of `data` for validation (its seed, fraction and limits)."""
+    from cnntrain.data.splits import held_out
+    from cnntrain.spec.load import load_spec
+
+    if run_dir is None or not (run_dir / "spec.yaml").is_file():
+        raise CnntrainError("--split validation needs the run folder: the validation images are the ones its "
+                            "spec.yaml held out", hint="evaluate the run folder, not a model file alone")
+    spec = load_spec(run_dir / "spec.yaml")
+    if spec["data"]["validation"] != "split":
+        how = ": it validated on the test split" if spec["data"]["validation"] == "test" else ""
+        raise CnntrainError(f"the run held out no validation images (its data.validation is "
+                            f"{spec['data']['validation']!r}{how})",
+                            file=str(run_dir / "spec.yaml"), hint="evaluate it with --split test")
+    splits = held_out(spec, data)
+    return splits.x_val, splits.y_val
 
 
 def _align_labels(y, data_names, model_names):
@@ -116,8 +134,8 @@ def _align_labels(y, data_names, model_names):
 
 
 def output_paths(model_file: Path, run_dir: Path | None, split: str = "test") -> tuple[Path, Path, Path]:
-    """(folder, eval json, confusion png) where the evaluation of `model_file` is written. A training-split
-    evaluation gets its own names: it must not replace the test figures that `cnntrain runs` shows."""
+    """(folder, eval json, confusion png) where the evaluation of `model_file` is written. A training- or
+    validation-split evaluation gets its own names: it must not replace the test figures `cnntrain runs` shows."""
     tail = "" if split == "test" else f"-{split}"
     if run_dir is not None:
         return run_dir, run_dir / f"eval{tail}.json", run_dir / f"confusion{tail}.png"
@@ -131,11 +149,14 @@ def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline
     (output_paths) and return the figures and the two files written. `tta` None: the model's fit.tta."""
     from cnntrain.figures import confusion
 
-    if split not in ("test", "train"):
-        raise CnntrainError(f"unknown split {split!r}", hint="the split is 'test' or 'train'")
+    if split not in SPLITS:
+        raise CnntrainError(f"unknown split {split!r}", hint=SPLITS_HINT)
     model, metadata, model_file, run_dir = resolve_and_load(target, runs_root, unsafe=unsafe)  # also .tflite, .onnx
     names = class_names_of(model, metadata)
-    data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline, split=split)
+    data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline,
+                            split="train" if split == "validation" else split)
+    if split == "validation":
+        x, y = _validation_split(run_dir, data)
     y = _align_labels(y, getattr(data, "class_names", None), names)
     result = evaluate_model(model, metadata, x, y, batch_size=batch_size, top_k=top_k,
                             tta=test_time.of_model(tta, metadata))

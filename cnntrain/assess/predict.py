@@ -70,12 +70,10 @@ def _chunks(items: list, size: int):
 
 def predict_arrays(scored: Scored, batch: np.ndarray, tta: str = "none") -> np.ndarray:
     """Class probabilities for uint8 (N, H, W, C) images, fed as float32 0-255 like training;
-    with tta flip, each image's averaged with its mirror's (one call on the 2N images)."""
-    flip = test_time.checked(tta) == "flip"
-    x = test_time.with_mirrors(batch) if flip else batch
+    with a tta, each image's the weighted mean of its views' (one call on the K x N images)."""
+    x = test_time.with_views(batch, tta)
     out = scored.model.predict_on_batch(np.asarray(x, dtype=np.float32))
-    probs = np.asarray(out[0] if scored.logits else out)
-    return test_time.mean_of_mirrors(probs) if flip else probs
+    return test_time.mean_of_views(np.asarray(out[0] if scored.logits else out), tta)
 
 
 def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, invert="auto",

@@ -1,10 +1,13 @@
-"""Test-time augmentation: the class probabilities of an image averaged with those of its mirror.
+"""Test-time augmentation: each image's class probabilities averaged over a few views of it.
 
 `flip` is airbench's test-time flip: the model sees each image and the image flipped left-right,
 and the two outputs are averaged. It helps where the classes are mirror-symmetric in distribution
-(CIFAR-10's animals and vehicles) and hurts where they are not (a mirrored 2 is no digit). The
-mirrors travel in the same batches as the images (one pass over 2N images), which is no slower
-than two passes and needs one code path for Keras models and exported runners alike.
+(CIFAR-10's animals and vehicles) and hurts where they are not (a mirrored 2 is no digit).
+`flip_translate` is airbench's next level: the flip's mean weighs half, the other half is the flip's
+mean of two copies shifted one pixel diagonally (up-left and down-right, the edge reflected), so
+six views; it pays where training translated the images. The views travel in the same batches as
+the images (one pass over K x N images), which is no slower than K passes and needs one code path
+for Keras models and exported runners alike.
 """
 from __future__ import annotations
 
@@ -30,27 +33,55 @@ def of_model(tta: str | None, metadata: dict) -> str:
 
 
 def label(tta: str) -> str:
-    """How the output lines name it: ' (test-time flip)', or '' for none."""
-    return "" if tta == NONE else f" (test-time {tta})"
+    """How the output lines name it: ' (test-time flip)', ' (test-time flip + translate)', or '' for none."""
+    return "" if tta == NONE else f" (test-time {tta.replace('_', ' + ')})"
 
 
-def with_mirrors(x) -> np.ndarray:
-    """The N images (N, H, W, C) followed by their N left-right mirrors."""
+# Each choice's views, as (dy, dx, mirrored), and the weight of each view's output in the mean.
+VIEWS = {"none": ((0, 0, False),),
+         "flip": ((0, 0, False), (0, 0, True)),
+         "flip_translate": ((0, 0, False), (0, 0, True), (-1, -1, False), (-1, -1, True),
+                            (1, 1, False), (1, 1, True))}
+WEIGHTS = {"none": (1.0,), "flip": (0.5, 0.5), "flip_translate": (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)}
+
+
+def shifted(x, dy: int, dx: int, mirrored: bool, ops=np):
+    """(N, H, W, C) images moved dy rows down and dx columns right (by at most one pixel), the edge they
+    leave reflected in, then mirrored left-right if asked: NumPy's arrays or (ops=keras.ops) tensors."""
+    if dy or dx:
+        h, w = x.shape[1], x.shape[2]
+        padded = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+        x = padded[:, 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
+    return ops.flip(x, axis=2) if mirrored else x
+
+
+def with_views(x, tta: str) -> np.ndarray:
+    """The N images (N, H, W, C) followed by each further view of them: K x N images, view by view."""
     x = np.asarray(x)
-    return np.concatenate([x, x[:, :, ::-1]])
+    views = VIEWS[checked(tta)]
+    return x if len(views) == 1 else np.concatenate([shifted(x, *view) for view in views])
 
 
-def mean_of_mirrors(outputs) -> np.ndarray:
-    """(N, classes) from the 2N outputs of `with_mirrors` images: each image's mean with its mirror's.
-    (a + b) / 2 in the outputs' own float type, as keras.layers.Average computes it in fit's figure."""
+def mean_of_views(outputs, tta: str) -> np.ndarray:
+    """(N, classes) from the K x N outputs of `with_views` images: each image's weighted mean over its
+    views in the order fit's figure sums them (flip: in the outputs' own float type)."""
     out = np.asarray(outputs)
-    n = len(out) // 2
-    return (out[:n] + out[n:]) / out.dtype.type(2)
+    weights = WEIGHTS[checked(tta)]
+    if len(weights) == 1:
+        return out
+    n = len(out) // len(weights)
+    if tta == "flip":   # (a + b) / 2, as keras.layers.Average computes it
+        return (out[:n] + out[n:]) / out.dtype.type(2)
+    out = out.astype(np.float32)   # fit's figure casts each view's output to float32 before the sum
+    total = out[:n] * np.float32(weights[0])
+    for i, weight in enumerate(weights[1:], start=1):
+        total = total + out[i * n:(i + 1) * n] * np.float32(weight)
+    return total
 
 
 def test_figures(model, dataset, tta: str, *, metrics, strategy=None) -> dict:
-    """fit's test figures: model.evaluate's loss and compiled metrics on `dataset`, for flip on the
-    mean of the model's outputs for each image and its mirror (with "tta": "flip" among them).
+    """fit's test figures: model.evaluate's loss and compiled metrics on `dataset`, with a TTA on the
+    weighted mean of the model's outputs over each image's views (with "tta": its name among them).
 
     `metrics` are fresh ones of the spec (the model's own hold the state of its training)."""
     import contextlib
@@ -62,9 +93,16 @@ def test_figures(model, dataset, tta: str, *, metrics, strategy=None) -> dict:
         return {k: float(v) for k, v in figures.items()}
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         inputs = keras.Input(model.input_shape[1:])
-        # float32 whatever the global policy: the average of two softmaxes, as the loss takes it.
-        mean = keras.layers.Average(dtype="float32")([model(inputs), model(keras.ops.flip(inputs, axis=2))])
-        both = keras.Model(inputs, mean)
-        both.compile(loss=model.loss, metrics=metrics, jit_compile=bool(getattr(model, "jit_compile", False)))
-    figures = both.evaluate(dataset, verbose=0, return_dict=True)
+        outputs = [model(shifted(inputs, *view, ops=keras.ops)) for view in VIEWS[tta]]
+        # float32 whatever the global policy: the mean of softmaxes, as the loss takes it.
+        if tta == "flip":
+            mean = keras.layers.Average(dtype="float32")(outputs)
+        else:
+            outputs = [keras.ops.cast(o, "float32") for o in outputs]
+            mean = outputs[0] * WEIGHTS[tta][0]
+            for output, weight in zip(outputs[1:], WEIGHTS[tta][1:]):
+                mean = mean + output * weight
+        averaged = keras.Model(inputs, mean)
+        averaged.compile(loss=model.loss, metrics=metrics, jit_compile=bool(getattr(model, "jit_compile", False)))
+    figures = averaged.evaluate(dataset, verbose=0, return_dict=True)
     return {**{k: float(v) for k, v in figures.items()}, "tta": tta}

@@ -13,8 +13,9 @@ from cnntrain.commands.options import (data_options, invert_option, json_option,
 @click.command()
 @click.argument("target", required=False, metavar="[RUN | MODEL.keras]")
 @data_options
-@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
-              help="Which split of the model's dataset to evaluate on.")
+@click.option("--split", type=click.Choice(["test", "train", "validation"]), default="test", show_default=True,
+              help="Which split of the model's dataset to evaluate on. validation: the images the run's spec "
+                   "held out (data.validation: split), where choices such as --tta are made without the test set.")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="k of top-k accuracy.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @tta_option
@@ -26,7 +27,8 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, tta, runs_root
     matrix of a run's model (default: the newest finished run) or of a .keras file.
 
     Writes eval.json and confusion.png into the run folder (eval-train.json and confusion-train.png
-    for --split train), or MODEL.eval.json and MODEL.confusion.png beside a .keras file."""
+    for --split train, eval-validation.json and confusion-validation.png for --split validation), or
+    MODEL.eval.json and MODEL.confusion.png beside a .keras file."""
     from cnntrain.views import console, tables
     from cnntrain.assess.evaluate import evaluate_run
 

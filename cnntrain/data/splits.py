@@ -49,8 +49,13 @@ def load(spec: Spec, *, data_dir=None, offline=False, path=None) -> Dataset:
 
 def prepare(spec: Spec, *, data_dir=None, offline=False, path=None) -> Splits:
     """The spec's data section as Splits: the data set read, limited and split for validation."""
+    return held_out(spec, load(spec, data_dir=data_dir, offline=offline, path=path))
+
+
+def held_out(spec: Spec, data: Dataset) -> Splits:
+    """The spec's splits of a data set already read: limited and split for validation (with the spec's
+    seed, so `evaluate --split validation` finds the very images a run held out)."""
     d = spec["data"]
-    data = load(spec, data_dir=data_dir, offline=offline, path=path)
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
     if d["limit_train"]:
         x_train, y_train = _subset(x_train, y_train, d["limit_train"], spec["seed"])
