@@ -62,11 +62,15 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
     """Classify image files (PNG, JPEG, BMP, GIF, TIFF, WebP), folders of them, or glob
     patterns, with the top-k classes and their probabilities.
 
-    Images are converted and resized to the model's input; the model applies its own
-    preprocessing. A file that cannot be read gets its own error line, the others are
-    still predicted, and the exit status is 1."""
+    Images are converted to the model's input. For a grayscale model trained on one plain
+    ground (MNIST-like), a picture of another size is read as MNIST's digits were made:
+    cropped to its ink, scaled into the middle 20/28 keeping its aspect, centred by its
+    centre of mass; other pictures are resized. The model applies its own preprocessing.
+    A top probability under 0.5 gets a note (--json: "low_confidence"): the image may not
+    be one of the classes. A file that cannot be read gets its own error line, the others
+    are still predicted, and the exit status is 1."""
     from cnntrain.views import console, csvfile, tables
-    from cnntrain.assess.predict import inverted_note, predict_files
+    from cnntrain.assess.predict import inverted_note, low_confidence_note, predict_files
     from cnntrain.assess.tta import label
 
     if model_path and run:
@@ -82,6 +86,8 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
     for row in rows:
         if row.get("inverted") and not as_json:
             console.err.print(console.escape(inverted_note(row["file"], info["background"])))
+        if row.get("low_confidence") and not as_json:
+            console.err.print(console.escape(low_confidence_note(row, info["classes"])))
     if csv_path:
         csvfile.predictions_csv(rows, csv_path)
     if as_json:

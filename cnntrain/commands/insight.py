@@ -43,7 +43,8 @@ def filters(target, out, runs_root, unsafe):
 def activations(target, image, out, maps, invert, runs_root, unsafe):
     """IMAGE and the feature maps it produces at every convolution and pooling layer.
 
-    The image is read, resized and inverted exactly as `cnntrain predict` reads it."""
+    The image is read, inverted, cropped and centred or resized exactly as `cnntrain predict`
+    reads it, and drawn as the model receives it."""
     from cnntrain.assess.predict import auto_background, inverted_note, read_for_model
     from cnntrain.insight.maps import activations_figure
     from cnntrain.runs.model_file import input_shape_of
