@@ -266,6 +266,8 @@ def test_class_and_file_names_from_files_are_escaped(tmp_path, monkeypatch):
         "│ a\\x1b[2J.png │ \\x1b]0;pwned\\x07 │      0.3333 │ \\x1b[2J 0.3333, ok 0.3333 │\n"
         "└──────────────┴──────────────────┴─────────────┴───────────────────────────┘\n")
     assert result.stderr == ("model: m.keras\n"
+                             "note: a\\x1b[2J.png: low confidence (\\x1b]0;pwned\\x07 0.3333, under 0.5); the image may "
+                             "not show any of the 3 classes the model knows\n"
                              "b\\x1b]0;pwned\\x07.png: not an image (or a format Pillow cannot read)\n"
                              "  hint: use one of .png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp\n")
     assert result.exit_code == 1
