@@ -159,7 +159,7 @@ def _setup(spec, options, kind, reporter):
                                 threads=options.threads)
     # What the spec may do is settled before any slow step and before any folder is made; after the
     # device setup, which must come before anything that could start TensorFlow's runtime.
-    policy.check_output_dir(spec)
+    policy.check_spec(spec)
     build.build_callbacks(spec)
     plan = distribute.make(kind, device_info, devices=list(options.devices) or None,
                            connect_timeout=options.connect_timeout)
