@@ -238,6 +238,7 @@ def _metadata(spec, data) -> dict:
         "data_source": os.path.abspath(data.source),   # where it was found: evaluate and resume look there
         "tta": spec["fit"]["tta"],   # evaluate and predict default to it, so evaluate reproduces the test figure
         "label_smoothing": spec["compile"]["label_smoothing"],   # and its loss, against the same smoothed labels
+        "held_out": data.held_out,   # evaluate --split validation checks that it draws these images again
     }
 
 
