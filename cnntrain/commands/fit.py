@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from cnntrain.commands.options import data_options, json_option, spec_options, trust_option
+from cnntrain.commands.options import data_options, json_option, picture_option, spec_options, trust_option
 from cnntrain.errors import CnntrainError, plural
 from cnntrain.spec.schema import DEVICES, STRATEGIES
 
@@ -120,8 +120,7 @@ def _resumed(resume, spec, overrides):
               help="Where the run folders are.")
 @click.option("--compare", is_flag=True, help="Compare the RUNs given: spec differences, key figures side by "
               "side, and their curves overlaid in one PNG (--out).")
-@click.option("--out", type=click.Path(dir_okay=False), default="compare.png", show_default=True,
-              help="With --compare: the overlay PNG.")
+@picture_option("compare.png", "With --compare: the runs' curves overlaid")
 @json_option("Print the table as JSON.")
 def runs_command(compared, root, compare, out, as_json):
     """The runs under --dir with their key figures, newest first; a run whose files were damaged is
