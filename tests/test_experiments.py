@@ -424,7 +424,7 @@ def test_pruning_stops_a_hopeless_trial(tiny_spec, mnist_dir, tmp_path, pruner):
         "  compile.optimizer.Adam.learning_rate=1.0e-07",
         "      2  FAIL                 -       -         -  compile.optimizer.Adam.learning_rate=1.0e+30",
         f"best: trial 0; its spec is {sweep}/best.yaml (cnntrain fit {sweep}/best.yaml)"]
-    listed = run_cli("runs", "--dir", sweep)
+    listed = run_cli("runs", "--runs", sweep)
     assert listed.exit_code == 0
     assert listed.stdout.endswith("\n\n" + "\n".join(lines) + "\n")
     assert "pruned" in listed.stdout.split("leaderboard")[0]

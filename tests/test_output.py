@@ -49,13 +49,13 @@ def test_the_newest_run_is_the_last_started_and_commands_say_which(two_runs):
     predicted = run("predict", two_runs["image"], "--runs", two_runs["runs"])
     assert predicted.exit_code == 0, predicted.output
     assert predicted.stderr == f"model: {new / 'model.keras'}\n"
-    listed = json.loads(run("runs", "--dir", two_runs["runs"], "--json").stdout)
+    listed = json.loads(run("runs", "--runs", two_runs["runs"], "--json").stdout)
     assert [row["run"] for row in listed] == [str(new), str(old)]
     # The test figures: the old run's from evaluate on all 50 images, the new one's from its fit on 20.
     assert [(row["test_images"], row["test_from"]) for row in listed] == [(20, "fit"), (50, "evaluate")]
     assert listed[1]["test_accuracy"] == json.loads((old / "eval.json").read_text())["accuracy"]
 
-    table = run("runs", "--dir", two_runs["runs"], columns=80).stdout
+    table = run("runs", "--runs", two_runs["runs"], columns=80).stdout
     for row in listed:
         name = "/".join(Path(row["run"]).parts[-2:])
         assert re.search(rf"│ {re.escape(name)} +│ completed │ +1 │ +\d+\.\d\d% │ +\d+\.\d\d% │ "

@@ -27,8 +27,13 @@ def data_options(f):
     return f
 
 
-def runs_option(f):
-    return click.option("--runs", "runs_root", default="runs", show_default=True, help=RUNS_HELP)(f)
+def runs_option(f=None, *, default: str | None = "runs", help_text: str = RUNS_HELP):
+    """--runs, the one option of every command that finds a run by name or takes the newest one."""
+    def add(f):
+        return click.option("--runs", "runs_root", default=default, show_default=default is not None,
+                            type=click.Path(file_okay=False), help=help_text)(f)
+
+    return add(f) if f is not None else add
 
 
 def unsafe_option(f):

@@ -38,6 +38,7 @@ class FitOptions:
     resume: str | None = None       # a run folder to continue
     extend: bool = False            # the resumed run is finished: train it longer, to fit.epochs
     init_from: str | None = None    # a run or .keras file whose weights a new run starts from
+    runs_root: str | None = None    # where --init-from finds a run by name (default: the spec's output.dir)
     device: str = "auto"
     mixed_precision: bool = False
     jit: bool = False
@@ -97,7 +98,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     data = _load_data(spec, options, reporter)
     steps, logged = _check_training(spec, data, plan, reporter)
     model, front = _build_model(spec, data, steps, plan, options, reporter)
-    initial_weights = start.init_from(model, options.init_from, spec["output"]["dir"], front) \
+    initial_weights = start.init_from(model, options.init_from, options.runs_root or spec["output"]["dir"], front) \
         if options.init_from else None
     if initial_weights:
         reporter.note(f"initial weights: {initial_weights}")
