@@ -60,6 +60,16 @@ def test_a_tracking_store_inside_the_output_folder_is_allowed(tiny_spec):
 # ---------------------------------------------------------------- layers that load files or run code
 
 
+SAVED_MODEL = "it loads the model stored at its filepath and runs that model's graph"
+
+
+def layer_refused(spec, mnist_dir, tmp_path, name: str, reason: str, hint: str = "remove it"):
+    """check, summary and fit refuse the layer `name` on line 12 with `reason`."""
+    refused_everywhere(spec, mnist_dir, tmp_path, (
+        f"{at(spec, 12, name)}: layer '{name}' is not allowed in a spec: {reason}; a spec is data, and layers that "
+        f"load files or run code are refused\n  hint: {hint}; {TRUST}\n"))
+
+
 def test_a_layer_that_loads_a_saved_model_is_refused_before_it_loads(tiny_spec, mnist_dir, tmp_path):
     # A real SavedModel: without the policy, check would load it and run its graph.
     from cnntrain.backend import keras
@@ -67,26 +77,18 @@ def test_a_layer_that_loads_a_saved_model_is_refused_before_it_loads(tiny_spec, 
     saved = tmp_path / "saved"
     keras.Sequential([keras.Input((13, 13, 4)), keras.layers.Identity()]).export(str(saved), verbose=False)
     spec = with_layer(tiny_spec(epochs=1), f"TFSMLayer: {{filepath: '{saved}'}}")
-    refused_everywhere(spec, mnist_dir, tmp_path, (
-        f"{at(spec, 12, 'TFSMLayer')}: layer 'TFSMLayer' is not allowed in a spec: it loads the model stored at its "
-        "filepath and runs that model's graph; a spec is data, and layers that load files or run code are refused\n"
-        f"  hint: remove it; {TRUST}\n"))
+    layer_refused(spec, mnist_dir, tmp_path, "TFSMLayer", SAVED_MODEL)
 
 
 def test_a_nested_layer_that_loads_a_file_is_refused(tiny_spec, mnist_dir, tmp_path):
     spec = with_layer(tiny_spec(epochs=1), "TimeDistributed: {layer: {TFSMLayer: {filepath: /tmp}}}")
-    refused_everywhere(spec, mnist_dir, tmp_path, (
-        f"{at(spec, 12, 'TFSMLayer')}: layer 'TFSMLayer' is not allowed in a spec: it loads the model stored at its "
-        "filepath and runs that model's graph; a spec is data, and layers that load files or run code are refused\n"
-        f"  hint: remove it; {TRUST}\n"))
+    layer_refused(spec, mnist_dir, tmp_path, "TFSMLayer", SAVED_MODEL)
 
 
 def test_a_vocabulary_file_is_named_as_such(tiny_spec, mnist_dir, tmp_path):
     spec = with_layer(tiny_spec(epochs=1), "StringLookup: {vocabulary: /etc/hostname}")
-    refused_everywhere(spec, mnist_dir, tmp_path, (
-        f"{at(spec, 12, 'StringLookup')}: layer 'StringLookup' is not allowed in a spec: its vocabulary "
-        "'/etc/hostname' is the path of a file that it reads; a spec is data, and layers that load files or run "
-        f"code are refused\n  hint: give the vocabulary as a list in the spec; {TRUST}\n"))
+    layer_refused(spec, mnist_dir, tmp_path, "StringLookup", "its vocabulary '/etc/hostname' is the path of a file "
+                  "that it reads", "give the vocabulary as a list in the spec")
 
 
 def test_an_augment_layer_that_runs_code_is_refused_by_every_command(tiny_spec, tmp_path):
@@ -131,21 +133,18 @@ def test_checkpoint_fields_reach_no_attribute_index_or_fill(tiny_spec, mnist_dir
         "  hint: e.g. 'ckpt/epoch-{epoch:02d}-{val_loss:.3f}.keras'\n"))
 
 
-def test_a_checkpoint_field_in_a_folder_name_is_refused(tiny_spec, mnist_dir, tmp_path):
-    spec = with_callbacks(tiny_spec(epochs=1), "ModelCheckpoint: {filepath: 'e{epoch}/m.keras'}")
-    where = at(spec, 21, "'e")
+@pytest.mark.parametrize("filepath, problem, hint", [
+    ("e{epoch}/m.keras", "has a field in a folder name: only the file's name may have one", ""),
+    ("m-{val_loss:02d}.keras", "cannot be filled in: Unknown format code 'd' for object of type 'float'",
+     "{epoch} and {batch} are integers, metrics decimals: use d for the first, f, e or g for the others; "),
+])
+def test_a_field_in_a_folder_or_of_the_wrong_format_is_refused_before_training(tiny_spec, mnist_dir, tmp_path,
+                                                                                 filepath, problem, hint):
+    spec = with_callbacks(tiny_spec(epochs=1), f"ModelCheckpoint: {{filepath: '{filepath}'}}")
+    where = at(spec, 21, "'" + filepath[:2])
     refused_everywhere(spec, mnist_dir, tmp_path, (
-        f"{where}: ModelCheckpoint: filepath 'e{{epoch}}/m.keras' has a field in a folder name: only the "
-        "file's name may have one\n  hint: e.g. 'ckpt/epoch-{epoch:02d}-{val_loss:.3f}.keras'\n"))
-
-
-def test_a_number_format_that_does_not_fit_is_refused_before_training(tiny_spec, mnist_dir, tmp_path):
-    spec = with_callbacks(tiny_spec(epochs=1), "ModelCheckpoint: {filepath: 'm-{val_loss:02d}.keras'}")
-    where = at(spec, 21, "'m")
-    refused_everywhere(spec, mnist_dir, tmp_path, (
-        f"{where}: ModelCheckpoint: filepath 'm-{{val_loss:02d}}.keras' cannot be filled in: Unknown "
-        "format code 'd' for object of type 'float'\n  hint: {epoch} and {batch} are integers, metrics decimals: use "
-        "d for the first, f, e or g for the others; e.g. 'ckpt/epoch-{epoch:02d}-{val_loss:.3f}.keras'\n"))
+        f"{where}: ModelCheckpoint: filepath '{filepath}' {problem}\n"
+        f"  hint: {hint}e.g. 'ckpt/epoch-{{epoch:02d}}-{{val_loss:.3f}}.keras'\n"))
 
 
 def test_plain_fields_and_a_log_in_a_folder_write_inside_the_run(tiny_spec, mnist_dir, tmp_path):
@@ -158,3 +157,32 @@ def test_plain_fields_and_a_log_in_a_folder_write_inside_the_run(tiny_spec, mnis
     assert sorted(p.name[:4] for p in (run / "ckpt").iterdir()) == ["e01-", "e02-"]
     assert (run / "logs" / "log.csv").read_text().splitlines()[0].startswith("epoch,")
     assert {k: v for k, v in tree(tmp_path).items() if not k.startswith("run")} == before
+
+
+# ---------------------------------------------------------------- model files
+
+
+def test_a_model_file_reading_a_vocabulary_elsewhere_is_named_as_such(tmp_path):
+    """A .keras whose StringLookup names /etc/hostname was said to hold 'a Lambda layer'."""
+    import json
+    import zipfile
+
+    from cnntrain.backend import keras
+
+    words = keras.Input((1,), dtype="string")
+    keras.Model(words, keras.layers.StringLookup(vocabulary=["a", "b"])(words)).save(tmp_path / "plain.keras")
+    with zipfile.ZipFile(tmp_path / "plain.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    (lookup,) = [layer for layer in config["config"]["layers"] if layer["class_name"] == "StringLookup"]
+    lookup["config"]["vocabulary"] = "/etc/hostname"
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "lookup.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    result = run_cli("filters", tmp_path / "lookup.keras")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"{tmp_path / 'lookup.keras'}: cannot load the model: a layer in it reads a vocabulary file outside the model "
+        "file, which is not read unless you trust it\n  hint: the file names a file elsewhere on this machine; load "
+        "it only if you trust it, with --unsafe\n")
