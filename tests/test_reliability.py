@@ -35,9 +35,9 @@ from helpers.formats import digits
 from helpers.procs import reaped
 from helpers.runs import RUN_FILES
 
-from cnntrain.train import callbacks, fit  # noqa: E402  (imports TensorFlow: once, at collection)
+from cnntrain.train import callbacks, fit
 from cnntrain.runs import atomic, folder, model_file
-from cnntrain.spec import load_spec  # noqa: E402
+from cnntrain.spec import load_spec
 
 TEMPORARY = re.compile(r"^\..+\.tmp")
 FULL_HINT = ("  hint: free some disk space or choose another folder with --out; the files already in the run "
