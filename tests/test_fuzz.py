@@ -459,7 +459,7 @@ def builder_specs(draw, names):
             kind = draw(st.sampled_from(["none", "scalar", "list", "dict", "dict"]))
             args = {"none": lambda: None, "scalar": lambda: draw(SMALL),
                     "list": lambda: draw(st.lists(SMALL, max_size=2)),
-                    "dict": lambda: args_for({}, name, keras.layers)}[kind]()
+                    "dict": lambda: args_for({}, name, keras.layers)}[kind]()  # noqa: B023 - called at once
             items = tree["model"]["layers"]
             items.insert(draw(st.integers(0, len(items))), {name: args} if args is not None else name)
         elif where == "optimizer":

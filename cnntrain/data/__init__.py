@@ -91,7 +91,7 @@ def load_dataset(name: str, *, path: str | None = None, data_dir: str | None = N
             raise _not_found(name, cands, path, data_dir, None)
         try:
             cand = lookup.download(name)
-        except Exception as e:  # noqa: BLE001 - urllib, hash and OS errors alike
+        except Exception as e:  # urllib, hash and OS errors alike
             raise _not_found(name, cands, path, data_dir, e) from e
     loaded = _read(name, cand, size, color_mode)
     x_train, x_test = loaded.x_train, loaded.x_test
@@ -111,7 +111,7 @@ def _read(name, cand, size, color_mode) -> readers.Loaded:
     except MemoryError as e:
         raise fail(f"not enough memory to load {name}", cand.path,
                    hint="free memory, or use smaller images (data.image_size)") from e
-    except Exception as e:  # noqa: BLE001 - the contract: only CnntrainError escapes
+    except Exception as e:  # the contract: only CnntrainError escapes
         raise fail(f"cannot be read ({type(e).__name__}: {e})", cand.path) from e
 
 

@@ -128,7 +128,7 @@ class Record(Kind):
 
     what = "an object"
 
-    def __init__(self, fields: dict, rest: Kind | None = Kind(), optional_keys=()):
+    def __init__(self, fields: dict, rest: Kind | None = Kind(), optional_keys=()):  # noqa: B008 - a Kind holds no state
         self.fields, self.rest, self.optional_keys = fields, rest, set(optional_keys)
 
     def problem(self, value, field):

@@ -66,7 +66,8 @@ def load_spec(path, overrides=()) -> Spec:
         with open(path, "rb") as f:
             raw = f.read(MAX_BYTES + 1)   # bounded: a huge file is not read whole
     except FileNotFoundError:
-        raise SpecError("no such spec file", file=str(path), hint="give the path of a .yaml spec, e.g. configs/mnist.yaml") from None
+        raise SpecError("no such spec file", file=str(path),
+                        hint="give the path of a .yaml spec, e.g. configs/mnist.yaml") from None
     except OSError as exc:
         raise SpecError(f"cannot read the spec: {exc.strerror or exc}", file=str(path)) from None
     if len(raw) > MAX_BYTES:

@@ -189,7 +189,7 @@ class _Builder:
             value = self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:
             raise _tag_error(node, self.file) from None
-        except Exception as exc:  # noqa: BLE001 - PyYAML's own converters raise ValueError, KeyError, ...
+        except Exception as exc:  # PyYAML's own converters raise ValueError, KeyError, ...
             kind = node.tag.rsplit(":", 1)[-1]
             reason = str(exc).split(":")[0] if "Exceeds the limit" in str(exc) else str(exc)
             reason = f" ({shorten(reason, 100)})" if isinstance(exc, ValueError) else ""

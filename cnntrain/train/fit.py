@@ -304,7 +304,7 @@ def _recorded_data(options) -> str | None:
 def _check_tensorboard(spec):
     # Keras' TensorBoard callback only finds out at the first summary, mid-fit (TBNotInstalledError).
     try:
-        from tensorboard.summary.v2 import scalar  # noqa: F401
+        from tensorboard.summary.v2 import scalar  # noqa: F401 - the import is the check
     except ImportError as exc:
         raise spec.error(("fit", "tensorboard"), f"fit.tensorboard needs the tensorboard package, which "
                          f"cannot be imported ({exc})", "it is one of cnntrain's dependencies: pip install "

@@ -52,7 +52,7 @@ class HParams(keras.callbacks.Callback):
 def import_mlflow(spec):
     try:
         import mlflow
-        import mlflow.keras  # noqa: F401
+        import mlflow.keras
     except ImportError:
         raise spec.error(("fit", "tracking"), "fit.tracking is 'mlflow' but MLflow is not installed",
                          "pip install 'cnntrain[track]' (or: pip install mlflow), or set fit.tracking: none") from None
@@ -81,7 +81,7 @@ def with_mlflow(fit_once, spec, options, reporter) -> Path:
             mlflow.create_experiment(spec["name"], artifact_location=artifacts)
         mlflow.set_experiment(spec["name"])
         active = mlflow.start_run()
-    except Exception as exc:  # noqa: BLE001 - MLflow raises its own, SQLAlchemy's and OS errors
+    except Exception as exc:  # MLflow raises its own, SQLAlchemy's and OS errors
         raise CnntrainError(f"cannot start an MLflow run at {uri}: {str(exc).splitlines()[0][:300]}",
                             hint="check fit.tracking_uri (sqlite:///FILE or http://HOST:PORT)") from None
     status = "FAILED"
