@@ -365,7 +365,7 @@ def test_predict_applies_a_softmax_to_scores_and_says_so(tmp_path, activation, l
     assert result.stderr == (f"note: the model's last layer '{layer}' has {taken} are taken as scores (logits) "
                              "and a softmax over the classes applied\n")
     top = json.loads(result.stdout)["predictions"][0]["top"]
-    scores = keras.Model(model.inputs, model.layers[2].output)(pixels[None, ..., None].astype("float32"))
+    scores = keras.Model(model.inputs[0], model.layers[2].output)(pixels[None, ..., None].astype("float32"))
     expected = softmax(np.asarray(scores)[0])
     got = {t["class"]: t["probability"] for t in top}
     np.testing.assert_allclose([got["a"], got["b"], got["c"]], expected, rtol=1e-4)

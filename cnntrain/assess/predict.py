@@ -84,7 +84,7 @@ def _decode(path: Path, shape, mode: str, background: str | None):
         return read_for_model(path, shape, mode, background)
     except CnntrainError as exc:
         return exc
-    except Exception as exc:  # noqa: BLE001 - an unexpected decoder failure is still this file's error
+    except Exception as exc:  # an unexpected decoder failure is still this file's error
         return CnntrainError(f"cannot read image: {exc}", file=str(path))
 
 

@@ -75,7 +75,7 @@ def _upright_size(im: Image.Image) -> tuple[int, int]:
     """(width, height) as shown, after the EXIF orientation that to_pixels applies."""
     try:
         turned = im.getexif().get(0x0112) in (5, 6, 7, 8)   # orientations that swap the sides
-    except Exception:  # noqa: BLE001 - a broken EXIF block is ignored by to_pixels too
+    except Exception:  # a broken EXIF block is ignored by to_pixels too
         turned = False
     return im.size[::-1] if turned else im.size
 
@@ -85,7 +85,7 @@ def probe(item: Item) -> tuple[str, tuple[int, int]]:
     try:
         with _open(item) as im:
             return im.mode, _upright_size(im)
-    except Exception as e:  # noqa: BLE001 - a decoder fed arbitrary bytes can raise anything
+    except Exception as e:  # a decoder fed arbitrary bytes can raise anything
         raise _broken(item, e) from e
 
 
@@ -176,7 +176,7 @@ def _decode(item: Item, gray: bool, size: tuple[int, int], resize: bool, first: 
                                     f"'{first.member or first.file}'"), item.file,
                            hint="set data.image_size: [height, width] to resize every image")
             return to_pixels(im, 1 if gray else 3, size)
-    except Exception as e:  # noqa: BLE001 - our own error passes; decoders raise anything
+    except Exception as e:  # our own error passes; decoders raise anything
         if isinstance(e, CnntrainError):
             raise
         raise _broken(item, e) from e
