@@ -136,8 +136,8 @@ def test_activations_draws_the_image_predict_reads(shape_model, tmp_path):
     save(fed[..., 0], tmp_path / "fed.png")
     assert run_cli("activations", shape_model, drawn, "--out", tmp_path / "a.png").exit_code == 0
     assert run_cli("activations", shape_model, tmp_path / "fed.png", "--out", tmp_path / "b.png").exit_code == 0
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")),
-                                  np.asarray(Image.open(tmp_path / "b.png")))
+    with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 # ----------------------------------------------------------------- low confidence
