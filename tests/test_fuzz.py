@@ -756,7 +756,7 @@ def test_damaged_run_folders_through_the_cli(made_runs, tmp_path):
         shutil.copytree(made_runs / which, run_dir)
         _write_back(run_dir, name, data)
         with time_limit(60):
-            assert_no_internal_error(run_cli("runs", "--dir", root, "--json"), mutation)
+            assert_no_internal_error(run_cli("runs", "--runs", root, "--json"), mutation)
             if command == ["fit", "--resume"]:
                 assert_no_internal_error(run_cli("fit", "--resume", run_dir, "--data-dir", made_runs / "data",
                                                  "--quiet"), mutation)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cnntrain.commands.options import (data_options, invert_option, json_option, runs_option, say_model, tta_option,
+from cnntrain.commands.options import (data_options, invert_option, json_option, runs_option, say_error, say_model, say_wrote, tta_option,
                                        unsafe_option)
 
 
@@ -32,8 +32,6 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, tta, runs_root
     from cnntrain.views import console, tables
     from cnntrain.assess.evaluate import evaluate_run
 
-    if unsafe:
-        console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     result, written = evaluate_run(target, runs_root=runs_root, data_dir=data_dir, offline=offline, split=split,
                                   top_k=top_k, batch_size=batch_size, unsafe=unsafe, tta=tta)
     if result.get("note"):
@@ -42,7 +40,7 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, tta, runs_root
         click.echo(json.dumps(result, indent=2))
         return
     tables.show_evaluation(console.out, result)
-    console.err.print(f"wrote {console.escape(str(written[0]))} and {console.escape(str(written[1]))}")
+    say_wrote(*written, err=True)
 
 
 @click.command()
@@ -71,8 +69,6 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
 
     if model_path and run:
         raise click.UsageError("give --model or --run, not both")
-    if unsafe:
-        console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     rows, errors, info = predict_files(list(inputs), target=model_path or run, runs_root=runs_root, top_k=top_k,
                                        invert=invert, batch_size=batch_size, unsafe=unsafe, tta=tta)
     if not as_json:
@@ -90,6 +86,6 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
     elif rows:
         tables.show_predictions(console.out, rows, top_k)
     for error in errors:
-        click.echo(str(error) if error.location else f"error: {error}", err=True)
+        say_error(error)
     if errors:
         sys.exit(1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, DataNotFound
 from cnntrain.spec.schema import COLOR_MODES, DATASETS
 
 from . import convert, lookup, readers
@@ -122,9 +122,9 @@ def _not_found(name, cands, path, data_dir, error) -> CnntrainError:
                 else f"holds no {name} data in a layout cnntrain reads")
         hint = (_supply(name, "") if name == "image_folder" else
                 f"set data.path to {KNOWN[name].how_to_supply}, or to a folder holding it")
-        return CnntrainError(f"data.path {what}; looked at:\n{looked}", file=path, hint=hint)
+        return DataNotFound(f"data.path {what}", looked, file=path, hint=hint)
     folder = lookup.data_folder(data_dir) or lookup.keras_cache()
-    msg = f"no {name} data found; looked at:\n{looked}\n"
+    msg = "\n"
     if error is None:
         msg += "and offline mode is on, so nothing was downloaded"
     else:
@@ -132,7 +132,7 @@ def _not_found(name, cands, path, data_dir, error) -> CnntrainError:
         where = origins[0] if len(origins) == 1 else \
             f"{os.path.dirname(origins[0])}/ ({len(origins)} files)"
         msg += f"and the download from {where} failed ({type(error).__name__}: {error})"
-    return CnntrainError(msg, hint=_supply(name, folder) + ", or pass --data-dir DIR "
+    return DataNotFound(f"no {name} data found", looked, msg, hint=_supply(name, folder) + ", or pass --data-dir DIR "
                          "(or set CNNTRAIN_DATA_DIR)")
 
 

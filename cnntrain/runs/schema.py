@@ -213,6 +213,7 @@ METADATA_FIELDS = {
     "color_mode": Optional(Str()), "one_hot": Bool(), "name": Optional(Str()),
     "cnntrain_version": Str(), "epoch": Int(0), "tta": Str(TTA_CHOICES),
     "label_smoothing": Number(low=0, high=1),
+    "held_out": Optional(Record({"images": Int(1), "digest": Str(max_len=64)}, rest=None)),
 }
 METADATA = Record(METADATA_FIELDS, optional_keys=METADATA_FIELDS)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError
+from cnntrain.model import policy
 from cnntrain.runs.contents import flatten
 
 MAX_PARAM = 500   # characters of a spec value as an MLflow parameter or an HParams value
@@ -65,6 +66,7 @@ def default_uri(spec) -> str:
 def with_mlflow(fit_once, spec, options, reporter) -> Path:
     """`fit_once` inside an MLflow run: the spec (as parameters and as spec.yaml), the metrics per epoch
     through mlflow.keras.MlflowCallback, then the run folder's files, the model among them."""
+    policy.check_spec(spec)   # before MLflow makes its store or reaches a server
     mlflow = import_mlflow(spec)
     uri = default_uri(spec)
     artifacts = None
