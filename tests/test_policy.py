@@ -27,7 +27,7 @@ def with_layer(spec, entry: str):
 # ---------------------------------------------------------------- fit.tracking_uri
 
 
-def test_a_tracking_server_is_never_reached(tiny_spec, mnist_dir, tmp_path, listener):
+def test_a_tracking_server_is_never_reached(tiny_spec, mnist_dir, tmp_path, listener):  # noqa: F811 - the fixture imported above
     url, requests = listener
     spec = with_fit_line(tiny_spec(epochs=1, extra=""), f"tracking_uri: '{url}'")
     spec.write_text(spec.read_text().replace("  batch_size: 32\n", "  batch_size: 32\n  tracking: mlflow\n"))

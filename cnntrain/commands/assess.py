@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from cnntrain.commands.options import (data_options, invert_option, json_option, runs_option, say_error, say_model, say_wrote, tta_option,
-                                       unsafe_option)
+from cnntrain.commands.options import (data_options, invert_option, json_option, runs_option, say_error, say_model, say_wrote,
+                                       tta_option, unsafe_option)
 
 
 @click.command()

@@ -13,7 +13,7 @@ from cnntrain.commands.options import data_options, json_option, picture_option,
 def compare(runs, runs_root, out, as_json):
     """`cnntrain runs --compare RUN RUN...`: called by the runs command."""
     from cnntrain.experiments.compare import compare_runs
-    from cnntrain.views import console, experiments
+    from cnntrain.views import experiments
 
     result = compare_runs(list(runs), runs_root=runs_root, out=out)
     if as_json:
