@@ -16,7 +16,7 @@ from cnntrain.assess.outputs import probability_model
 from cnntrain.errors import CnntrainError
 from cnntrain.feed.pipeline import eval_dataset
 from cnntrain.runs.atomic import write_json
-from cnntrain.export.runners import resolve_and_load
+from cnntrain.loading.runners import resolve_and_load
 from cnntrain.runs.model_file import check_input_shape, class_names_of
 
 # ---------------------------------------------------------------- the model

@@ -17,7 +17,7 @@ from cnntrain.assess.outputs import Scored, probability_model
 from cnntrain.data import image_files
 from cnntrain.errors import CnntrainError
 from cnntrain.spec.schema import INVERT_CHOICES
-from cnntrain.export.runners import resolve_and_load
+from cnntrain.loading.runners import resolve_and_load
 from cnntrain.runs.model_file import class_names_of, input_shape_of
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, not_regular
 from cnntrain.spec.schema import TTA_CHOICES
 
 DAMAGED_HINT = "the file was changed or broken after cnntrain wrote it"
@@ -216,12 +216,33 @@ METADATA_FIELDS = {
 }
 METADATA = Record(METADATA_FIELDS, optional_keys=METADATA_FIELDS)
 
+# An exported model's metadata (the cnntrain.json beside it, an ONNX file's metadata_props): the
+# model.keras metadata and what export adds; predict resizes images and names classes by it.
+EXPORTED_FIELDS = {**METADATA_FIELDS, "format": Str(), "quantize": Str(), "source_model": Str(),
+                   "input": Record({}), "output": Str()}
+EXPORTED = Record(EXPORTED_FIELDS, optional_keys=EXPORTED_FIELDS)
+# export.json: only the Keras model it was exported from is read back (for a hint).
+EXPORT_RECORD = Record({"model": Str()})
+
+# env.json, as train/fit.py writes it: only what is read back is checked.
+ENV = Record({"started": Str(max_len=100)}, optional_keys=("started",))
+
 
 def read(path, schema: Kind, hint: str = DAMAGED_HINT):
     """A JSON file cnntrain wrote, read back and checked."""
     from cnntrain.runs.atomic import read_json
 
+    kind = not_regular(path)
+    if kind:   # open() of a FIFO blocks until something writes to it
+        raise damaged(path, "", f"is {kind}, not a regular file", hint)
     return check(Path(path), read_json(path), schema, hint)
+
+
+def read_optional(path, schema: Kind, hint: str = DAMAGED_HINT):
+    """`read`, or None when the file is not there (a run killed early, a model never evaluated)."""
+    if not Path(path).exists():
+        return None
+    return read(path, schema, hint)
 
 
 def check_resume(path, state: dict, *, epochs: int, monitor: str, callbacks: int) -> dict:
