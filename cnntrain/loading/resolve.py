@@ -56,7 +56,7 @@ def _find(target, runs_root) -> ModelRef:
                             hint="give the model file itself, such as a run's model.keras")
     if kind is None and (path.suffix.lower() in SUFFIXES or path.is_file()):
         if not path.is_file():
-            raise CnntrainError("model file not found", file=str(path), hint=f"give {ACCEPTED}")
+            raise CnntrainError("model file not found", file=str(path))
         return ModelRef(path, SUFFIXES.get(path.suffix.lower(), KERAS))
     if path.is_dir():
         if (path / SAVED_MODEL_FILE).is_file():
