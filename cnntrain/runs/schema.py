@@ -185,6 +185,7 @@ TEST_FIGURES = Record({"tta": Str(TTA_CHOICES)}, rest=Number(finite=False), opti
 
 # backup/state.json, as train/callbacks.py RunState writes it.
 HISTORY_ROW = Record({"epoch": Int(1)}, rest=Number(finite=False))
+HISTORY_ROWS = List(HISTORY_ROW)   # history.csv, as runs/history.py parses it
 CALLBACK_FIELDS = ("wait", "best", "cooldown_counter", "best_epoch", "stopped_epoch")
 STATE = Record({
     "epochs_done": Int(0), "best": Optional(Number()), "best_epoch": Optional(Int(1)),
@@ -200,8 +201,15 @@ METRICS = Record({
     "parameters": Int(0), "wall_time_s": Number(), "train_images_per_s": Optional(Number()),
 })
 
-# eval.json, as assess/evaluate.py writes it: only what is read back is checked.
-EVALUATION = Record({"accuracy": Number(low=0, high=1)})
+# eval.json, as assess/evaluate.py writes it: what `runs`, compare and card read back.
+_SHARE = Number(low=0, high=1)
+EVALUATION = Record({
+    "accuracy": _SHARE, "samples": Int(1), "loss": Number(finite=False), "top_k": Int(1), "top_k_accuracy": _SHARE,
+    "macro_f1": _SHARE, "split": Str(max_len=100), "tta": Str(TTA_CHOICES),
+    "per_class": List(Record({"class": Str(max_len=1000), "precision": _SHARE, "recall": _SHARE, "f1": _SHARE,
+                              "support": Int(0)})),
+    "most_confused": List(Record({"true": Str(max_len=1000), "predicted": Str(max_len=1000), "count": Int(1)})),
+}, optional_keys=("split", "tta", "most_confused"))
 
 # cnntrain.json inside model.keras: every field may be missing (a plain Keras file has none).
 _SHAPE = List(Int(1), length=3)
