@@ -53,7 +53,7 @@ def _find(target, runs_root) -> ModelRef:
     kind = not_regular(path)
     if kind and kind != "a folder":   # zipfile, LiteRT and onnxruntime would block on a FIFO until it is written
         raise CnntrainError(f"is {kind}, not a regular file; a model is read from {ACCEPTED}", file=str(path),
-                            hint="give the model file itself, such as a run's model.keras")
+                            hint="give the model file itself, not a pipe or a device")
     if kind is None and (path.suffix.lower() in SUFFIXES or path.is_file()):
         if not path.is_file():
             raise CnntrainError("model file not found", file=str(path))
