@@ -43,7 +43,8 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
     x, fed = test_time.with_views(x, tta), np.concatenate([y] * views)
 
     if getattr(model, "exported", False):  # a .tflite / .onnx / SavedModel runner: plain arrays in
-        probs, logits, note = model.predict(x, batch_size=int(batch_size)), None, None
+        note = probability_model(model, k_classes).note
+        probs, logits = model.predict(x, batch_size=int(batch_size)), None
     else:
         ds = eval_dataset(x, fed, batch_size=int(batch_size))
         scored = probability_model(model, k_classes)
