@@ -60,7 +60,8 @@ def _decode(path: Path, shape, mode: str, background: str | None):
     except CnntrainError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - an unexpected decoder failure is still this file's error
-        return CnntrainError(f"cannot read image: {exc}", file=str(path))
+        # MemoryError has no text: its name is the reason, never an empty "cannot read image: "
+        return CnntrainError(f"cannot read image: {str(exc).strip() or type(exc).__name__}", file=str(path))
 
 
 def _chunks(items: list, size: int):
