@@ -342,3 +342,14 @@ def test_export_help_answers_without_tensorflow():
             "r = CliRunner().invoke(cli, ['export', '--help']); print(r.exit_code, 'tensorflow' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "0 False"
+
+
+def test_int8_tflite_gives_real_probabilities(exported, scale):
+    # The int8 softmax holds steps of 1/256 (a confident class read 0.9961, the next ones 0 in an
+    # arbitrary order): the runner takes the softmax of its dequantized logits instead.
+    _path, model, x_test, _y = scale
+    got = load_file(exported["scale", "tflite", "int8"][1] / "model.tflite").predict(x_test)
+    keras_p = model.predict(x_test.astype(np.float32), verbose=0)
+    assert not np.allclose(got * 256, np.round(got * 256), atol=1e-4)
+    assert np.allclose(got.sum(axis=1), 1, atol=1e-5)
+    assert np.abs(got - keras_p).max() < 0.05

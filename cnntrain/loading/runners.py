@@ -191,6 +191,13 @@ class TFLiteRunner(Runner):
             raise CnntrainError(f"the TFLite model has {len(inputs)} inputs and {len(outputs)} outputs; cnntrain "
                                 "runs models with one image input and one output", file=str(path))
         self._in, self._out = inputs[0], outputs[0]
+        self._logits = self._quantized_logits()
+        if self._logits is not None:   # read again keeping the logits, which the arena would reuse
+            try:
+                with quiet():
+                    self.interpreter = interpreter_class(model_path=str(path), experimental_preserve_all_tensors=True)
+            except Exception as exc:  # noqa: BLE001 - as above
+                raise _cannot_read(path, "TFLite", exc) from None
         signature = [int(d) for d in self._in.get("shape_signature", self._in["shape"])]
         self._dynamic = signature[0] == -1
         out_shape = [int(d) for d in self._out["shape"]]
@@ -215,7 +222,30 @@ class TFLiteRunner(Runner):
             self._batch = 1
         self.interpreter.set_tensor(self._in["index"], _quantize(x, self._in))
         self.interpreter.invoke()
+        if self._logits is not None:
+            return _softmax(_dequantize(self.interpreter.get_tensor(self._logits["index"]), self._logits))
         return _dequantize(self.interpreter.get_tensor(self._out["index"]), self._out)
+
+    def _quantized_logits(self) -> dict | None:
+        """The int8 logits of a softmax computed in int8 at the graph's end, or None.
+
+        An int8 softmax holds probabilities in steps of 1/256: a confident class reads 0.9961 and
+        the next ones 0, tied in an arbitrary order. Its input, dequantized, gives the real figures
+        (within the quantization of the logits) and the order of every class."""
+        try:
+            ops = [op for op in self.interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
+            tensors = {t["index"]: t for t in self.interpreter.get_tensor_details()}
+        except (AttributeError, ValueError, RuntimeError):   # a runtime without the op list
+            return None
+        made_by = {int(t): op for op in ops for t in op["outputs"]}
+        op = made_by.get(int(self._out["index"]))
+        if op is not None and op["op_name"] == "DEQUANTIZE":
+            op = made_by.get(int(op["inputs"][0]))
+        if op is None or op["op_name"] != "SOFTMAX" or len(op["inputs"]) != 1:
+            return None
+        logits = tensors.get(int(op["inputs"][0]))
+        quantized = logits is not None and np.dtype(logits["dtype"]).kind in "iu" and logits["quantization"][0] > 0
+        return logits if quantized else None
 
 
 def _quantize(x, detail):
