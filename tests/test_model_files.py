@@ -257,3 +257,52 @@ def test_a_model_asking_for_a_huge_input_is_refused_before_any_image_is_read(tmp
                    "pixels (4096x4096), so this model is refused before any image is read\n"
                    "  hint: give an image classifier with a smaller input, such as a run's model.keras\n")
         assert tree(tmp_path) == before
+
+
+# ---------------------------------------------------------------- malformed .tflite files
+
+
+def tflite_with(path, change):
+    """A small real .tflite (Conv2D, Flatten, Dense), its flatbuffer changed by `change(model)`."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    plain = path.with_name("plain.tflite")
+    if not plain.exists():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                                  keras.layers.Dense(CLASSES, activation="softmax")])
+        model.export(str(plain), format="litert", verbose=False)
+    tree_ = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(plain.read_bytes(), 0))
+    change(tree_.subgraphs[0])
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(tree_.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(builder.Output())
+    return path, len(tree_.subgraphs[0].tensors)
+
+
+def _bad_index(graph):
+    graph.operators[0].inputs = [999, *graph.operators[0].inputs[1:]]
+
+
+def _zero_stride(graph):
+    conv = next(op for op in graph.operators if hasattr(op.builtinOptions, "strideW"))
+    conv.builtinOptions.strideW = conv.builtinOptions.strideH = 0
+
+
+def test_malformed_tflite_files_are_clear_errors(tmp_path):
+    # Both passed LiteRT's flatbuffer check and ended in "internal error: RuntimeError"; a file like
+    # them crashed LiteRT (exit 139): each is tried in a child process before this one loads it.
+    png = image(tmp_path / "x.png")
+    bad, tensors = tflite_with(tmp_path / "bad-index.tflite", _bad_index)
+    result = run_cli("predict", png, "--model", bad)
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1, "", f"{bad}: not a readable TFLite model file (Invalid tensor index 999 in node inputs. The subgraph has "
+               f"{tensors} tensors)\n  hint: give a model written by 'cnntrain export', or a run's model.keras\n")
+    zero, _ = tflite_with(tmp_path / "zero-stride.tflite", _zero_stride)
+    result = run_cli("predict", png, "--model", zero)
+    first, hint = result.stderr.splitlines()
+    assert result.exit_code == 1 and result.stdout == ""
+    assert first.startswith(f"{zero}: not a readable TFLite model file (") and "stride" in first
+    assert first.endswith("(CONV_2D) failed to prepare.)")
+    assert hint == "  hint: give a model written by 'cnntrain export', or a run's model.keras"
