@@ -32,7 +32,8 @@ def runs_option(f):
 
 def unsafe_option(f):
     return click.option("--unsafe", is_flag=True,
-                        help="Allow model files that contain code (Lambda layers). Only for files you trust.")(f)
+                        help="Allow model files that contain code (Lambda layers, SavedModels). Only for files you "
+                             "trust.")(f)
 
 
 def picture_option(default: str):
