@@ -174,7 +174,7 @@ def test_a_savedmodel_runs_nothing_without_unsafe(kind, saved_models, tmp_path):
     png = image(tmp_path / "x.png")
     refused = (f"{folder}: cannot load the model: a SavedModel is a TensorFlow program whose operations run when it "
                "is loaded and called (they can read and write files), which is not done unless you trust it\n"
-               "  hint: the folder is a program; load it only if you trust the file, with --unsafe\n")
+               "  hint: the folder is a program; load it only if you trust it, with --unsafe\n")
     before = tree(root)
     for args in (["predict", png, "--model", folder], ["evaluate", folder]):
         result = run_cli(*args)

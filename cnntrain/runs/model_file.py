@@ -14,7 +14,7 @@ from cnntrain.errors import CnntrainError
 from cnntrain.runs import atomic, schema
 
 METADATA = "cnntrain.json"   # stored inside model.keras, beside Keras' own config.json
-UNSAFE_HINT = "load it only if you trust the file, with --unsafe"
+UNSAFE_HINT = "load it only if you trust it, with --unsafe"
 # The largest image a model may ask for: predict and evaluate resize every image to it before the
 # model sees it, so a 249-byte file declaring 20000x20000 would cost 4.8 GB per image. 4096 x 4096
 # (ten times the pixels of the largest common classifier input, 600 x 600) is 200 MB of float RGB.
