@@ -235,14 +235,21 @@ def test_fifo_given_to_predict_and_activations(tmp_path, tiny_model):
     assert not (tmp_path / "maps.png").exists()
 
 
-def test_fifo_given_as_the_model(tmp_path):
-    fifo = tmp_path / "model.keras"
-    os.mkfifo(fifo)
+@pytest.mark.parametrize("name", ["model.keras", "model.onnx", "model.tflite", "zero.tflite"])
+def test_fifo_or_device_given_as_the_model(tmp_path, name):
+    # LiteRT and onnxruntime, like zipfile, would wait forever on a FIFO, and read /dev/zero to the end.
+    model = tmp_path / name
+    if name.startswith("zero"):
+        model.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(model)
+    what = "a character device" if name.startswith("zero") else "a FIFO (named pipe)"
     image = write(tmp_path / "digit.png", png())
     with deadline(), unchanged(tmp_path):
-        result = run_cli("predict", image, "--model", fifo)
-    assert result.stderr == (f"{fifo}: is a FIFO (named pipe), not a regular file; a model is read from a "
-                             ".keras file only\n  hint: give the model.keras or best.keras of a run folder\n")
+        result = run_cli("predict", image, "--model", model)
+    assert result.stderr == (f"{model}: is {what}, not a regular file; a model is read from a run folder, a .keras "
+                             "file, an export folder, a .tflite or .onnx file, or a SavedModel folder\n"
+                             "  hint: give the model file itself, not a pipe or a device\n")
     assert result.exit_code == 1
 
 

@@ -670,8 +670,10 @@ def test_mutated_specs_through_the_cli(keras_names, tmp_path):
 
 
 # The files a run folder holds that cnntrain reads back; "model.keras:cnntrain.json" is the member.
+# A finished run's damaged copy is also compared, carded and evaluated.
 READ_BACK = {"backup/state.json": ("unfinished", ["fit", "--resume"]), "metrics.json": ("finished", ["runs"]),
-             "eval.json": ("finished", ["runs"]), "model.keras:cnntrain.json": ("finished", ["predict"])}
+             "eval.json": ("finished", ["runs"]), "env.json": ("finished", ["runs"]),
+             "model.keras:cnntrain.json": ("finished", ["predict"])}
 GARBAGE = [b"", b"{", b"[" * 100_000, b"\xff\xfe\x00", b"null", b"NaN", b'{"epochs_done": 1e999}', b"9" * 5000]
 
 
@@ -762,6 +764,11 @@ def test_damaged_run_folders_through_the_cli(made_runs, tmp_path):
                                                  "--quiet"), mutation)
             elif command == ["predict"]:
                 assert_no_internal_error(run_cli("predict", image, "--model", run_dir / "model.keras"), mutation)
+            if which == "finished":
+                assert_no_internal_error(run_cli("runs", "--compare", run_dir, made_runs / "finished", "--json",
+                                                 "--out", root / "compare.png"), mutation)
+                assert_no_internal_error(run_cli("card", run_dir, "--data-dir", made_runs / "data"), mutation)
+                assert_no_internal_error(run_cli("evaluate", run_dir, "--data-dir", made_runs / "data"), mutation)
         shutil.rmtree(root)
         tried.append(mutation)
 

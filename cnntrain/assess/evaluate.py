@@ -16,7 +16,7 @@ from cnntrain.assess.outputs import probability_model
 from cnntrain.errors import CnntrainError
 from cnntrain.feed.pipeline import eval_dataset
 from cnntrain.runs.atomic import write_json
-from cnntrain.export.runners import resolve_and_load
+from cnntrain.loading.runners import resolve_and_load
 from cnntrain.runs.model_file import check_input_shape, class_names_of
 
 # ---------------------------------------------------------------- the model
@@ -43,7 +43,8 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
     x, fed = test_time.with_views(x, tta), np.concatenate([y] * views)
 
     if getattr(model, "exported", False):  # a .tflite / .onnx / SavedModel runner: plain arrays in
-        probs, logits, note = model.predict(x, batch_size=int(batch_size)), None, None
+        note = probability_model(model, k_classes).note
+        probs, logits = model.predict(x, batch_size=int(batch_size)), None
     else:
         ds = eval_dataset(x, fed, batch_size=int(batch_size))
         scored = probability_model(model, k_classes)

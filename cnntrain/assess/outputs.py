@@ -21,8 +21,8 @@ class Scored:
 
 def probability_model(model, classes: int) -> Scored:
     """The model as a source of class probabilities; CnntrainError when its output cannot be one."""
-    if getattr(model, "exported", False):   # a .tflite / .onnx / SavedModel runner, checked when it was exported
-        return Scored(model, False, None)
+    if getattr(model, "exported", False):   # a .tflite / .onnx / SavedModel runner: its outputs say
+        return Scored(model, False, model.scores_note())
     from cnntrain.backend import keras
 
     out = final_output(model)

@@ -17,7 +17,7 @@ from cnntrain.assess.outputs import Scored, probability_model
 from cnntrain.data import digits, image_files
 from cnntrain.errors import CnntrainError
 from cnntrain.spec.schema import INVERT_CHOICES
-from cnntrain.export.runners import resolve_and_load
+from cnntrain.loading.runners import resolve_and_load
 from cnntrain.runs.model_file import class_names_of, input_shape_of
 
 
@@ -85,7 +85,8 @@ def _decode(path: Path, shape, mode: str, background: str | None):
     except CnntrainError as exc:
         return exc
     except Exception as exc:  # an unexpected decoder failure is still this file's error
-        return CnntrainError(f"cannot read image: {exc}", file=str(path))
+        # MemoryError has no text: its name is the reason, never an empty "cannot read image: "
+        return CnntrainError(f"cannot read image: {str(exc).strip() or type(exc).__name__}", file=str(path))
 
 
 def _chunks(items: list, size: int):

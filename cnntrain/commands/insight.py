@@ -7,13 +7,12 @@ from cnntrain.commands.options import invert_option, picture_option, runs_option
 from cnntrain.errors import plural
 
 
-def _model_of(target, runs_root, unsafe):
-    from cnntrain.runs.model_file import load_model, resolve_model
+def _model_of(target, runs_root, unsafe, command):
+    from cnntrain.loading.runners import load_keras
 
-    model_file, _ = resolve_model(target, runs_root)
-    loaded = load_model(model_file, unsafe=unsafe)
-    say_model(model_file)
-    return loaded
+    model, metadata, ref = load_keras(target, runs_root, command=command, unsafe=unsafe)
+    say_model(ref.path)
+    return model, metadata
 
 
 @click.command()
@@ -26,7 +25,7 @@ def filters(target, out, runs_root, unsafe):
     from cnntrain.errors import printable
     from cnntrain.insight.maps import filters_figure
 
-    model, _ = _model_of(target, runs_root, unsafe)
+    model, _ = _model_of(target, runs_root, unsafe, "filters")
     info = filters_figure(model, out)
     # The layer's name comes from the model file.
     say_wrote(info["path"], detail=f": {plural(info['shown'], 'filter')} of {printable(info['layer'])}")
@@ -50,7 +49,7 @@ def activations(target, image, out, maps, invert, runs_root, unsafe):
     from cnntrain.runs.model_file import input_shape_of
     from cnntrain.views import console
 
-    model, metadata = _model_of(target, runs_root, unsafe)
+    model, metadata = _model_of(target, runs_root, unsafe, "activations")
     shape = input_shape_of(model, metadata)
     background = auto_background(metadata, shape)
     pixels, inverted = read_for_model(image, shape, invert, background)

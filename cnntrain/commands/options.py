@@ -46,7 +46,8 @@ def unsafe_option(f):
         return value
 
     return click.option("--unsafe", is_flag=True, callback=warn,
-                        help="Allow model files that contain code (Lambda layers). Only for files you trust.")(f)
+                        help="Allow model files that contain code (Lambda layers, SavedModels). Only for files you "
+                             "trust.")(f)
 
 
 def picture_option(default: str, what: str = "The picture to write"):

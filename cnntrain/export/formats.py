@@ -20,7 +20,7 @@ import numpy as np
 
 from cnntrain.errors import CnntrainError
 from cnntrain.export.names import FILE_NAMES, FORMATS, INPUT_NAME, QUANTIZE
-from cnntrain.export.optional import need, quiet
+from cnntrain.loading.optional import need, quiet
 
 ONNX_METADATA_KEY = "cnntrain"   # the ONNX model's metadata_props entry holding cnntrain.json
 
