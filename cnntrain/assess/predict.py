@@ -43,20 +43,22 @@ def inverted_note(file, background: str | None) -> str:
     return f"note: {file} {what}; inverted it to match the training images (--invert no to keep it)"
 
 
-def read_for_model(path, shape, mode: str, background: str | None) -> tuple[np.ndarray, bool]:
-    """One file as the model is fed it: read, converted, resized, inverted by `mode`
-    (auto: when its background is the opposite of `background`). (image, inverted)."""
+def read_for_model(path, shape, mode: str, background: str | None,
+                   resize: str = "stretch") -> tuple[np.ndarray, bool]:
+    """One file as the model is fed it: read, converted, resized by the model's data.resize rule
+    (its metadata's `resize`), inverted by `mode` (auto: when its background is the opposite of
+    `background`). (image, inverted)."""
     h, w, c = shape
-    image = image_files.read_image(path, height=h, width=w, channels=c)
+    image = image_files.read_image(path, height=h, width=w, channels=c, resize=resize)
     flip = mode == "yes" or (mode == "auto" and background is not None
                              and image_files.looks_inverted(image, background))
     return (image_files.invert(image) if flip else image), bool(flip)
 
 
-def _decode(path: Path, shape, mode: str, background: str | None):
+def _decode(path: Path, shape, mode: str, background: str | None, resize: str):
     """(image, inverted) or a CnntrainError; never raises, so one bad file stops nothing."""
     try:
-        return read_for_model(path, shape, mode, background)
+        return read_for_model(path, shape, mode, background, resize)
     except CnntrainError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - an unexpected decoder failure is still this file's error
@@ -96,6 +98,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
     scored = probability_model(model, len(names))
     tta = test_time.of_model(tta, metadata)
     background = auto_background(metadata, shape)
+    resize = metadata.get("resize", "stretch")
     k = max(1, min(int(top_k), len(names)))
     info = {"model": str(model_file), "classes": len(names), "input_shape": list(shape),
             "background": background, "files": len(paths), "note": scored.note,
@@ -106,7 +109,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnntrain-read") as pool:
         def submit(chunk):
-            return [(p, pool.submit(_decode, p, shape, invert, background)) for p in chunk]
+            return [(p, pool.submit(_decode, p, shape, invert, background, resize)) for p in chunk]
 
         pending = submit(chunks[0]) if chunks else None
         for i in range(len(chunks)):

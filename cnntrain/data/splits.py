@@ -1,11 +1,11 @@
 """The spec's data section to arrays: the dataset, its limits, the validation split."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnntrain.data import Dataset, load_dataset
+from cnntrain.data import Dataset, image_options, load_dataset
 from cnntrain.data.catalog import DATASET_TRAIN_IMAGES
 from cnntrain.errors import CnntrainError
 from cnntrain.spec import Spec
@@ -22,6 +22,7 @@ class Splits:
     y_test: np.ndarray | None
     class_names: list
     source: str
+    skipped: list = field(default_factory=list)   # unreadable images left out (data.on_broken: skip)
 
     @property
     def shape(self):
@@ -43,8 +44,7 @@ def load(spec: Spec, *, data_dir=None, offline=False, path=None) -> Dataset:
     """The spec's dataset; `path`, where given, stands for data.path."""
     d = spec["data"]
     return load_dataset(d["dataset"], path=path or d["path"], data_dir=data_dir, offline=offline,
-                                 image_size=tuple(d["image_size"]) if d["image_size"] else None,
-                                 color_mode=d["color_mode"])
+                        **image_options(d))
 
 
 def prepare(spec: Spec, *, data_dir=None, offline=False, path=None) -> Splits:
@@ -76,7 +76,8 @@ def held_out(spec: Spec, data: Dataset) -> Splits:
                          f"set model.input_shape: {list(x_train.shape[1:])}, or resize with data.image_size")
     if len(x_train) == 0:
         raise CnntrainError("no training images left after the validation split", file=data.source)
-    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, list(data.class_names), data.source)
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, list(data.class_names), data.source,
+                  list(data.skipped))
 
 
 def _subset(x, y, n, seed):

@@ -17,6 +17,8 @@ DEFAULTS = {
         "validation_split": 0.1,  # fraction of the training images, stratified by class
         "image_size": None,      # [height, width] to resize image_folder images to
         "color_mode": None,      # rgb | grayscale for image_folder; default: from the images
+        "resize": "stretch",     # stretch | pad | crop: how an image of another aspect ratio meets image_size
+        "on_broken": "error",    # error: one error naming every unreadable image | skip: train without them
         "limit_train": None,     # use N training images, drawn at random (seeded): quick trials
         "limit_test": None,      # use N test images, drawn the same way
     },
@@ -64,6 +66,9 @@ MIX_DEFAULTS = {
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "image_folder")
 VALIDATION_CHOICES = ("split", "test", "none")
 COLOR_MODES = ("rgb", "grayscale")
+# Keras' image_dataset_from_directory: stretch (the default), crop_to_aspect_ratio, pad_to_aspect_ratio.
+RESIZE_CHOICES = ("stretch", "pad", "crop")
+ON_BROKEN_CHOICES = ("error", "skip")
 NORMALIZE_CHOICES = ("none", "scale", "standardize")
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 # Choices of command-line options, not spec keys, listed here all the same: one list each.
@@ -80,6 +85,8 @@ CHOICES = {
     ("data", "dataset"): DATASETS,
     ("data", "validation"): VALIDATION_CHOICES,
     ("data", "color_mode"): COLOR_MODES,
+    ("data", "resize"): RESIZE_CHOICES,
+    ("data", "on_broken"): ON_BROKEN_CHOICES,
     ("preprocess", "normalize"): NORMALIZE_CHOICES,
     ("fit", "strategy"): STRATEGIES,
     ("fit", "tracking"): TRACKING,

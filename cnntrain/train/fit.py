@@ -114,6 +114,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                                              {**environment(spec, device_info, options, initial_weights),
                                               "data_source": metadata["data_source"]})
         reporter.note(f"run folder: {run_dir}")
+        if data.skipped and plan.is_chief:
+            atomic.write_text(run_dir / folder.SKIPPED, "".join(f"{name}\n" for name in data.skipped))
+            reporter.warn(f"skipped {plural(len(data.skipped), 'unreadable image')} (data.on_broken: skip), "
+                          f"listed in {run_dir / folder.SKIPPED}")
         guard, meter, ema = NanGuard(), Throughput(), EmaWeights()
         saver = RunState(run_dir, state, monitor, build.monitor_mode(monitor, logged), metadata, guard, user_callbacks,
                          ema=ema)
@@ -234,6 +238,8 @@ def _metadata(spec, data) -> dict:
         "normalize": spec["preprocess"]["normalize"], "background": image_files.background_of(data.x_train),
         "dataset": spec["data"]["dataset"], "data_path": spec["data"]["path"],
         "image_size": spec["data"]["image_size"], "color_mode": spec["data"]["color_mode"],
+        "resize": spec["data"]["resize"],   # predict meets a photo of another aspect ratio the same way
+        "on_broken": spec["data"]["on_broken"],   # evaluate skips what fit skipped
         "one_hot": build.uses_one_hot(spec), "name": spec["name"], "cnntrain_version": __version__,
         "data_source": os.path.abspath(data.source),   # where it was found: evaluate and resume look there
         "tta": spec["fit"]["tta"],   # evaluate and predict default to it, so evaluate reproduces the test figure

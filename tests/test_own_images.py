@@ -1,0 +1,176 @@
+"""Your own images: data.resize (stretch, pad, crop, as Keras' pad/crop_to_aspect_ratio, recorded in
+the model so predict does the same), unreadable files all named or skipped, a folder mixing grayscale
+and colour files. Tiny real PNG folders written by the tests."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import formats as fx
+from helpers.cli import run_cli
+
+from cnntrain.data import load_dataset
+from cnntrain.data.decode import to_pixels
+from cnntrain.errors import CnntrainError
+
+
+def _pixels(seed, shape):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _wide_tree(n=4, shape=(6, 12, 3)):
+    """Two classes of n wide images each (height 6, width 12): class a dark, class b bright."""
+    return {f"{cls}/{i}.png": fx.image_bytes(np.clip(_pixels(i, shape) // 4 + base, 0, 255).astype(np.uint8), "PNG")
+            for cls, base in (("a", 0), ("b", 180)) for i in range(n)}
+
+
+def _error(**kwargs) -> CnntrainError:
+    with pytest.raises(CnntrainError) as info:
+        load_dataset("image_folder", **kwargs)
+    return info.value
+
+
+# ------------------------------------------------------------------ data.resize
+
+@pytest.mark.parametrize("rule, shape, flag", [("pad", (2, 4, 3), "pad_to_aspect_ratio"),
+                                               ("crop", (4, 6, 3), "crop_to_aspect_ratio"),
+                                               ("crop", (7, 4, 3), "crop_to_aspect_ratio")])
+def test_pad_and_crop_are_keras_own_window(rule, shape, flag):
+    # To a square that the window fills exactly, so no interpolation differs: Keras' window, pixel for pixel.
+    from cnntrain.backend import keras
+
+    image = _pixels(3, shape)
+    side = min(shape[:2]) if rule == "crop" else max(shape[:2])
+    ours = to_pixels(Image.fromarray(image), 3, (side, side), rule)
+    theirs = keras.ops.convert_to_numpy(keras.ops.image.resize(image.astype("float32"), (side, side), **{flag: True}))
+    np.testing.assert_array_equal(ours, theirs.astype(np.uint8))
+
+
+def test_resize_rules_on_a_folder(tmp_path):
+    root = fx.write_image_tree(tmp_path / "wide", _wide_tree(n=1))
+    first = _pixels(0, (6, 12, 3)) // 4
+    stretch = load_dataset("image_folder", path=root, image_size=(6, 6))
+    pad = load_dataset("image_folder", path=root, image_size=(12, 12), resize="pad")
+    crop = load_dataset("image_folder", path=root, image_size=(6, 6), resize="crop")
+    assert stretch.x_train.shape == pad.x_train.shape[:1] + (6, 6, 3) == crop.x_train.shape
+    np.testing.assert_array_equal(pad.x_train[0, :3], 0)           # three black rows above
+    np.testing.assert_array_equal(pad.x_train[0, 3:9], first)      # the image, unscaled
+    np.testing.assert_array_equal(pad.x_train[0, 9:], 0)           # and three below
+    np.testing.assert_array_equal(crop.x_train[0], first[:, 3:9])  # the centre square
+    assert not np.array_equal(stretch.x_train[0], crop.x_train[0])
+    e = _error(path=root, image_size=(6, 6), resize="fit")
+    assert (e.message, e.hint) == ("unknown resize 'fit'; expected stretch or pad or crop",
+                                   "set data.resize to one of stretch, pad, crop")
+
+
+def test_spec_refuses_an_unknown_resize(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("model: {layers: [Flatten, {Dense: {units: 2, activation: softmax}}]}\n")
+    result = run_cli("check", spec, "--set", "data.resize=letterbox")
+    assert result.exit_code == 1
+    assert result.stderr == ("--set data.resize=letterbox: 'data.resize' must be one of stretch, pad, crop, "
+                             "received: 'letterbox' (str)\n")
+
+
+FOLDER_SPEC = """\
+name: own
+data: {{dataset: image_folder, path: {path}, image_size: [8, 8], resize: pad, on_broken: skip,
+        validation: none}}
+model:
+  layers:
+    - Conv2D: {{filters: 2, kernel_size: 3}}
+    - GlobalAveragePooling2D
+    - Dense: {{units: 2, activation: softmax}}
+fit: {{epochs: 1, batch_size: 4}}
+"""
+
+
+def test_fit_pads_skips_and_predict_pads_the_same(tmp_path):
+    files = _wide_tree()
+    files["a/broken.png"] = files["a/0.png"][:30]
+    files["b/empty.jpg"] = b""
+    root = fx.write_image_tree(tmp_path / "photos", files)
+    spec = tmp_path / "own.yaml"
+    spec.write_text(FOLDER_SPEC.format(path=root))
+    run = tmp_path / "run"
+    result = run_cli("fit", spec, "--out", run)
+    assert result.exit_code == 0, result.output
+    skipped = [os.path.join(root, "a", "broken.png"), os.path.join(root, "b", "empty.jpg")]
+    assert (run / "skipped.txt").read_text() == "".join(f"{s}\n" for s in skipped)
+    assert (f"warning: skipped 2 unreadable images (data.on_broken: skip), listed in {run / 'skipped.txt'}"
+            in " ".join(result.stderr.split()))   # rich folds the long line at 80 columns
+    # A wide photo given to predict is padded as the training images were: the same scores as
+    # the padded square itself.
+    wide = _pixels(9, (6, 12, 3))
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    square = np.zeros((12, 12, 3), np.uint8)
+    square[3:9] = wide
+    Image.fromarray(square).save(tmp_path / "square.png")
+    result = run_cli("predict", tmp_path / "wide.png", tmp_path / "square.png", "--model", run, "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["predictions"]
+    assert [r["file"] for r in rows] == [str(tmp_path / "wide.png"), str(tmp_path / "square.png")]
+    assert rows[0]["top"] == rows[1]["top"]
+
+
+# ------------------------------------------------------------------ broken files
+
+def test_every_broken_file_named_in_one_error(tmp_path):
+    files = _wide_tree(n=30)
+    for i in range(23):
+        files[f"b/{i}.png"] = b"not a png"
+    root = fx.write_image_tree(tmp_path / "bad", files)
+    e = _error(path=root)
+    assert e.file == root
+    lines = e.message.splitlines()
+    assert lines[0] == "23 of 60 images cannot be decoded:"
+    assert len(lines) == 22 and lines[-1] == "  ... and 3 more"
+    assert lines[1].startswith(f"  {os.path.join(root, 'b', '0.png')}: cannot be decoded as an image (")
+    assert e.hint == ("remove or replace them (truncated, corrupt, or not the format their extension says), "
+                      "or set data.on_broken: skip to train without them")
+    kept = load_dataset("image_folder", path=root, on_broken="skip")
+    assert kept.x_train.shape == (37, 6, 12, 3) and kept.y_train.tolist() == [0] * 30 + [1] * 7
+    np.testing.assert_array_equal(kept.x_train[-1], np.clip(_pixels(29, (6, 12, 3)) // 4 + 180, 0, 255))
+    assert len(kept.skipped) == 23
+
+
+def test_one_broken_file_is_named_itself(tmp_path):
+    files = _wide_tree()
+    files["b/1.png"] = files["b/1.png"][:40]
+    root = fx.write_image_tree(tmp_path / "one", files)
+    e = _error(path=root)
+    assert e.file == os.path.join(root, "b", "1.png")
+    assert e.message.startswith("cannot be decoded as an image (")
+    assert e.hint == ("remove or replace the file; it is truncated, corrupt, or not the format its extension "
+                      "says; or set data.on_broken: skip to train without it")
+
+
+def test_broken_members_of_an_archive(tmp_path):
+    members = {f"set/{k}": v for k, v in _wide_tree().items()}
+    members["set/a/x.png"] = b"junk"
+    members["set/b/y.png"] = b"junk"
+    archive = fx.write_tar(tmp_path / "set.tar.gz", members)
+    e = _error(path=archive)
+    assert e.file == archive
+    lines = e.message.splitlines()
+    assert lines[0] == "2 of 10 images cannot be decoded:" and len(lines) == 3
+    assert lines[1].startswith("  member 'set/a/x.png': cannot be decoded as an image (UnidentifiedImageError: ")
+    assert lines[2].startswith("  member 'set/b/y.png': cannot be decoded as an image (UnidentifiedImageError: ")
+    assert load_dataset("image_folder", path=archive, on_broken="skip").skipped == ["set/a/x.png", "set/b/y.png"]
+
+
+def test_a_folder_mixing_grayscale_and_colour_names_color_mode(tmp_path):
+    files = {f"a/{i}.png": fx.image_bytes(_pixels(i, (6, 6)), "PNG") for i in range(3)}
+    files.update({f"b/{i}.png": fx.image_bytes(_pixels(i, (6, 6, 3)), "PNG") for i in range(2)})
+    root = fx.write_image_tree(tmp_path / "mixed", files)
+    e = _error(path=root)
+    assert (e.file, e.message, e.hint) == (
+        root, f"mixes 3 grayscale and 2 colour images (e.g. '{os.path.join(root, 'a', '0.png')}' and "
+              f"'{os.path.join(root, 'b', '0.png')}'); the first class alone made them all grayscale",
+        "set data.color_mode: rgb (grayscale images get three equal channels) or grayscale (colour images "
+        "become luma) to say which")
+    assert load_dataset("image_folder", path=root, color_mode="rgb").x_train.shape == (5, 6, 6, 3)
