@@ -174,3 +174,119 @@ def test_a_folder_mixing_grayscale_and_colour_names_color_mode(tmp_path):
         "set data.color_mode: rgb (grayscale images get three equal channels) or grayscale (colour images "
         "become luma) to say which")
     assert load_dataset("image_folder", path=root, color_mode="rgb").x_train.shape == (5, 6, 6, 3)
+
+
+# ------------------------------------------------------------------ labels from a CSV
+
+CSV_SPEC = """\
+name: csv
+data: {{dataset: image_folder, labels: {labels}, validation_split: 0.4}}
+model: {{layers: [Flatten, {{Dense: {{units: 2, activation: softmax}}}}]}}
+"""
+
+
+def _csv_set(tmp_path, rows: str):
+    """Images a/0..3.png (dark) and b/0..3.png (bright) under tmp_path/set, labels.csv beside them."""
+    root = tmp_path / "set"
+    fx.write_image_tree(root, {f"img/{k.replace('/', '_')}": v for k, v in _wide_tree().items()})
+    (root / "labels.csv").write_text(rows)
+    spec = tmp_path / "csv.yaml"
+    spec.write_text(CSV_SPEC.format(labels=root / "labels.csv"))
+    return root, spec
+
+
+GOOD_ROWS = ("filename,label,split\n" + "".join(f"img/a_{i}.png,night,{'test' if i == 3 else 'train'}\n"
+                                                 for i in range(4))
+             + "".join(f"img/b_{i}.png,day,\n" for i in range(4)))
+
+
+def test_labels_from_a_csv_through_data_verify(tmp_path):
+    root, spec = _csv_set(tmp_path, GOOD_ROWS)
+    result = run_cli("data", "verify", spec)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["classes"], report["train"], report["test"]) == (["day", "night"], 7, 1)
+    assert report["per_class_train"] == {"day": 4, "night": 3} and report["per_class_test"] == {"day": 0, "night": 1}
+    assert report["source"] == str(root / "labels.csv") and report["warnings"] == []
+    ds = load_dataset("image_folder", labels=str(root / "labels.csv"))
+    np.testing.assert_array_equal(ds.x_test[0], _pixels(3, (6, 12, 3)) // 4)   # img/a_3.png
+    assert ds.y_train.tolist() == [1, 1, 1, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("rows, line, message", [
+    (GOOD_ROWS + "img/a_9.png,night,train\n", 10,
+     "'img/a_9.png' does not exist (looked for {root}/img/a_9.png)"),
+    (GOOD_ROWS + "img/a_0.png,day,train\n", 10, "'img/a_0.png' is listed again (first at line 2)"),
+    (GOOD_ROWS.replace("img/a_3.png,night,test", "img/a_3.png,dusk,test"), 5,
+     "label 'dusk' is not among the training labels ['day', 'night']"),
+    (GOOD_ROWS.replace("img/b_0.png,day,", "img/b_0.png,day,val"), 6, "split 'val' is not train or test"),
+    ("file,class\nimg/a_0.png,night\n", 1,
+     "the header is ['file', 'class']; expected the columns filename and label (and optionally split)"),
+])
+def test_csv_mistakes_name_file_and_line(tmp_path, rows, line, message):
+    root, spec = _csv_set(tmp_path, rows)
+    result = run_cli("data", "verify", spec)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"{root / 'labels.csv'}:{line}: {message.format(root=root)}"
+
+
+# ------------------------------------------------------------------ class imbalance
+
+def test_data_verify_warns_of_imbalance_and_small_classes(tmp_path):
+    files = {f"many/{i}.png": fx.image_bytes(_pixels(i, (4, 4, 3)), "PNG") for i in range(40)}
+    files.update({f"few/{i}.png": fx.image_bytes(_pixels(i, (4, 4, 3)), "PNG") for i in range(3)})
+    root = fx.write_image_tree(tmp_path / "skewed", files)
+    spec = tmp_path / "skewed.yaml"
+    spec.write_text(f"name: s\ndata: {{dataset: image_folder, path: {root}, validation_split: 0.1}}\n"
+                    "model: {layers: [Flatten, {Dense: {units: 2, activation: softmax}}]}\n")
+    result = run_cli("data", "verify", spec)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["per_class_train"] == {"few": 3, "many": 40}
+    assert " ".join(result.stderr.split()) == (
+        "warning: heavy class imbalance: 'few' has 3 training images, 13.3 times fewer than 'many' (40); set "
+        "fit.class_weight: balanced (or weights per class), or add images "
+        "warning: 1 class with fewer images than data.validation_split 0.1 needs for one validation image (10): "
+        "'few' (3); their validation figures rest on no or one image")
+
+
+def test_class_weight_weighs_the_gradient():
+    # One SGD step on a batch of class 1 alone: weighing class 1 by 0 leaves the weights as they
+    # were, by 3 moves them three times as far as by 1.
+    from cnntrain.backend import keras
+    from cnntrain.feed import pipeline
+
+    x = _pixels(1, (4, 3, 3, 1))
+    y = np.array([1, 1, 1, 1])
+
+    def moved(weights):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3, 3, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(2, activation="softmax")])
+        model.compile(optimizer=keras.optimizers.SGD(0.001), loss="sparse_categorical_crossentropy")
+        before = model.get_weights()[0].copy()
+        ds = pipeline.train_dataset(x, y, batch_size=4, augment=[], seed=0, class_weight=weights)
+        model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+        return model.get_weights()[0] - before
+
+    unweighted, ignored, tripled = moved(None), moved([1.0, 0.0]), moved([1.0, 3.0])
+    assert np.abs(unweighted).max() > 0
+    np.testing.assert_array_equal(ignored, 0)
+    np.testing.assert_allclose(tripled, 3 * unweighted, rtol=1e-4)
+
+
+def test_class_weight_in_the_fit_header_and_checked(tmp_path):
+    root = fx.write_image_tree(tmp_path / "w", _wide_tree())
+    spec = tmp_path / "w.yaml"
+    spec.write_text(FOLDER_SPEC.format(path=root).replace("fit: {", "fit: {class_weight: {a: 2, b: 0.5}, "))
+    result = run_cli("fit", spec, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "class weights: a 2, b 0.5" in result.stderr.splitlines()
+    result = run_cli("fit", spec, "--set", "fit.class_weight={a: 1, c: 2}")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-2:] == [
+        "--set fit.class_weight={a: 1, c: 2}: 'fit.class_weight' names class 'c', which the data does not have; "
+        "its classes: a, b", "  hint: keys are the class names: folder names, or the labels of data.labels"]
+    result = run_cli("check", spec, "--set", "fit.class_weight=heavy")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("--set fit.class_weight=heavy: 'fit.class_weight' must be balanced or map "
+                                    "class names to weights, received: 'heavy' (str)\n")

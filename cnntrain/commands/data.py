@@ -15,7 +15,9 @@ from cnntrain.commands.options import data_options, picture_option, spec_options
 @data_options
 def data(action, name, path, data_dir, offline):
     """Where each dataset is found (list), or load one and check its shapes, counts and
-    checksums (verify NAME)."""
+    checksums (verify NAME), or a spec's data as fit reads it (verify SPEC: its image_size,
+    color_mode, resize, labels and on_broken apply), with the images per class and warnings
+    for a heavy class imbalance and for classes too small for the validation split."""
     from cnntrain import data as datasets
     from cnntrain.views import console, tables
 
@@ -26,9 +28,27 @@ def data(action, name, path, data_dir, offline):
         console.out.print(tables.datasets_table(rows))
         return
     if not name:
-        raise click.UsageError("verify needs a dataset name, e.g. 'cnntrain data verify mnist'")
+        raise click.UsageError("verify needs a dataset name or a spec, e.g. 'cnntrain data verify mnist'")
+    if name not in datasets.DATASETS and name.lower().endswith((".yaml", ".yml")):
+        _verify_spec(name, data_dir, offline)
+        return
     report = datasets.verify_dataset(name, path=path, data_dir=data_dir, offline=offline)
     click.echo(json.dumps(report, indent=2))
+
+
+def _verify_spec(file, data_dir, offline):
+    from cnntrain import data as datasets
+    from cnntrain.data import balance
+    from cnntrain.spec import load_spec
+    from cnntrain.views import console
+
+    d = load_spec(file)["data"]
+    report = datasets.verify_dataset(d["dataset"], path=d["path"], data_dir=data_dir, offline=offline,
+                                     **datasets.image_options(d))
+    report["warnings"] = balance.warnings(report["per_class_train"], d["validation"], d["validation_split"])
+    click.echo(json.dumps(report, indent=2))
+    for warning in report["warnings"]:
+        console.err.print(f"warning: {console.escape(warning)}", style="yellow")
 
 
 @click.command()

@@ -15,7 +15,7 @@ import numpy as np
 from cnntrain.errors import CnntrainError
 from cnntrain.spec.schema import COLOR_MODES, DATASETS, ON_BROKEN_CHOICES, RESIZE_CHOICES
 
-from . import convert, lookup, readers
+from . import balance, convert, labels_csv, lookup, readers
 from .folder import ImageOptions
 from .catalog import KNOWN
 from .checks import fail
@@ -74,7 +74,8 @@ def image_options(data: dict) -> dict:
     lacks has its default): one reading for fit, evaluate, the model card and data verify."""
     size = data.get("image_size")
     return {"image_size": tuple(size) if size else None, "color_mode": data.get("color_mode"),
-            "resize": data.get("resize") or "stretch", "on_broken": data.get("on_broken") or "error"}
+            "resize": data.get("resize") or "stretch", "on_broken": data.get("on_broken") or "error",
+            "labels": data.get("labels")}
 
 
 def find_dataset(name: str, *, path: str | None = None,
@@ -88,15 +89,24 @@ def find_dataset(name: str, *, path: str | None = None,
 
 def load_dataset(name: str, *, path: str | None = None, data_dir: str | None = None,
                  offline: bool = False, image_size: tuple[int, int] | None = None,
-                 color_mode: str | None = None, resize: str = "stretch", on_broken: str = "error") -> Dataset:
+                 color_mode: str | None = None, resize: str = "stretch", on_broken: str = "error",
+                 labels: str | None = None) -> Dataset:
     """Reads a data set from the first place that has it (see `find_dataset`),
     downloading it into Keras' cache as a last resort unless `offline`.
     `image_size` (height, width) resizes by the rule `resize` (stretch, pad, crop); `color_mode`
-    "rgb"/"grayscale" converts; `on_broken` "skip" leaves unreadable image files out."""
+    "rgb"/"grayscale" converts; `on_broken` "skip" leaves unreadable image files out. `labels`, a
+    CSV of filename,label[,split] rows (image_folder only), lists the images instead of `path`."""
     _check_name(name)
     size = _check_options(image_size, color_mode, resize, on_broken)
+    if labels is not None:
+        if name != "image_folder":
+            raise CnntrainError(f"data.labels is for your own images; {name} has its own labels",
+                                file=labels, hint="set data.dataset: image_folder, or leave data.labels out")
+        x_train, y_train, x_test, y_test, classes, skipped = labels_csv.read(
+            labels, ImageOptions(size, color_mode, resize, on_broken))
+        return Dataset(x_train, y_train, x_test, y_test, classes, labels, [labels], skipped)
     if name == "image_folder" and not path:
-        raise CnntrainError("image_folder needs a path; received none",
+        raise CnntrainError("image_folder needs a path (or data.labels); received none",
                             hint="set data.path to a folder of train/<class>/<image> "
                                  "(or <class>/<image>), or a .tar.gz of one")
     cands = lookup.candidates(name, path, data_dir)
@@ -185,8 +195,7 @@ def verify_dataset(name: str, **kwargs) -> dict:
                             "actual": got[expected[0]], "match": got[expected[0]] == expected[1]}
 
     def per_class(y):
-        counts = np.bincount(y, minlength=len(ds.class_names))
-        return {c: int(n) for c, n in zip(ds.class_names, counts)}
+        return balance.counts(y, ds.class_names)
 
     return {
         "name": name, "source": ds.source,
@@ -194,5 +203,5 @@ def verify_dataset(name: str, **kwargs) -> dict:
         "shape": [int(v) for v in ds.x_train.shape[1:]], "classes": list(ds.class_names),
         "per_class_train": per_class(ds.y_train),
         "per_class_test": None if ds.y_test is None else per_class(ds.y_test),
-        "sha256": sha, "published": published,
+        "sha256": sha, "published": published, "skipped": ds.skipped,
     }

@@ -213,7 +213,7 @@ METADATA_FIELDS = {
     "color_mode": Optional(Str()), "one_hot": Bool(), "name": Optional(Str()),
     "cnntrain_version": Str(), "epoch": Int(0), "tta": Str(TTA_CHOICES),
     "label_smoothing": Number(low=0, high=1), "resize": Str(RESIZE_CHOICES),
-    "on_broken": Str(ON_BROKEN_CHOICES),
+    "on_broken": Str(ON_BROKEN_CHOICES), "labels": Optional(Str()),
 }
 METADATA = Record(METADATA_FIELDS, optional_keys=METADATA_FIELDS)
 

@@ -18,6 +18,7 @@ DEFAULTS = {
         "image_size": None,      # [height, width] to resize image_folder images to
         "color_mode": None,      # rgb | grayscale for image_folder; default: from the images
         "resize": "stretch",     # stretch | pad | crop: how an image of another aspect ratio meets image_size
+        "labels": None,          # a CSV of filename,label[,split] rows (paths relative to it), for image_folder
         "on_broken": "error",    # error: one error naming every unreadable image | skip: train without them
         "limit_train": None,     # use N training images, drawn at random (seeded): quick trials
         "limit_test": None,      # use N test images, drawn the same way
@@ -42,6 +43,7 @@ DEFAULTS = {
         "epochs": 10,
         "monitor": "val_accuracy",  # what best.keras, and callbacks without a monitor, watch
         "callbacks": [],         # keras.callbacks class names with arguments, e.g. EarlyStopping
+        "class_weight": None,    # balanced (n / (classes x count)) | {class name: weight}: weighs the training loss
         "tensorboard": False,    # write TensorBoard logs to the run folder
         "strategy": "auto",      # auto | one-device | mirrored | multi-worker
         "tracking": "none",      # none | mlflow (pip install 'cnntrain[track]')
