@@ -290,3 +290,82 @@ def test_class_weight_in_the_fit_header_and_checked(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.startswith("--set fit.class_weight=heavy: 'fit.class_weight' must be balanced or map "
                                     "class names to weights, received: 'heavy' (str)\n")
+
+
+# ------------------------------------------------------------------ the decoded-image cache
+
+def _entries(tmp_path):
+    folder = tmp_path / "cnntrain-cache"   # conftest's CNNTRAIN_CACHE_DIR
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_second_load_comes_from_the_cache_and_a_change_rebuilds_it(tmp_path):
+    root = fx.write_image_tree(tmp_path / "c", _wide_tree())
+    first = load_dataset("image_folder", path=root)
+    assert not isinstance(first.x_train, np.memmap) and len(_entries(tmp_path)) == 1
+    again = load_dataset("image_folder", path=root)
+    assert isinstance(again.x_train, np.memmap)
+    np.testing.assert_array_equal(again.x_train, first.x_train)
+    assert (again.class_names, again.y_train.tolist()) == (first.class_names, first.y_train.tolist())
+    assert not isinstance(load_dataset("image_folder", path=root, cache="none").x_train, np.memmap)
+    # Another image_size, and a changed file, are other entries: never the old pixels.
+    assert not isinstance(load_dataset("image_folder", path=root, image_size=(4, 4)).x_train, np.memmap)
+    Image.fromarray(np.full((6, 12, 3), 7, np.uint8)).save(os.path.join(root, "a", "0.png"))
+    changed = load_dataset("image_folder", path=root)
+    assert not isinstance(changed.x_train, np.memmap) and (changed.x_train[0] == 7).all()
+    assert len(_entries(tmp_path)) == 3
+
+
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path):
+    root = fx.write_image_tree(tmp_path / "d", _wide_tree())
+    first = load_dataset("image_folder", path=root)
+    (entry,) = _entries(tmp_path)
+    array = tmp_path / "cnntrain-cache" / entry / "x_train.npy"
+    array.write_bytes(array.read_bytes()[:-10])
+    rebuilt = load_dataset("image_folder", path=root)
+    assert not isinstance(rebuilt.x_train, np.memmap)
+    np.testing.assert_array_equal(rebuilt.x_train, first.x_train)
+    assert isinstance(load_dataset("image_folder", path=root).x_train, np.memmap)
+
+
+def test_data_cache_shows_and_clears(tmp_path):
+    root = fx.write_image_tree(tmp_path / "s", _wide_tree())
+    load_dataset("image_folder", path=root)
+    (entry,) = _entries(tmp_path)
+    size = sum(p.stat().st_size for p in (tmp_path / "cnntrain-cache" / entry).iterdir())
+    shown = run_cli("data", "cache")
+    assert shown.exit_code == 0
+    assert f"{entry}" in shown.stdout and " 8 " in shown.stdout
+    assert "'cnntrain data cache clear' removes them" in " ".join(shown.stdout.split())
+    cleared = run_cli("data", "cache", "clear")
+    assert cleared.stdout == f"removed 1 cache entry ({size / 1e6:,.1f} MB) from {tmp_path / 'cnntrain-cache'}\n"
+    assert _entries(tmp_path) == []
+
+
+def test_a_fit_killed_while_the_cache_is_written_never_uses_it(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers.procs import reaped
+
+    files = {f"{c}/{i}.png": fx.image_bytes(_pixels(i, (96, 96, 3)), "PNG") for c in ("a", "b") for i in range(400)}
+    root = fx.write_image_tree(tmp_path / "big", files)
+    spec = tmp_path / "big.yaml"
+    spec.write_text(FOLDER_SPEC.format(path=root).replace("on_broken: skip", "on_broken: error"))
+    args = [sys.executable, "-m", "cnntrain", "fit", str(spec), "--out", str(tmp_path / "run"), "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with reaped(proc):
+        deadline = time.time() + 300
+        while time.time() < deadline and not any(n.startswith(".tmp-") for n in _entries(tmp_path)):
+            assert proc.poll() is None, "the fit ended before it wrote the cache"
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    left = _entries(tmp_path)
+    assert len(left) == 1 and left[0].startswith(".tmp-")   # half written, under its temporary name
+    result = run_cli("fit", spec, "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(_entries(tmp_path)) == 2   # the whole entry beside the killed one's leftovers
+    assert isinstance(load_dataset("image_folder", path=root, image_size=(8, 8), resize="pad").x_train, np.memmap)

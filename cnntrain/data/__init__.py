@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnntrain.errors import CnntrainError
-from cnntrain.spec.schema import COLOR_MODES, DATASETS, ON_BROKEN_CHOICES, RESIZE_CHOICES
+from cnntrain.spec.schema import CACHES, COLOR_MODES, DATASETS, ON_BROKEN_CHOICES, RESIZE_CHOICES
 
-from . import balance, convert, labels_csv, lookup, readers
+from . import balance, cache, convert, labels_csv, lookup, readers
 from .folder import ImageOptions
 from .catalog import KNOWN
 from .checks import fail
@@ -49,11 +49,12 @@ def _check_name(name: str) -> None:
                             "use image_folder with data.path for your own images")
 
 
-def _check_options(image_size, color_mode, resize="stretch", on_broken="error") -> tuple[int, int] | None:
+def _check_options(image_size, color_mode, resize="stretch", on_broken="error", cache="auto") -> tuple[int, int] | None:
     if color_mode is not None and color_mode not in COLOR_MODES:
         raise CnntrainError(f"unknown color_mode '{color_mode}'; expected rgb or grayscale",
                             hint="set data.color_mode to rgb or grayscale, or leave it out")
-    for key, value, choices in (("resize", resize, RESIZE_CHOICES), ("on_broken", on_broken, ON_BROKEN_CHOICES)):
+    for key, value, choices in (("resize", resize, RESIZE_CHOICES), ("on_broken", on_broken, ON_BROKEN_CHOICES),
+                                ("cache", cache, CACHES)):
         if value not in choices:
             raise CnntrainError(f"unknown {key} '{value}'; expected {' or '.join(choices)}",
                                 hint=f"set data.{key} to one of {', '.join(choices)}")
@@ -75,7 +76,7 @@ def image_options(data: dict) -> dict:
     size = data.get("image_size")
     return {"image_size": tuple(size) if size else None, "color_mode": data.get("color_mode"),
             "resize": data.get("resize") or "stretch", "on_broken": data.get("on_broken") or "error",
-            "labels": data.get("labels")}
+            "labels": data.get("labels"), "cache": data.get("cache") or "auto"}
 
 
 def find_dataset(name: str, *, path: str | None = None,
@@ -90,21 +91,22 @@ def find_dataset(name: str, *, path: str | None = None,
 def load_dataset(name: str, *, path: str | None = None, data_dir: str | None = None,
                  offline: bool = False, image_size: tuple[int, int] | None = None,
                  color_mode: str | None = None, resize: str = "stretch", on_broken: str = "error",
-                 labels: str | None = None) -> Dataset:
+                 labels: str | None = None, cache: str = "auto") -> Dataset:
     """Reads a data set from the first place that has it (see `find_dataset`),
     downloading it into Keras' cache as a last resort unless `offline`.
     `image_size` (height, width) resizes by the rule `resize` (stretch, pad, crop); `color_mode`
     "rgb"/"grayscale" converts; `on_broken` "skip" leaves unreadable image files out. `labels`, a
-    CSV of filename,label[,split] rows (image_folder only), lists the images instead of `path`."""
+    CSV of filename,label[,split] rows (image_folder only), lists the images instead of `path`.
+    `cache` "auto" keeps decoded images in the decoded-image cache (data/cache.py), "none" not."""
     _check_name(name)
-    size = _check_options(image_size, color_mode, resize, on_broken)
+    size = _check_options(image_size, color_mode, resize, on_broken, cache)
+    cache_choice = cache   # the name `cache` is the module's in the helpers below
+    options = ImageOptions(size, color_mode, resize, on_broken)
     if labels is not None:
         if name != "image_folder":
             raise CnntrainError(f"data.labels is for your own images; {name} has its own labels",
                                 file=labels, hint="set data.dataset: image_folder, or leave data.labels out")
-        x_train, y_train, x_test, y_test, classes, skipped = labels_csv.read(
-            labels, ImageOptions(size, color_mode, resize, on_broken))
-        return Dataset(x_train, y_train, x_test, y_test, classes, labels, [labels], skipped)
+        return _cached(name, lookup.Candidate("labels", labels), options, cache_choice)
     if name == "image_folder" and not path:
         raise CnntrainError("image_folder needs a path (or data.labels); received none",
                             hint="set data.path to a folder of train/<class>/<image> "
@@ -118,12 +120,27 @@ def load_dataset(name: str, *, path: str | None = None, data_dir: str | None = N
             cand = lookup.download(name)
         except Exception as e:  # noqa: BLE001 - urllib, hash and OS errors alike
             raise _not_found(name, cands, path, data_dir, e) from e
-    loaded = _read(name, cand, ImageOptions(size, color_mode, resize, on_broken))
+    return _cached(name, cand, options, cache_choice)
+
+
+def _cached(name, cand, options: ImageOptions, choice: str) -> Dataset:
+    """The data set from the decoded-image cache where it holds it, else read (and kept there when
+    it was decoded from image files)."""
+    source = cand.path if not cand.path.endswith(os.sep) else cand.path[:-1]
+    files = [] if cand.kind == "image_dir" else [cand.path]
+    entry = None
+    if choice != "none" and cand.kind in ("image_dir", "archive", "labels"):
+        entry = cache.key(name, cand.kind, cand.path, options)
+        hit = cache.load(entry)
+        if hit is not None:
+            return Dataset(*hit[:5], source, files, hit[5])
+    loaded = _read(name, cand, options)
     x_train, x_test = loaded.x_train, loaded.x_test
     if not loaded.decoded:
-        x_train = convert.apply(x_train, size, color_mode, resize)
-        x_test = convert.apply(x_test, size, color_mode, resize)
-    source = cand.path if not cand.path.endswith(os.sep) else cand.path[:-1]
+        x_train = convert.apply(x_train, options.image_size, options.color_mode, options.resize)
+        x_test = convert.apply(x_test, options.image_size, options.color_mode, options.resize)
+    elif entry is not None:
+        cache.store(entry, x_train, loaded.y_train, x_test, loaded.y_test, loaded.classes, loaded.skipped)
     return Dataset(x_train, loaded.y_train, x_test, loaded.y_test, loaded.classes,
                    source, loaded.files, loaded.skipped)
 

@@ -27,7 +27,7 @@ def _error(path: str, line: int | None, message: str, hint: str | None = None) -
     return CnntrainError(message, file=path, line=line, hint=hint)
 
 
-def _rows(path: str):
+def rows(path: str):
     """(line number, row as a dict) of each data row, after the header is checked."""
     if not os.path.exists(path):
         raise _error(path, None, "data.labels: no such file", "set data.labels to a CSV file of filename,label rows")
@@ -64,8 +64,8 @@ def plan(path: str):
     """(class names, [(file, label)] train, [(file, label)] test or None), every row checked."""
     folder = os.path.dirname(os.path.abspath(path))
     seen: dict[str, int] = {}
-    rows = {"train": [], "test": []}
-    for line, row in _rows(path):
+    listed = {"train": [], "test": []}
+    for line, row in rows(path):
         name, label, split = row["filename"], row["label"], row.get("split") or "train"
         if not name:
             raise _error(path, line, "has no filename", "every row names an image file")
@@ -84,18 +84,18 @@ def plan(path: str):
         if not decode.is_image_name(file):
             raise _error(path, line, f"'{name}' is not an image file; expected one ending in "
                          f"{', '.join(decode.IMAGE_EXTENSIONS)}")
-        rows[split].append((line, file, label))
-    classes = sorted({label for _, _, label in rows["train"]})
+        listed[split].append((line, file, label))
+    classes = sorted({label for _, _, label in listed["train"]})
     if len(classes) < 2:
         raise _error(path, None, f"its training rows hold {len(classes)} label{'s' if len(classes) != 1 else ''}"
                      f"{' (' + repr(classes[0]) + ')' if classes else ''}; expected at least 2 classes to classify")
     index = {c: i for i, c in enumerate(classes)}
-    for line, _, label in rows["test"]:
+    for line, _, label in listed["test"]:
         if label not in index:
             raise _error(path, line, f"label '{label}' is not among the training labels {classes}",
                          "add training rows for it, or correct the label")
-    train = [(file, index[label]) for _, file, label in rows["train"]]
-    test = [(file, index[label]) for _, file, label in rows["test"]] or None
+    train = [(file, index[label]) for _, file, label in listed["train"]]
+    test = [(file, index[label]) for _, file, label in listed["test"]] or None
     return classes, train, test
 
 

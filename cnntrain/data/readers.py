@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import posixpath
 
-from . import archive, checks, cifar, decode, folder, idx, npz
+from . import archive, checks, cifar, decode, folder, idx, labels_csv, npz
 from .catalog import KNOWN
 from .checks import fail
 from .lookup import Candidate
@@ -60,6 +60,8 @@ def _read(name: str, cand: Candidate, options: folder.ImageOptions) -> Loaded:
         return _decoded(*folder.read_dir(cand.path, options, name), [])
     if cand.kind == "archive":
         return read_archive(cand.path, name, options)
+    if cand.kind == "labels":
+        return _decoded(*labels_csv.read(cand.path, options), [cand.path])
     raise fail(f"is not a format cnntrain reads for {name}; expected "
                + ("a .npz file, IDX files, or a folder holding them"
                   if name in ("mnist", "fashion_mnist") else "a folder or a .tar.gz archive"),

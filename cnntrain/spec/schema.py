@@ -19,7 +19,8 @@ DEFAULTS = {
         "color_mode": None,      # rgb | grayscale for image_folder; default: from the images
         "resize": "stretch",     # stretch | pad | crop: how an image of another aspect ratio meets image_size
         "labels": None,          # a CSV of filename,label[,split] rows (paths relative to it), for image_folder
-        "on_broken": "error",    # error: one error naming every unreadable image | skip: train without them
+        "on_broken": "error",
+        "cache": "auto",         # auto: decoded image files kept in the decoded-image cache | none    # error: one error naming every unreadable image | skip: train without them
         "limit_train": None,     # use N training images, drawn at random (seeded): quick trials
         "limit_test": None,      # use N test images, drawn the same way
     },
@@ -71,6 +72,8 @@ COLOR_MODES = ("rgb", "grayscale")
 # Keras' image_dataset_from_directory: stretch (the default), crop_to_aspect_ratio, pad_to_aspect_ratio.
 RESIZE_CHOICES = ("stretch", "pad", "crop")
 ON_BROKEN_CHOICES = ("error", "skip")
+# auto: images decoded from files are kept in $CNNTRAIN_CACHE_DIR (else ~/.cache/cnntrain) and reused.
+CACHES = ("auto", "none")
 NORMALIZE_CHOICES = ("none", "scale", "standardize")
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 # Choices of command-line options, not spec keys, listed here all the same: one list each.
@@ -89,6 +92,7 @@ CHOICES = {
     ("data", "color_mode"): COLOR_MODES,
     ("data", "resize"): RESIZE_CHOICES,
     ("data", "on_broken"): ON_BROKEN_CHOICES,
+    ("data", "cache"): CACHES,
     ("preprocess", "normalize"): NORMALIZE_CHOICES,
     ("fit", "strategy"): STRATEGIES,
     ("fit", "tracking"): TRACKING,
