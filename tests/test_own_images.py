@@ -369,3 +369,21 @@ def test_a_fit_killed_while_the_cache_is_written_never_uses_it(tmp_path):
     assert result.exit_code == 0, result.output
     assert len(_entries(tmp_path)) == 2   # the whole entry beside the killed one's leftovers
     assert isinstance(load_dataset("image_folder", path=root, image_size=(8, 8), resize="pad").x_train, np.memmap)
+
+
+def test_batches_streamed_from_the_cache_are_the_in_memory_ones(tmp_path):
+    from cnntrain.feed import pipeline
+
+    root = fx.write_image_tree(tmp_path / "p", _wide_tree(n=5))
+    in_memory = load_dataset("image_folder", path=root)
+    mapped = load_dataset("image_folder", path=root)
+    assert isinstance(mapped.x_train, np.memmap)
+    kwargs = {"batch_size": 3, "augment": [], "seed": 5, "epochs": 2}
+    a = list(pipeline.train_dataset(in_memory.x_train, in_memory.y_train, **kwargs).as_numpy_iterator())
+    b = list(pipeline.train_dataset(mapped.x_train, mapped.y_train, **kwargs).as_numpy_iterator())
+    assert len(a) == len(b) == 8
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    evaluated = list(pipeline.eval_dataset(mapped.x_train, mapped.y_train, batch_size=4).as_numpy_iterator())
+    np.testing.assert_array_equal(np.concatenate([e[0] for e in evaluated]), in_memory.x_train.astype(np.float32))
