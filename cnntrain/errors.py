@@ -90,6 +90,10 @@ class DataNotFound(CnntrainError):
         self.summary = summary
 
 
+class BrokenImageError(CnntrainError):
+    """An image file its decoder cannot read: a data set's reader gathers these to name them all."""
+
+
 def plural(count, noun: str) -> str:
     """'1 epoch', '2 epochs': messages and tables count things, and '1 epochs' reads as a slip."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"

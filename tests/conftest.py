@@ -33,6 +33,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("CNNTRAIN_CACHE_DIR", str(tmp_path / "cnntrain-cache"))   # decoded images: the test's own
     monkeypatch.delenv("CNNTRAIN_DATA_DIR", raising=False)
 
     def no_network(**kwargs):

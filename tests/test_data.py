@@ -390,7 +390,7 @@ def test_image_folder_test_class_not_in_train(tmp_path):
 
 def test_image_folder_needs_path():
     e = load_error("image_folder")
-    assert e.message == "image_folder needs a path; received none"
+    assert e.message == "image_folder needs a path (or data.labels); received none"
 
 
 # ---------------------------------------------------------------- archives

@@ -148,8 +148,12 @@ BROKEN = [
      "--set compile.optimizer.Adam.learning_rate=0.1: 'compile.optimizer' is 'adam' (str), not a mapping\n"
      "  hint: set the whole value instead: --set compile.optimizer='{...}'"),
     ("image_folder without path", GOOD + "data:\n  dataset: image_folder\n", (),
-     "spec.yaml:9:12: data.dataset 'image_folder' needs data.path\n"
-     "  hint: set data.path to a folder with one subfolder of images per class"),
+     "spec.yaml:9:12: data.dataset 'image_folder' needs data.path or data.labels\n"
+     "  hint: set data.path to a folder with one subfolder of images per class, or data.labels to a CSV of "
+     "filename,label rows"),
+    ("labels for a built-in data set", GOOD + "data:\n  labels: l.csv\n", (),
+     "spec.yaml:9:11: data.labels is for data.dataset: image_folder, received dataset 'mnist'\n"
+     "  hint: set data.dataset: image_folder, or leave data.labels out"),
 ]
 
 

@@ -75,7 +75,7 @@ SPLITS_HINT = "the split is 'test', 'train' or 'validation' (the images a run's 
 
 
 def _load_data(metadata: dict, *, data_dir, offline, split):
-    from cnntrain.data import load_dataset
+    from cnntrain.data import image_options, load_dataset
     from cnntrain.data.lookup import recorded_source
 
     name = metadata.get("dataset")
@@ -83,15 +83,13 @@ def _load_data(metadata: dict, *, data_dir, offline, split):
         raise CnntrainError("the model file does not say which data set it was trained on",
                             hint="it has no cnntrain metadata (a plain Keras file); evaluate it from "
                                  "Python with evaluate_model, or use a model saved by 'cnntrain fit'")
-    size = metadata.get("image_size")
     path = metadata.get("data_path")
     if path and data_dir and not Path(path).exists():
         # The data moved since training: look in data_dir instead (for a folder of images,
         # a folder of the same name there).
         path = str(Path(data_dir) / Path(path).name) if name == "image_folder" else None
     path = recorded_source(metadata, data_dir) or path
-    data = load_dataset(name, path=path, data_dir=data_dir, offline=offline,
-                        image_size=tuple(size) if size else None, color_mode=metadata.get("color_mode"))
+    data = load_dataset(name, path=path, data_dir=data_dir, offline=offline, **image_options(metadata))
     if split == "test":
         if data.x_test is None or data.y_test is None or len(data.x_test) == 0:
             raise CnntrainError(f"the data set has no test split ({data.source})",

@@ -55,7 +55,8 @@ def low_confidence_note(row: dict, classes: int) -> str:
             f"{LOW_CONFIDENCE}); the image may not show any of the {classes} classes the model knows")
 
 
-def read_for_model(path, shape, mode: str, background: str | None) -> tuple[np.ndarray, bool]:
+def read_for_model(path, shape, mode: str, background: str | None,
+                   resize: str = "stretch") -> tuple[np.ndarray, bool]:
     """One file as the model is fed it, for predict and activations alike: read, converted,
     inverted by `mode` (auto: when its background is the opposite of `background`) and brought
     to the input size. (image, inverted)
@@ -63,11 +64,12 @@ def read_for_model(path, shape, mode: str, background: str | None) -> tuple[np.n
     A model trained on one plain ground (`background` not None: MNIST-like) gets a picture of
     another size as MNIST was made (digits.centred: cropped to the ink, scaled into the 20/28
     box, centred by mass); one already at the input size is taken as it is, like the training
-    images it may be one of. Other models get the picture resized."""
+    images it may be one of. Other models get the picture resized by the model's data.resize
+    rule (its metadata's `resize`: stretch, pad or crop), as training resized its images."""
     h, w, c = shape
     own_size = background is not None     # the digit is found in the picture as it is
     image = image_files.read_image(path, height=None if own_size else h, width=None if own_size else w,
-                                   channels=c)
+                                   channels=c, resize=resize)
     flip = mode == "yes" or (mode == "auto" and background is not None
                              and image_files.looks_inverted(image, background))
     if flip:
@@ -78,10 +80,10 @@ def read_for_model(path, shape, mode: str, background: str | None) -> tuple[np.n
     return image, bool(flip)
 
 
-def _decode(path: Path, shape, mode: str, background: str | None):
+def _decode(path: Path, shape, mode: str, background: str | None, resize: str):
     """(image, inverted) or a CnntrainError; never raises, so one bad file stops nothing."""
     try:
-        return read_for_model(path, shape, mode, background)
+        return read_for_model(path, shape, mode, background, resize)
     except CnntrainError as exc:
         return exc
     except Exception as exc:  # an unexpected decoder failure is still this file's error
@@ -122,6 +124,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
     scored = probability_model(model, len(names))
     tta = test_time.of_model(tta, metadata)
     background = auto_background(metadata, shape)
+    resize = metadata.get("resize", "stretch")
     k = max(1, min(int(top_k), len(names)))
     info = {"model": str(model_file), "classes": len(names), "input_shape": list(shape),
             "background": background, "files": len(paths), "note": scored.note,
@@ -132,7 +135,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnntrain-read") as pool:
         def submit(chunk):
-            return [(p, pool.submit(_decode, p, shape, invert, background)) for p in chunk]
+            return [(p, pool.submit(_decode, p, shape, invert, background, resize)) for p in chunk]
 
         pending = submit(chunks[0]) if chunks else None
         for i in range(len(chunks)):

@@ -9,15 +9,24 @@ from cnntrain.commands.options import data_options, picture_option, say_wrote, s
 
 
 @click.command()
-@click.argument("action", type=click.Choice(["list", "verify"]), default="list")
+@click.argument("action", type=click.Choice(["list", "verify", "cache"]), default="list")
 @click.argument("name", required=False)
 @click.option("--path", help="A dataset file or folder (as data.path in a spec).")
 @data_options
 def data(action, name, path, data_dir, offline):
     """Where each dataset is found (list), or load one and check its shapes, counts and
-    checksums (verify NAME)."""
+    checksums (verify NAME), or a spec's data as fit reads it (verify SPEC: its image_size,
+    color_mode, resize, labels and on_broken apply), with the images per class and warnings
+    for a heavy class imbalance and for classes too small for the validation split.
+
+    cache: the decoded-image cache ($CNNTRAIN_CACHE_DIR, else ~/.cache/cnntrain) and its
+    entries; 'cache clear' removes them all."""
     from cnntrain import data as datasets
     from cnntrain.views import console, tables
+
+    if action == "cache":
+        _cache(name)
+        return
 
     if action == "list":
         rows = [(dataset, str(location), exists)
@@ -26,9 +35,42 @@ def data(action, name, path, data_dir, offline):
         console.out.print(tables.datasets_table(rows))
         return
     if not name:
-        raise click.UsageError("verify needs a dataset name, e.g. 'cnntrain data verify mnist'")
+        raise click.UsageError("verify needs a dataset name or a spec, e.g. 'cnntrain data verify mnist'")
+    if name not in datasets.DATASETS and name.lower().endswith((".yaml", ".yml")):
+        _verify_spec(name, data_dir, offline)
+        return
     report = datasets.verify_dataset(name, path=path, data_dir=data_dir, offline=offline)
     click.echo(json.dumps(report, indent=2))
+
+
+def _cache(what):
+    from cnntrain.data import cache
+    from cnntrain.views import console, tables
+
+    if what not in (None, "clear"):
+        raise click.UsageError(f"'data cache' takes nothing or 'clear', received: {what!r}")
+    if what == "clear":
+        removed, freed = cache.clear()
+        click.echo(f"removed {removed:,} cache entr{'y' if removed == 1 else 'ies'} ({freed / 1e6:,.1f} MB) "
+                   f"from {cache.root()}")
+        return
+    rows = cache.entries()
+    console.out.print(tables.cache_table(cache.root(), rows))
+
+
+def _verify_spec(file, data_dir, offline):
+    from cnntrain import data as datasets
+    from cnntrain.data import balance
+    from cnntrain.spec import load_spec
+    from cnntrain.views import console
+
+    d = load_spec(file)["data"]
+    report = datasets.verify_dataset(d["dataset"], path=d["path"], data_dir=data_dir, offline=offline,
+                                     **datasets.image_options(d))
+    report["warnings"] = balance.warnings(report["per_class_train"], d["validation"], d["validation_split"])
+    click.echo(json.dumps(report, indent=2))
+    for warning in report["warnings"]:
+        console.err.print(f"warning: {console.escape(warning)}", style="yellow")
 
 
 @click.command()

@@ -52,7 +52,7 @@ def activations(target, image, out, maps, invert, runs_root, unsafe):
     model, metadata = _model_of(target, runs_root, unsafe, "activations")
     shape = input_shape_of(model, metadata)
     background = auto_background(metadata, shape)
-    pixels, inverted = read_for_model(image, shape, invert, background)
+    pixels, inverted = read_for_model(image, shape, invert, background, metadata.get("resize", "stretch"))
     if inverted:
         console.err.print(console.escape(inverted_note(image, background)))
     info = activations_figure(model, pixels, out, max_maps=maps)

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnntrain.errors import CnntrainError, DataNotFound
-from cnntrain.spec.schema import COLOR_MODES, DATASETS
+from cnntrain.spec.schema import CACHES, COLOR_MODES, DATASETS, ON_BROKEN_CHOICES, RESIZE_CHOICES
 
-from . import convert, lookup, readers
+from . import balance, cache, convert, labels_csv, lookup, readers
+from .folder import ImageOptions
 from .catalog import KNOWN
 from .checks import fail
 
 
-__all__ = ["DATASETS", "Dataset", "find_dataset", "load_dataset", "verify_dataset"]
+__all__ = ["DATASETS", "Dataset", "find_dataset", "image_options", "load_dataset", "verify_dataset"]
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Dataset:
     class_names: list[str]
     source: str                # the file(s) or folder it was read from
     files: list[str] = field(default_factory=list)  # the files read, for checksums
+    skipped: list[str] = field(default_factory=list)  # unreadable images left out (data.on_broken: skip)
 
     @property
     def num_classes(self) -> int:
@@ -47,10 +49,15 @@ def _check_name(name: str) -> None:
                             "use image_folder with data.path for your own images")
 
 
-def _check_options(image_size, color_mode) -> tuple[int, int] | None:
+def _check_options(image_size, color_mode, resize="stretch", on_broken="error", cache="auto") -> tuple[int, int] | None:
     if color_mode is not None and color_mode not in COLOR_MODES:
         raise CnntrainError(f"unknown color_mode '{color_mode}'; expected rgb or grayscale",
                             hint="set data.color_mode to rgb or grayscale, or leave it out")
+    for key, value, choices in (("resize", resize, RESIZE_CHOICES), ("on_broken", on_broken, ON_BROKEN_CHOICES),
+                                ("cache", cache, CACHES)):
+        if value not in choices:
+            raise CnntrainError(f"unknown {key} '{value}'; expected {' or '.join(choices)}",
+                                hint=f"set data.{key} to one of {', '.join(choices)}")
     if image_size is None:
         return None
     try:
@@ -61,6 +68,15 @@ def _check_options(image_size, color_mode) -> tuple[int, int] | None:
         raise CnntrainError(f"image_size {image_size!r} is not [height, width] in positive "
                             "integers", hint="set data.image_size: [height, width]") from None
     return h, w
+
+
+def image_options(data: dict) -> dict:
+    """load_dataset's image arguments from a spec's data section or a model's metadata (a key it
+    lacks has its default): one reading for fit, evaluate, the model card and data verify."""
+    size = data.get("image_size")
+    return {"image_size": tuple(size) if size else None, "color_mode": data.get("color_mode"),
+            "resize": data.get("resize") or "stretch", "on_broken": data.get("on_broken") or "error",
+            "labels": data.get("labels"), "cache": data.get("cache") or "auto"}
 
 
 def find_dataset(name: str, *, path: str | None = None,
@@ -74,14 +90,25 @@ def find_dataset(name: str, *, path: str | None = None,
 
 def load_dataset(name: str, *, path: str | None = None, data_dir: str | None = None,
                  offline: bool = False, image_size: tuple[int, int] | None = None,
-                 color_mode: str | None = None) -> Dataset:
+                 color_mode: str | None = None, resize: str = "stretch", on_broken: str = "error",
+                 labels: str | None = None, cache: str = "auto") -> Dataset:
     """Reads a data set from the first place that has it (see `find_dataset`),
     downloading it into Keras' cache as a last resort unless `offline`.
-    `image_size` (height, width) resizes; `color_mode` "rgb"/"grayscale" converts."""
+    `image_size` (height, width) resizes by the rule `resize` (stretch, pad, crop); `color_mode`
+    "rgb"/"grayscale" converts; `on_broken` "skip" leaves unreadable image files out. `labels`, a
+    CSV of filename,label[,split] rows (image_folder only), lists the images instead of `path`.
+    `cache` "auto" keeps decoded images in the decoded-image cache (data/cache.py), "none" not."""
     _check_name(name)
-    size = _check_options(image_size, color_mode)
+    size = _check_options(image_size, color_mode, resize, on_broken, cache)
+    cache_choice = cache   # the name `cache` is the module's in the helpers below
+    options = ImageOptions(size, color_mode, resize, on_broken)
+    if labels is not None:
+        if name != "image_folder":
+            raise CnntrainError(f"data.labels is for your own images; {name} has its own labels",
+                                file=labels, hint="set data.dataset: image_folder, or leave data.labels out")
+        return _cached(name, lookup.Candidate("labels", labels), options, cache_choice)
     if name == "image_folder" and not path:
-        raise CnntrainError("image_folder needs a path; received none",
+        raise CnntrainError("image_folder needs a path (or data.labels); received none",
                             hint="set data.path to a folder of train/<class>/<image> "
                                  "(or <class>/<image>), or a .tar.gz of one")
     cands = lookup.candidates(name, path, data_dir)
@@ -93,19 +120,34 @@ def load_dataset(name: str, *, path: str | None = None, data_dir: str | None = N
             cand = lookup.download(name)
         except Exception as e:  # urllib, hash and OS errors alike
             raise _not_found(name, cands, path, data_dir, e) from e
-    loaded = _read(name, cand, size, color_mode)
+    return _cached(name, cand, options, cache_choice)
+
+
+def _cached(name, cand, options: ImageOptions, choice: str) -> Dataset:
+    """The data set from the decoded-image cache where it holds it, else read (and kept there when
+    it was decoded from image files)."""
+    source = cand.path if not cand.path.endswith(os.sep) else cand.path[:-1]
+    files = [] if cand.kind == "image_dir" else [cand.path]
+    entry = None
+    if choice != "none" and cand.kind in ("image_dir", "archive", "labels"):
+        entry = cache.key(name, cand.kind, cand.path, options)
+        hit = cache.load(entry)
+        if hit is not None:
+            return Dataset(*hit[:5], source, files, hit[5])
+    loaded = _read(name, cand, options)
     x_train, x_test = loaded.x_train, loaded.x_test
     if not loaded.decoded:
-        x_train = convert.apply(x_train, size, color_mode)
-        x_test = convert.apply(x_test, size, color_mode)
-    source = cand.path if not cand.path.endswith(os.sep) else cand.path[:-1]
+        x_train = convert.apply(x_train, options.image_size, options.color_mode, options.resize)
+        x_test = convert.apply(x_test, options.image_size, options.color_mode, options.resize)
+    elif entry is not None:
+        cache.store(entry, x_train, loaded.y_train, x_test, loaded.y_test, loaded.classes, loaded.skipped)
     return Dataset(x_train, loaded.y_train, x_test, loaded.y_test, loaded.classes,
-                   source, loaded.files)
+                   source, loaded.files, loaded.skipped)
 
 
-def _read(name, cand, size, color_mode) -> readers.Loaded:
+def _read(name, cand, options: ImageOptions) -> readers.Loaded:
     try:
-        return readers.read(name, cand, size, color_mode)
+        return readers.read(name, cand, options)
     except CnntrainError:
         raise
     except MemoryError as e:
@@ -170,8 +212,7 @@ def verify_dataset(name: str, **kwargs) -> dict:
                             "actual": got[expected[0]], "match": got[expected[0]] == expected[1]}
 
     def per_class(y):
-        counts = np.bincount(y, minlength=len(ds.class_names))
-        return {c: int(n) for c, n in zip(ds.class_names, counts)}
+        return balance.counts(y, ds.class_names)
 
     return {
         "name": name, "source": ds.source,
@@ -179,5 +220,5 @@ def verify_dataset(name: str, **kwargs) -> dict:
         "shape": [int(v) for v in ds.x_train.shape[1:]], "classes": list(ds.class_names),
         "per_class_train": per_class(ds.y_train),
         "per_class_test": None if ds.y_test is None else per_class(ds.y_test),
-        "sha256": sha, "published": published,
+        "sha256": sha, "published": published, "skipped": ds.skipped,
     }

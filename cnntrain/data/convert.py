@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from .decode import workers
+from .decode import resized, workers
 
 _CHUNK = 4096  # images per step of the RGB->L sum, to bound its uint32 temporary
 
@@ -23,14 +23,15 @@ def to_gray(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear, per image with Pillow (as decoded files are), on a thread pool."""
+def resize(x: np.ndarray, height: int, width: int, rule: str = "stretch") -> np.ndarray:
+    """Bilinear, per image with Pillow (as decoded files are, by the same data.resize rule), on a
+    thread pool."""
     out = np.empty((len(x), height, width, x.shape[-1]), dtype=np.uint8)
 
     def run(lo: int, hi: int):
         for i in range(lo, hi):
             img = x[i, :, :, 0] if x.shape[-1] == 1 else x[i]
-            r = np.asarray(Image.fromarray(img).resize((width, height), Image.BILINEAR))
+            r = np.asarray(resized(Image.fromarray(img), (width, height), rule))
             out[i] = r[..., np.newaxis] if x.shape[-1] == 1 else r
 
     step = max(256, len(x) // (workers() * 8) + 1)
@@ -40,7 +41,7 @@ def resize(x: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def apply(x: np.ndarray | None, image_size, color_mode) -> np.ndarray | None:
+def apply(x: np.ndarray | None, image_size, color_mode, rule: str = "stretch") -> np.ndarray | None:
     if x is None:
         return None
     if color_mode == "grayscale" and x.shape[-1] == 3:
@@ -48,5 +49,5 @@ def apply(x: np.ndarray | None, image_size, color_mode) -> np.ndarray | None:
     elif color_mode == "rgb" and x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     if image_size is not None and tuple(x.shape[1:3]) != tuple(image_size):
-        x = resize(x, *image_size)
+        x = resize(x, *image_size, rule)
     return x

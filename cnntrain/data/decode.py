@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import BrokenImageError, CnntrainError
 
 from .checks import fail
 
@@ -61,14 +61,14 @@ def _open(item: Item) -> Image.Image:
         return Image.open(src)
 
 
-def _broken(item: Item, e: Exception):
+def _broken(item: Item, e: Exception) -> BrokenImageError:
     if isinstance(e, Image.DecompressionBombError):
-        return fail(item.say(f"is too large to decode safely ({e})"), item.file,
-                    hint="resize the image; Pillow's decompression-bomb limit guards "
-                         "against malicious files")
-    return fail(item.say(f"cannot be decoded as an image ({type(e).__name__}: {e})"), item.file,
-                hint="remove or replace the file; it is truncated, corrupt, or not the "
-                     "format its extension says")
+        return BrokenImageError(item.say(f"is too large to decode safely ({e})"), file=item.file,
+                                hint="resize the image; Pillow's decompression-bomb limit guards "
+                                     "against malicious files")
+    return BrokenImageError(item.say(f"cannot be decoded as an image ({type(e).__name__}: {e})"),
+                            file=item.file, hint="remove or replace the file; it is truncated, corrupt, "
+                                                 "or not the format its extension says")
 
 
 def _upright_size(im: Image.Image) -> tuple[int, int]:
@@ -89,9 +89,19 @@ def probe(item: Item) -> tuple[str, tuple[int, int]]:
         raise _broken(item, e) from e
 
 
+def readable(items: list[Item]):
+    """(item, mode, (width, height) as shown) of each one whose header reads, lazily; decode_all
+    names the rest."""
+    for item in items:
+        try:
+            yield (item, *probe(item))
+        except BrokenImageError:
+            continue
+
+
 def guess_color_mode(items: list[Item]) -> str:
-    """"grayscale" if every one of these (headers only) is single-channel, else "rgb"."""
-    return "grayscale" if all(probe(i)[0] in GRAY_MODES for i in items) else "rgb"
+    """"grayscale" if every readable one of these (headers only) is single-channel, else "rgb"."""
+    return "grayscale" if all(mode in GRAY_MODES for _, mode, _ in readable(items)) else "rgb"
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:
@@ -138,7 +148,36 @@ def _flatten_alpha(im: Image.Image) -> Image.Image:
     return flat.convert("RGB" if im.mode == "RGBA" else "L")
 
 
-def to_pixels(im: Image.Image, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+def _aspect_box(width: int, height: int, size: tuple[int, int], rule: str):
+    """The (left, top, right, bottom) window that `rule` resizes to `size`: Keras' own arithmetic
+    (keras.ops.image.resize's crop_to_aspect_ratio / pad_to_aspect_ratio), so a spec means what
+    image_dataset_from_directory means. For pad the window reaches outside the image."""
+    tw, th = size
+    if rule == "crop":
+        ch = max(min(height, int(float(width * th) / tw)), 1)
+        cw = max(min(width, int(float(height * tw) / th)), 1)
+        top, left = int(float(height - ch) / 2), int(float(width - cw) / 2)
+        return left, top, left + cw, top + ch
+    ph = max(height, int(float(width * th) / tw))
+    pw = max(width, int(float(height * tw) / th))
+    top, left = int(float(ph - height) / 2), int(float(pw - width) / 2)
+    return -left, -top, pw - left, ph - top
+
+
+def resized(im: Image.Image, size: tuple[int, int], rule: str = "stretch") -> Image.Image:
+    """`im` at size (width, height) by data.resize's `rule` (see to_pixels); unchanged if it fits."""
+    size = tuple(size)
+    if im.size == size:
+        return im
+    if rule != "stretch":
+        box = _aspect_box(*im.size, size, rule)
+        if box != (0, 0, *im.size):
+            im = im.crop(box)   # a window reaching outside the image is filled with zeros: black
+    return im.resize(size, Image.Resampling.BILINEAR)
+
+
+def to_pixels(im: Image.Image, channels: int, size: tuple[int, int] | None,
+              resize: str = "stretch") -> np.ndarray:
     """An opened image (its current frame) as the uint8 (H, W, channels) array a model is fed, at
     size (width, height). The one conversion for training images and for predict's files, so the
     same file reaches the model as the same array either way:
@@ -152,21 +191,25 @@ def to_pixels(im: Image.Image, channels: int, size: tuple[int, int] | None) -> n
       else as 0..255; both are clipped;
     - palette, CMYK, bilevel and other modes go through Pillow's own conversion to RGB, then
       to L (ITU-R 601-2 luma) for one channel;
-    - the image is resized (bilinear) only if its size differs (size None: never).
+    - the image is resized (bilinear) only if its size differs (size None: never), by `resize` (data.resize):
+      stretch to the size whatever its aspect ratio, crop the largest centred window of the
+      size's aspect ratio first, or pad the short side evenly with black (Keras' fill value 0)
+      first, as image_dataset_from_directory's crop_to_aspect_ratio / pad_to_aspect_ratio do.
     """
     try:
         im = ImageOps.exif_transpose(im) or im
     except (OSError, ValueError, KeyError, TypeError, SyntaxError):
         pass     # a broken EXIF block: keep the pixels as stored
     im = _flatten_alpha(_to_8bit(im)).convert("L" if channels == 1 else "RGB")
-    if size is not None and im.size != tuple(size):
-        im = im.resize(tuple(size), Image.Resampling.BILINEAR)
+    if size is not None:
+        im = resized(im, size, resize)
     a = np.array(im, dtype=np.uint8)
     return a[..., None] if a.ndim == 2 else a
 
 
-def _decode(item: Item, gray: bool, size: tuple[int, int], resize: bool, first: Item | None):
-    """(H, W, 1) for grayscale, (H, W, 3) for rgb, at size (width, height)."""
+def _decode(item: Item, gray: bool, size: tuple[int, int], resize: str | None, first: Item | None):
+    """((H, W, 1) for grayscale or (H, W, 3) for rgb at size (width, height), whether the file is
+    single-channel)."""
     try:
         with _open(item) as im:
             shown = _upright_size(im)
@@ -175,7 +218,7 @@ def _decode(item: Item, gray: bool, size: tuple[int, int], resize: bool, first: 
                                     f"images are expected to be {size[0]}x{size[1]} like "
                                     f"'{first.member or first.file}'"), item.file,
                            hint="set data.image_size: [height, width] to resize every image")
-            return to_pixels(im, 1 if gray else 3, size)
+            return to_pixels(im, 1 if gray else 3, size, resize or "stretch"), im.mode in GRAY_MODES
     except Exception as e:  # our own error passes; decoders raise anything
         if isinstance(e, CnntrainError):
             raise
@@ -189,35 +232,92 @@ def workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def decode_all(items: list[Item], color_mode: str, size: tuple[int, int], resize: bool,
-               reference: Item) -> np.ndarray:
-    """All items as uint8 (N, H, W, C) at size (width, height). Without resize,
-    an image of another size is an error naming `reference`, whose size it is."""
+SHOWN_BROKEN = 20   # unreadable files named in one error; the rest are counted
+
+
+@dataclass
+class Decoded:
+    """The decoded images of a list of items; `kept` the indices of the items in `pixels` (None:
+    all of them), `skipped` the names of those data.on_broken: skip left out."""
+    pixels: np.ndarray
+    kept: np.ndarray | None
+    skipped: list[str]
+
+
+def decode_all(items: list[Item], color_mode: str, size: tuple[int, int], resize: str | None,
+               reference: Item, *, source: str, on_broken: str = "error",
+               guessed: bool = False) -> Decoded:
+    """All items as uint8 (N, H, W, C) at size (width, height), by the data.resize rule `resize`.
+    Without one, an image of another size is an error naming `reference`, whose size it is.
+    Every unreadable file is found before one error names them all (on_broken: error) or they
+    are left out (skip). A `guessed` color mode meeting both grayscale and colour files is an
+    error whose hint names data.color_mode: the guess would have converted some of them."""
     gray = color_mode == "grayscale"
     out = np.empty((len(items), size[1], size[0], 1 if gray else 3), dtype=np.uint8)
-    first = reference
+    single = np.zeros(len(items), dtype=bool)
+    broken: dict[int, CnntrainError] = {}
     stop = threading.Event()
 
     def run(lo: int, hi: int):
         for i in range(lo, hi):
             if stop.is_set():
                 return
-            out[i] = _decode(items[i], gray, size, resize, first)
+            try:
+                out[i], single[i] = _decode(items[i], gray, size, resize, reference)
+            except BrokenImageError as e:
+                broken[i] = e
 
     n, k = len(items), workers()
     if n < 256 or k == 1:
         run(0, n)
-        return out
-    step = max(64, n // (k * 16))
-    pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="cnntrain-decode")
-    try:
-        futures = [pool.submit(run, lo, min(lo + step, n)) for lo in range(0, n, step)]
-        for f in futures:
-            try:
-                f.result()
-            except BaseException:
-                stop.set()
-                raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return out
+    else:
+        step = max(64, n // (k * 16))
+        pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="cnntrain-decode")
+        try:
+            futures = [pool.submit(run, lo, min(lo + step, n)) for lo in range(0, n, step)]
+            for f in futures:
+                try:
+                    f.result()
+                except BaseException:
+                    stop.set()
+                    raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if broken and on_broken != "skip":
+        raise _all_broken(items, broken, source)
+    kept = None
+    if broken:
+        kept = np.array([i for i in range(n) if i not in broken], dtype=np.int64)
+        for j, i in enumerate(kept):   # in place: a second array would double the peak memory
+            if i != j:
+                out[j] = out[i]
+        out, single = out[:len(kept)], single[kept]
+    if guessed and single.any() and not single.all():
+        raise _mixed(items if kept is None else [items[i] for i in kept], single, color_mode, source)
+    return Decoded(out, kept, [items[i].name for i in sorted(broken)])
+
+
+_SKIP = "or set data.on_broken: skip to train without them"
+
+
+def _all_broken(items, broken: dict, source: str) -> CnntrainError:
+    if len(broken) == 1:   # the file itself is named, as predict names a file it cannot read
+        (e,) = broken.values()
+        return BrokenImageError(e.message, file=e.file, hint=f"{e.hint}; {_SKIP.replace('them', 'it')}")
+    shown = sorted(broken)[:SHOWN_BROKEN]
+    # An archive member's message names it already; a file's names it only in its `file`.
+    lines = [f"  {broken[i].message}" if items[i].member else f"  {items[i].name}: {broken[i].message}"
+             for i in shown]
+    if len(broken) > len(shown):
+        lines.append(f"  ... and {len(broken) - len(shown):,} more")
+    return fail(f"{len(broken):,} of {len(items):,} images cannot be decoded:\n" + "\n".join(lines), source,
+                hint=f"remove or replace them (truncated, corrupt, or not the format their extension says), {_SKIP}")
+
+
+def _mixed(items, single, color_mode: str, source: str) -> CnntrainError:
+    grays = int(single.sum())
+    g, c = items[int(np.flatnonzero(single)[0])], items[int(np.flatnonzero(~single)[0])]
+    return fail(f"mixes {grays:,} grayscale and {len(items) - grays:,} colour images (e.g. '{g.name}' "
+                f"and '{c.name}'); the first class alone made them all {color_mode}", source,
+                hint="set data.color_mode: rgb (grayscale images get three equal channels) or "
+                     "grayscale (colour images become luma) to say which")

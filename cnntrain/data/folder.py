@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -152,46 +153,72 @@ def _split(node: Node, prefix: str, names: list[str], classes: list[str], where)
     return found
 
 
-def load(root: Node, make: Callable[[str], Item], where, image_size, color_mode, name):
-    """Decodes a planned layout of data set `name`: (x_train, y_train, x_test, y_test, classes).
+@dataclass(frozen=True)
+class ImageOptions:
+    """The spec's data keys that decide how an image file becomes pixels (None: from the files)."""
+    image_size: tuple[int, int] | None = None   # (height, width)
+    color_mode: str | None = None
+    resize: str = "stretch"                      # data.resize: stretch | pad | crop
+    on_broken: str = "error"                     # data.on_broken: error | skip
+
+
+def load(root: Node, make: Callable[[str], Item], where, options: ImageOptions, name):
+    """Decodes a planned layout of data set `name`: (x_train, y_train, x_test, y_test, classes, skipped).
     A built-in data set's counts, classes and image size are checked before decoding."""
     classes, train, test = plan(root, where)
     file = where("")[0]
     checks.classes(name, classes, file)
     checks.claimed(name, "train", len(train), None, file, "holds")
     checks.claimed(name, "test", len(test or ()), None, file, "its test split holds")
+    return decode_splits(classes, train, test, make, file, options, name)
+
+
+def decode_splits(classes, train, test, make: Callable[[str], Item], file: str, options: ImageOptions,
+                  name="image_folder"):
+    """[(name, label)] of the training (and test, or None) split, decoded: (x_train, y_train,
+    x_test, y_test, classes, skipped names). `make` turns a name into its Item; `file` is blamed."""
     train_items = [make(p) for p, _ in train]
-    if color_mode is None:
+    color_mode, guessed = options.color_mode, options.color_mode is None
+    if guessed:
         first_class = [it for it, (_, y) in zip(train_items, train) if y == 0]
         color_mode = decode.guess_color_mode(first_class)
-    reference = train_items[0]
-    resize = image_size is not None
-    size = (image_size[1], image_size[0]) if resize else decode.probe(reference)[1]
-    if not resize:
+    size = None
+    if options.image_size is None:
+        # The first readable image sets the size; the unreadable ones are all named by decode_all.
+        first = next(decode.readable(train_items), None)
+        reference, size = (first[0], first[2]) if first else (train_items[0], (1, 1))
         checks.claimed(name, "train", 0, size[::-1], file, "holds")
-    x_train = decode.decode_all(train_items, color_mode, size, resize, reference)
-    y_train = np.fromiter((y for _, y in train), dtype=np.int64, count=len(train))
+    else:
+        reference, size = train_items[0], (options.image_size[1], options.image_size[0])
+    resize = options.resize if options.image_size is not None else None
+    on_broken = options.on_broken
+
+    def run(items, pairs):
+        got = decode.decode_all(items, color_mode, size, resize, reference, source=file,
+                                on_broken=on_broken, guessed=guessed)
+        y = np.fromiter((y for _, y in pairs), dtype=np.int64, count=len(pairs))
+        return got.pixels, (y if got.kept is None else y[got.kept]), got.skipped
+
+    x_train, y_train, skipped = run(train_items, train)
     del train_items
     if test is None:
-        return x_train, y_train, None, None, classes
-    x_test = decode.decode_all([make(p) for p, _ in test], color_mode, size, resize, reference)
-    y_test = np.fromiter((y for _, y in test), dtype=np.int64, count=len(test))
-    return x_train, y_train, x_test, y_test, classes
+        return x_train, y_train, None, None, classes, skipped
+    x_test, y_test, skipped_test = run([make(p) for p, _ in test], test)
+    return x_train, y_train, x_test, y_test, classes, skipped + skipped_test
 
 
-def read_dir(root: str, image_size=None, color_mode=None, name="image_folder"):
+def read_dir(root: str, options: ImageOptions = ImageOptions(), name="image_folder"):
     def where(rel):
         path = os.path.join(root, *rel.split("/")) if rel else root
         return path, f"'{path}'"
 
     return load(scan(root), lambda rel: Item(os.path.join(root, *rel.split("/")), os.path.join(
-        root, *rel.split("/"))), where, image_size, color_mode, name)
+        root, *rel.split("/"))), where, options, name)
 
 
 def read_members(archive: str, files: dict[str, bytes], dirs: Iterable[str],
-                 image_size=None, color_mode=None, name="image_folder"):
+                 options: ImageOptions = ImageOptions(), name="image_folder"):
     def where(rel):
         return archive, f"'{rel or '.'}' (in the archive)"
 
-    return load(tree(files, dirs), lambda rel: Item(files[rel], archive, rel), where,
-                image_size, color_mode, name)
+    return load(tree(files, dirs), lambda rel: Item(files[rel], archive, rel), where, options, name)

@@ -98,9 +98,10 @@ def _not_an_image(path) -> CnntrainError:
 
 
 def read_image(path, *, height: int | None, width: int | None, channels: int,
-               max_pixels: int = 50_000_000) -> np.ndarray:
+               max_pixels: int = 50_000_000, resize: str = "stretch") -> np.ndarray:
     """One image file as uint8 (height, width, channels), or at its own size when height and width
-    are None; see the module docstring for the rules."""
+    are None; see the module docstring for the rules. `resize` is the model's data.resize:
+    stretch, pad or crop to another aspect ratio."""
     if channels not in (1, 3):
         raise CnntrainError(f"cannot read images for a model with {channels} channels",
                             hint="models take 1 (grayscale) or 3 (RGB) channels")
@@ -130,7 +131,7 @@ def read_image(path, *, height: int | None, width: int | None, channels: int,
                              f"limit {max_pixels:,}", path, _BOMB_HINT)
             img.seek(0)
             img.load()           # decode everything now, so a truncated file fails here
-            return to_pixels(img, channels, None if height is None else (width, height))
+            return to_pixels(img, channels, None if height is None else (width, height), resize)
     except CnntrainError:
         raise
     except Image.DecompressionBombError as exc:

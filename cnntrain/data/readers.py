@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import posixpath
 
-from . import archive, checks, cifar, decode, folder, idx, npz
+from . import archive, checks, cifar, decode, folder, idx, labels_csv, npz
 from .catalog import KNOWN
 from .checks import fail
 from .lookup import Candidate
@@ -16,13 +16,19 @@ MAX_IMAGE_BYTES = 64 << 20
 class Loaded:
     """Arrays plus what they came from; `decoded` says image options were applied."""
 
-    def __init__(self, x_train, y_train, x_test, y_test, classes, files, decoded):
+    def __init__(self, x_train, y_train, x_test, y_test, classes, files, decoded, skipped=()):
         self.x_train, self.y_train, self.x_test, self.y_test = x_train, y_train, x_test, y_test
         self.classes, self.files, self.decoded = list(classes), list(files), decoded
+        self.skipped = list(skipped)   # unreadable images left out (data.on_broken: skip)
 
 
-def read(name: str, cand: Candidate, image_size, color_mode) -> Loaded:
-    loaded = _read(name, cand, image_size, color_mode)
+def _decoded(x_train, y_train, x_test, y_test, classes, skipped, files) -> Loaded:
+    return Loaded(x_train, y_train, x_test, y_test, classes, files, True, skipped)
+
+
+def read(name: str, cand: Candidate, options: folder.ImageOptions) -> Loaded:
+    loaded = _read(name, cand, options)
+    image_size, color_mode = options.image_size, options.color_mode
     # The readers bounded what they allocated; this checks what came out is the data set
     # named (an image folder's size and colour are the user's to change with the options).
     for split, x in (("train", loaded.x_train), ("test", loaded.x_test)):
@@ -35,7 +41,7 @@ def read(name: str, cand: Candidate, image_size, color_mode) -> Loaded:
     return loaded
 
 
-def _read(name: str, cand: Candidate, image_size, color_mode) -> Loaded:
+def _read(name: str, cand: Candidate, options: folder.ImageOptions) -> Loaded:
     known = KNOWN.get(name)
     n_classes = len(known.classes) if known else 0
     if cand.kind == "npz":
@@ -51,16 +57,18 @@ def _read(name: str, cand: Candidate, image_size, color_mode) -> Loaded:
         *arrays, files = cifar.read_dir(cand.path)
         return Loaded(*arrays, files, False)
     if cand.kind == "image_dir":
-        return Loaded(*folder.read_dir(cand.path, image_size, color_mode, name), [], True)
+        return _decoded(*folder.read_dir(cand.path, options, name), [])
     if cand.kind == "archive":
-        return read_archive(cand.path, name, image_size, color_mode)
+        return read_archive(cand.path, name, options)
+    if cand.kind == "labels":
+        return _decoded(*labels_csv.read(cand.path, options), [cand.path])
     raise fail(f"is not a format cnntrain reads for {name}; expected "
                + ("a .npz file, IDX files, or a folder holding them"
                   if name in ("mnist", "fashion_mnist") else "a folder or a .tar.gz archive"),
                cand.path)
 
 
-def read_archive(path: str, name: str, image_size, color_mode) -> Loaded:
+def read_archive(path: str, name: str, options: folder.ImageOptions) -> Loaded:
     """CIFAR-10 python batches or an image-folder layout, in one pass through the
     archive: batches are unpickled as they stream past, images kept as bytes."""
     allow_batches = name == "cifar10"
@@ -92,8 +100,7 @@ def read_archive(path: str, name: str, image_size, color_mode) -> Loaded:
     if parts:
         return Loaded(*cifar.assemble(parts, path), [path], False)
     if pictures:
-        return Loaded(*folder.read_members(path, pictures, dirs, image_size, color_mode, name),
-                      [path], True)
+        return _decoded(*folder.read_members(path, pictures, dirs, options, name), [path])
     raise fail("holds no images" + (" and no CIFAR-10 python batches" if allow_batches else "")
                + f"; expected {'cifar-10-batches-py/data_batch_1 ... or ' if allow_batches else ''}"
                "train/<class>/<image> members", path)

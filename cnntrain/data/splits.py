@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnntrain.data import Dataset, load_dataset
+from cnntrain.data import Dataset, image_options, load_dataset
 from cnntrain.data.catalog import DATASET_TRAIN_IMAGES
 from cnntrain.errors import CnntrainError
 from cnntrain.spec import Spec
@@ -26,6 +26,7 @@ class Splits:
     # What identifies the validation images: their count and a digest of their indices in the data
     # set's training images. A fit records it with the model; `evaluate --split validation` compares.
     held_out: dict | None = None
+    skipped: list = field(default_factory=list)   # unreadable images left out (data.on_broken: skip)
 
     @property
     def shape(self):
@@ -47,8 +48,7 @@ def load(spec: Spec, *, data_dir=None, offline=False, path=None) -> Dataset:
     """The spec's dataset; `path`, where given, stands for data.path."""
     d = spec["data"]
     return load_dataset(d["dataset"], path=path or d["path"], data_dir=data_dir, offline=offline,
-                                 image_size=tuple(d["image_size"]) if d["image_size"] else None,
-                                 color_mode=d["color_mode"])
+                        **image_options(d))
 
 
 def prepare(spec: Spec, *, data_dir=None, offline=False, path=None) -> Splits:
@@ -85,7 +85,8 @@ def held_out(spec: Spec, data: Dataset) -> Splits:
                          f"set model.input_shape: {list(x_train.shape[1:])}, or resize with data.image_size")
     if len(x_train) == 0:
         raise CnntrainError("no training images left after the validation split", file=data.source)
-    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, list(data.class_names), data.source, held)
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, list(data.class_names), data.source, held,
+                  list(data.skipped))
 
 
 def same_held_out(splits: Splits, recorded: dict | None, spec_file) -> None:

@@ -23,15 +23,14 @@ CARD = "MODEL_CARD.md"
 
 def data_facts(run: RunContents, *, data_dir=None) -> dict:
     """Checksums and split sizes of the run's data (read again, never downloaded), or {"missing": why}."""
-    from cnntrain.data import splits, verify_dataset
+    from cnntrain.data import image_options, splits, verify_dataset
     from cnntrain.spec import load_spec
 
     try:
         spec = load_spec(run.path / "spec.yaml")
         d = spec["data"]
         report = verify_dataset(d["dataset"], path=d["path"], data_dir=data_dir, offline=True,
-                                image_size=tuple(d["image_size"]) if d["image_size"] else None,
-                                color_mode=d["color_mode"])
+                                **image_options(d))
         parts = splits.prepare(spec, data_dir=data_dir, offline=True)
     except DataNotFound as exc:
         return {"missing": exc.summary}

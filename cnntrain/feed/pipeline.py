@@ -29,25 +29,39 @@ def _checked(x, y, batch_size, num_classes):
     return x, y.astype(np.int32 if y.max() < 2**31 else np.int64)
 
 
-def _gatherer(x: np.ndarray, y: np.ndarray, num_classes: int | None):
+def _gatherer(x: np.ndarray, y: np.ndarray, num_classes: int | None, class_weight=None, streamed=False):
     # The arrays become two eager tensors captured by the map function (not graph
     # constants), and the pipeline moves only indices until a batch is gathered: the
-    # shuffle buffer holds N integers, not N images.
-    images = tf.constant(x)
+    # shuffle buffer holds N integers, not N images. Memory-mapped images (the decoded-image
+    # cache) are `streamed` instead: each batch's rows are read from the file, so the images
+    # never all sit in memory.
+    images = None if streamed else tf.constant(x)
     labels = tf.constant(y)
 
+    def rows(idx):
+        if images is not None:
+            return tf.gather(images, idx)
+        batch = tf.numpy_function(lambda i: x[i], [idx], tf.uint8, stateful=False)
+        batch.set_shape((None, *x.shape[1:]))
+        return batch
+    # Each image's weight is its class's, as a third element Keras takes as the sample weight: the
+    # loss itself is weighted, whatever the strategy (model.fit's class_weight is not applied to
+    # every tf.data input, TF #33550).
+    weights = None if class_weight is None else tf.constant(np.asarray(class_weight, np.float32))
+
     def gather(idx):
-        batch = tf.cast(tf.gather(images, idx), tf.float32)
-        target = tf.gather(labels, idx)
-        if num_classes is not None:
-            target = tf.one_hot(target, int(num_classes), dtype=tf.float32)
-        return batch, target
+        batch = tf.cast(rows(idx), tf.float32)
+        label = tf.gather(labels, idx)
+        target = label if num_classes is None else tf.one_hot(label, int(num_classes), dtype=tf.float32)
+        if weights is None:
+            return batch, target
+        return batch, target, tf.gather(weights, label)
 
     return gather
 
 
 def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classes: int | None = None,
-                  first_epoch: int = 0, epochs: int | None = 1) -> tf.data.Dataset:
+                  first_epoch: int = 0, epochs: int | None = 1, class_weight=None) -> tf.data.Dataset:
     """Shuffled, batched, augmented (images, labels) batches of `epochs` epochs (None: without
     end), counted from `first_epoch` (0-based, as Keras counts).
 
@@ -55,11 +69,14 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
     process has already run: a fit resumed at epoch e feeds what an uninterrupted fit feeds.
     Images come out float32 in 0-255 (the model normalizes); each epoch's last partial batch
     is kept; labels are one-hot float32 when `num_classes` is given. `augment` may end in mixes
-    (MixUp, CutMix: see feed/mix.py), which need `num_classes`.
+    (MixUp, CutMix: see feed/mix.py), which need `num_classes`. `class_weight`, one weight per
+    class, adds each image's class weight as a third element, the sample weight of the loss (a
+    mixed image keeps its own, unmixed class's weight).
     """
+    streamed = isinstance(x, np.memmap)
     x, y = _checked(x, y, batch_size, num_classes)
     n, batch = len(x), int(batch_size)
-    gather = _gatherer(x, y, num_classes)
+    gather = _gatherer(x, y, num_classes, class_weight, streamed)
     image_layers, mixes = mix.split(augment or [])
     augmenter = build_augmenter(image_layers, seed) if image_layers else None
     mixer = mix.build_mixer(mixes)
@@ -89,12 +106,12 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
             return tf.random.experimental.stateless_fold_in(tf.random.experimental.stateless_fold_in(base, epoch), step)
 
         def gather_and_augment(epoch, step, idx):
-            images, target = gather(idx)
+            images, target, *weight = gather(idx)
             if augmenter is not None:
                 images = augmenter(images, seed=batch_seed(augment_seed, epoch, step))
             if mixer is not None:
                 images, target = mixer(images, target, batch_seed(mix_seed, epoch, step))
-            return images, target
+            return (images, target, *weight)
 
         ds = batches.map(gather_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -102,8 +119,9 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
 
 def eval_dataset(x, y, *, batch_size: int, num_classes: int | None = None) -> tf.data.Dataset:
     """(images, labels) batches in order, float32 0-255, no augmentation."""
+    streamed = isinstance(x, np.memmap)
     x, y = _checked(x, y, batch_size, num_classes)
-    gather = _gatherer(x, y, num_classes)
+    gather = _gatherer(x, y, num_classes, streamed=streamed)
     ds = tf.data.Dataset.range(len(x)).batch(int(batch_size)).map(
         gather, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -26,11 +26,12 @@ from cnntrain.runs.atomic import write_error
 
 BACKUP = "backup"
 MARKER = ".cnntrain-run"
+SKIPPED = "skipped.txt"   # the unreadable images a fit left out (data.on_broken: skip), one a line
 LOCK = ".lock"
 _TRASH = ".backup.deleting"
 # Every name a run writes at its top level; the marker adds those of the spec's callbacks.
 OWN_NAMES = ("spec.yaml", "env.json", "model.keras", "best.keras", "history.csv", "metrics.json", "curves.png",
-             "eval.json", "confusion.png", "tensorboard", BACKUP, _TRASH)
+             "eval.json", "confusion.png", "tensorboard", SKIPPED, BACKUP, _TRASH)
 # Multi-worker: the other workers' resume state beside the chief's files (see train/fit.py).
 _WORKER = re.compile(r"^\.worker-\d+$")
 

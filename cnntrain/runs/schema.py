@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from cnntrain.errors import CnntrainError, not_regular
-from cnntrain.spec.schema import TTA_CHOICES
+from cnntrain.spec.schema import ON_BROKEN_CHOICES, RESIZE_CHOICES, TTA_CHOICES
 
 DAMAGED_HINT = "the file was changed or broken after cnntrain wrote it"
 RESUME_HINT = DAMAGED_HINT + "; start a new fit: this run's backup/ cannot be resumed"
@@ -220,7 +220,8 @@ METADATA_FIELDS = {
     "data_path": Optional(Str()), "image_size": Optional(List(Int(1), length=2)),
     "color_mode": Optional(Str()), "one_hot": Bool(), "name": Optional(Str()),
     "cnntrain_version": Str(), "epoch": Int(0), "tta": Str(TTA_CHOICES),
-    "label_smoothing": Number(low=0, high=1),
+    "label_smoothing": Number(low=0, high=1), "resize": Str(RESIZE_CHOICES),
+    "on_broken": Str(ON_BROKEN_CHOICES), "labels": Optional(Str()),
     "held_out": Optional(Record({"images": Int(1), "digest": Str(max_len=64)}, rest=None)),
 }
 METADATA = Record(METADATA_FIELDS, optional_keys=METADATA_FIELDS)

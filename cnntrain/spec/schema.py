@@ -17,6 +17,10 @@ DEFAULTS = {
         "validation_split": 0.1,  # fraction of the training images, stratified by class
         "image_size": None,      # [height, width] to resize image_folder images to
         "color_mode": None,      # rgb | grayscale for image_folder; default: from the images
+        "resize": "stretch",     # stretch | pad | crop: how an image of another aspect ratio meets image_size
+        "labels": None,          # a CSV of filename,label[,split] rows (paths relative to it), for image_folder
+        "on_broken": "error",
+        "cache": "auto",         # auto: decoded image files kept in the decoded-image cache | none    # error: one error naming every unreadable image | skip: train without them
         "limit_train": None,     # use N training images, drawn at random (seeded): quick trials
         "limit_test": None,      # use N test images, drawn the same way
     },
@@ -40,6 +44,7 @@ DEFAULTS = {
         "epochs": 10,
         "monitor": "val_accuracy",  # what best.keras, and callbacks without a monitor, watch
         "callbacks": [],         # keras.callbacks class names with arguments, e.g. EarlyStopping
+        "class_weight": None,    # balanced (n / (classes x count)) | {class name: weight}: weighs the training loss
         "tensorboard": False,    # write TensorBoard logs to the run folder
         "strategy": "auto",      # auto | one-device | mirrored | multi-worker
         "tracking": "none",      # none | mlflow (pip install 'cnntrain[track]')
@@ -64,6 +69,11 @@ MIX_DEFAULTS = {
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "image_folder")
 VALIDATION_CHOICES = ("split", "test", "none")
 COLOR_MODES = ("rgb", "grayscale")
+# Keras' image_dataset_from_directory: stretch (the default), crop_to_aspect_ratio, pad_to_aspect_ratio.
+RESIZE_CHOICES = ("stretch", "pad", "crop")
+ON_BROKEN_CHOICES = ("error", "skip")
+# auto: images decoded from files are kept in $CNNTRAIN_CACHE_DIR (else ~/.cache/cnntrain) and reused.
+CACHES = ("auto", "none")
 NORMALIZE_CHOICES = ("none", "scale", "standardize")
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 # Choices of command-line options, not spec keys, listed here all the same: one list each.
@@ -80,6 +90,9 @@ CHOICES = {
     ("data", "dataset"): DATASETS,
     ("data", "validation"): VALIDATION_CHOICES,
     ("data", "color_mode"): COLOR_MODES,
+    ("data", "resize"): RESIZE_CHOICES,
+    ("data", "on_broken"): ON_BROKEN_CHOICES,
+    ("data", "cache"): CACHES,
     ("preprocess", "normalize"): NORMALIZE_CHOICES,
     ("fit", "strategy"): STRATEGIES,
     ("fit", "tracking"): TRACKING,

@@ -48,8 +48,9 @@ def validate(spec):
             hint = f"did you mean '{close[0]}'?" if close else None
             raise spec.error(path, f"'{dotted(path)}' must be one of {', '.join(choices)}, received: {show(value)}", hint)
     data = v["data"]
-    if data["path"] is not None and not isinstance(data["path"], str):
-        raise spec.error(("data", "path"), f"'data.path' must be a path, received: {show(data['path'])}")
+    for key in ("path", "labels"):
+        if data[key] is not None and (not isinstance(data[key], str) or not data[key]):
+            raise spec.error(("data", key), f"'data.{key}' must be a path, received: {show(data[key])}")
     _number(spec, ("data", "validation_split"), data["validation_split"], 0.0, 1.0)
     if data["validation"] == "split" and data["validation_split"] == 0:
         raise spec.error(("data", "validation_split"), "'data.validation_split' is 0 but data.validation is 'split'",
@@ -57,9 +58,13 @@ def validate(spec):
     for key in ("limit_train", "limit_test"):
         _int(spec, ("data", key), data[key], 1, optional=True)
     _shape(spec, ("data", "image_size"), data["image_size"], 2)
-    if data["dataset"] == "image_folder" and data["path"] is None:
-        raise spec.error(("data", "dataset"), "data.dataset 'image_folder' needs data.path",
-                         "set data.path to a folder with one subfolder of images per class")
+    if data["dataset"] == "image_folder" and data["path"] is None and data["labels"] is None:
+        raise spec.error(("data", "dataset"), "data.dataset 'image_folder' needs data.path or data.labels",
+                         "set data.path to a folder with one subfolder of images per class, or data.labels "
+                         "to a CSV of filename,label rows")
+    if data["labels"] is not None and data["dataset"] != "image_folder":
+        raise spec.error(("data", "labels"), f"data.labels is for data.dataset: image_folder, received dataset "
+                         f"'{data['dataset']}'", "set data.dataset: image_folder, or leave data.labels out")
     _shape(spec, ("model", "input_shape"), v["model"]["input_shape"], 3)
     if "layers" not in v["model"]:
         raise spec.error(("model",), "the spec has no model.layers",
@@ -84,6 +89,7 @@ def validate(spec):
     _number(spec, ("compile", "label_smoothing"), comp["label_smoothing"], 0.0, 1.0)
     _gradient_scale(spec, comp["gradient_scale"])
     fit = v["fit"]
+    _class_weight(spec, fit["class_weight"])
     _int(spec, ("fit", "batch_size"), fit["batch_size"], 1)
     _int(spec, ("fit", "epochs"), fit["epochs"], 1)
     if not isinstance(fit["monitor"], str):
@@ -96,6 +102,25 @@ def validate(spec):
                          f"{show(fit['tracking_uri'])}", "e.g. sqlite:///runs/mlflow.db")
     if not isinstance(v["output"]["dir"], str) or not v["output"]["dir"]:
         raise spec.error(("output", "dir"), f"'output.dir' must be a folder path, received: {show(v['output']['dir'])}")
+
+
+_WEIGHT_PATH = ("fit", "class_weight")
+
+
+def _class_weight(spec, value) -> None:
+    """balanced, or class names to finite numbers >= 0; data/balance.py matches the names to the data."""
+    if value is None or value == "balanced":
+        return
+    if not isinstance(value, dict) or not value:
+        raise spec.error(_WEIGHT_PATH, f"'{dotted(_WEIGHT_PATH)}' must be balanced or map class names to weights, "
+                         f"received: {show(value)}", "e.g. class_weight: balanced, or class_weight: {cat: 1, dog: 4}")
+    for key, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise spec.error(_WEIGHT_PATH + (key,), f"'{dotted(_WEIGHT_PATH + (key,))}' must be a number >= 0, "
+                             f"received: {show(weight)}", "1 weighs a class as usual, 2 twice as much")
+    if not any(value.values()):
+        raise spec.error(_WEIGHT_PATH, f"'{dotted(_WEIGHT_PATH)}' weighs every class 0, so nothing would be learned",
+                         "give at least one class a weight above 0")
 
 
 _SCALE_PATH = ("compile", "gradient_scale")

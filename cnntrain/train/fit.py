@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnntrain import __version__
-from cnntrain.data import image_files, lookup, splits
+from cnntrain.data import balance, image_files, lookup, splits
 from cnntrain.feed import pipeline
 from cnntrain.model import build, dirac, gradient_scale, normalization, policy, whitening
 from cnntrain.runs import atomic, folder
@@ -115,6 +115,10 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                                              {**environment(spec, device_info, options, initial_weights),
                                               "data_source": metadata["data_source"]})
         reporter.note(f"run folder: {run_dir}")
+        if data.skipped and plan.is_chief:
+            atomic.write_text(run_dir / folder.SKIPPED, "".join(f"{name}\n" for name in data.skipped))
+            reporter.warn(f"skipped {plural(len(data.skipped), 'unreadable image')} (data.on_broken: skip), "
+                          f"listed in {run_dir / folder.SKIPPED}")
         guard, meter, ema = NanGuard(), Throughput(), EmaWeights()
         saver = RunState(run_dir, state, monitor, build.monitor_mode(monitor, logged), metadata, guard, user_callbacks,
                          ema=ema)
@@ -180,6 +184,9 @@ def _load_data(spec, options, reporter):
                   f"{0 if data.x_val is None else len(data.x_val)} validation, "
                   f"{0 if data.x_test is None else len(data.x_test)} test images of {list(data.shape)}, "
                   f"{len(data.class_names)} classes")
+    weights = balance.shown(balance.class_weights(spec, data.class_names, data.y_train), data.class_names)
+    if weights:
+        reporter.note(weights)
     return data
 
 
@@ -235,6 +242,9 @@ def _metadata(spec, data) -> dict:
         "normalize": spec["preprocess"]["normalize"], "background": image_files.background_of(data.x_train),
         "dataset": spec["data"]["dataset"], "data_path": spec["data"]["path"],
         "image_size": spec["data"]["image_size"], "color_mode": spec["data"]["color_mode"],
+        "resize": spec["data"]["resize"],   # predict meets a photo of another aspect ratio the same way
+        "on_broken": spec["data"]["on_broken"],   # evaluate skips what fit skipped
+        "labels": spec["data"]["labels"] and os.path.abspath(spec["data"]["labels"]),   # a labels CSV
         "one_hot": build.uses_one_hot(spec), "name": spec["name"], "cnntrain_version": __version__,
         "data_source": os.path.abspath(data.source),   # where it was found: evaluate and resume look there
         "tta": spec["fit"]["tta"],   # evaluate and predict default to it, so evaluate reproduces the test figure
@@ -275,7 +285,9 @@ def _datasets(spec, data, plan, first_epoch: int):
     classes = len(data.class_names) if build.uses_one_hot(spec) else None
     train_ds = distribute.sharded(pipeline.train_dataset(data.x_train, data.y_train, batch_size=batch,
                                                augment=build.build_layers(spec, ("augment",)), seed=spec["seed"],
-                                               num_classes=classes, first_epoch=first_epoch, epochs=None), plan)
+                                               num_classes=classes, first_epoch=first_epoch, epochs=None,
+                                               class_weight=balance.class_weights(spec, data.class_names,
+                                                                                  data.y_train)), plan)
     val_ds = None if data.x_val is None else distribute.sharded(
         pipeline.eval_dataset(data.x_val, data.y_val, batch_size=batch, num_classes=classes), plan)
     return train_ds, val_ds

@@ -207,3 +207,17 @@ def datasets_table(rows) -> Table:
     for dataset, location, exists in rows:
         table.add_row(dataset, escape(location), "yes" if exists else "-")
     return table
+
+
+def cache_table(root: str, rows) -> Table:
+    """rows: cache.entries(); a partial entry is a killed build's, never read."""
+    total = sum(r["bytes"] for r in rows)
+    table = FoldingTable(title=f"decoded-image cache {escape(root)}: {len(rows):,} entries, {total / 1e6:,.1f} MB "
+                               "('cnntrain data cache clear' removes them)")
+    for column in ("entry", "images", "classes", "MB"):
+        table.add_column(column, justify="left" if column == "entry" else "right")
+    for r in rows:
+        table.add_row(r["entry"] + (" (partial)" if r["partial"] else ""),
+                      "-" if r["images"] is None else f"{r['images']:,}",
+                      "-" if r["classes"] is None else str(r["classes"]), f"{r['bytes'] / 1e6:,.1f}")
+    return table

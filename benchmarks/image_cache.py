@@ -1,0 +1,144 @@
+"""Your own images at size: the decoded-image cache against decoding into memory, side by side.
+
+    python benchmarks/image_cache.py [--source /work/bg/data/cifar10-jpeg/train] [--images 100000]
+                                     [--small 10000] [--size 128] [--epochs 1] [--out DIR]
+
+Writes a folder of --images photos (--source's JPEGs, cycled, upscaled to --size px and re-encoded
+as JPEG; without --source, smooth random pictures), then, each a fresh child process:
+
+  first decode   load_dataset with an empty cache: images/s of the decode on every core, and the write
+  cache hit      the same again: the second fit's data loading time
+  no cache       data.cache: none (every fit decodes into memory, as before the cache)
+  fit streamed   cnntrain fit, validation none, a warm cache: batches read from the memory-mapped
+                 cache; peak RSS (the kernel's ru_maxrss) and training images/s (metrics.json)
+  fit in RAM     the same fit with data.cache: none: the whole split decoded into a tensor
+  fit, small     the streamed fit on the first --small images: peak RSS against the large one's
+
+The ratios compare rows of this one run. On a shared machine times vary with the load, peak RSS
+hardly. The cache is a temporary folder ($CNNTRAIN_CACHE_DIR), removed at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_speed import cpu_facts  # noqa: E402
+from peak_memory import ROOT, peak_rss  # noqa: E402
+
+SPEC = """\
+name: image_cache
+data: {{dataset: image_folder, path: {path}, image_size: [{size}, {size}], validation: none, cache: {cache}}}
+preprocess: {{normalize: scale}}
+model:
+  layers:
+    - Conv2D: {{filters: 16, kernel_size: 3, strides: 4}}
+    - Activation: relu
+    - GlobalAveragePooling2D
+    - Dense: {{units: {classes}, activation: softmax}}
+fit: {{epochs: {epochs}, batch_size: 256}}
+"""
+LOAD = ("import sys, time; from cnntrain.data import load_dataset; t = time.perf_counter(); "
+        "d = load_dataset('image_folder', path=sys.argv[1], image_size=({size}, {size}), cache=sys.argv[2]); "
+        "print(len(d.x_train), time.perf_counter() - t)")
+
+
+def photos(folder: Path, count: int, size: int, source: str | None) -> int:
+    """`count` JPEGs of size x size in folder/<class>/; returns the number of classes."""
+    if source:
+        classes = sorted(p.name for p in Path(source).iterdir() if p.is_dir())
+        files = [sorted((Path(source) / c).glob("*.jpg")) for c in classes]
+    else:
+        classes = [f"c{i}" for i in range(10)]
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        c = i % len(classes)
+        target = folder / classes[c] / f"{i:07d}.jpg"
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source:
+            im = Image.open(files[c][(i // len(classes)) % len(files[c])]).convert("RGB")
+        else:
+            im = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+        im.resize((size, size), Image.Resampling.BICUBIC).save(target, quality=90)
+    return len(classes)
+
+
+def load_time(path: Path, size: int, cache: str, log: Path) -> tuple[int, float]:
+    out = subprocess.run([sys.executable, "-c", LOAD.format(size=size), str(path), cache], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    log.write_text(out.stdout + out.stderr)
+    count, seconds = out.stdout.split()
+    return int(count), float(seconds)
+
+
+def fit(spec: Path, run: Path, log: Path) -> tuple[float, float | None]:
+    rss, _anon, _wall, status = peak_rss([sys.executable, "-m", "cnntrain", "fit", str(spec), "--out", str(run),
+                                         "--quiet"], 24 * 3600, log)
+    if status:
+        raise SystemExit(f"fit failed ({status}); see {log}")
+    metrics = json.loads((run / "metrics.json").read_text())
+    return rss, metrics.get("train_images_per_s")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--source", help="a folder of <class>/*.jpg (e.g. the CIFAR-10 JPEG train folder)")
+    p.add_argument("--images", type=int, default=100_000)
+    p.add_argument("--small", type=int, default=10_000)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--out", help="where the photos are written (kept for another run); default a temporary folder")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        big = Path(args.out) if args.out else tmp / "photos"
+        small = tmp / "small"
+        classes = photos(big, args.images, args.size, args.source)
+        small.mkdir()
+        for c in sorted(p.name for p in big.iterdir() if p.is_dir()):
+            (small / c).mkdir()
+            for f in sorted((big / c).iterdir())[:args.small // classes]:
+                os.symlink(f, small / c / f.name)
+        os.environ["CNNTRAIN_CACHE_DIR"] = str(tmp / "cache")
+        facts = cpu_facts()
+        print(f"CPU: {facts['name']}, {facts['cores']} cores; {args.images:,} photos of "
+              f"{args.size}x{args.size} in {big}")
+        n, first = load_time(big, args.size, "auto", tmp / "first.log")
+        _, hit = load_time(big, args.size, "auto", tmp / "hit.log")
+        _, none = load_time(big, args.size, "none", tmp / "none.log")
+        rows = [("first decode (and cache write)", f"{first:8.1f} s", f"{n / first:,.0f} images/s"),
+                ("cache hit (second load)", f"{hit:8.2f} s", f"{first / hit:,.0f}x faster than the first"),
+                ("no cache (decode into memory)", f"{none:8.1f} s", f"{n / none:,.0f} images/s")]
+        figures = {}
+        for name, folder, cache in (("streamed", big, "auto"), ("in RAM", big, "none"), ("small", small, "auto")):
+            spec = tmp / f"{name.replace(' ', '_')}.yaml"
+            spec.write_text(SPEC.format(path=folder, size=args.size, cache=cache, classes=classes,
+                                        epochs=args.epochs))
+            if cache == "auto":   # warm the cache, so the fit measured is a later one
+                load_time(folder, args.size, "auto", tmp / f"warm-{name}.log")
+            figures[name] = fit(spec, tmp / f"run-{name.replace(' ', '_')}", tmp / f"fit-{name}.log")
+        (rss_s, ips_s), (rss_r, ips_r), (rss_small, _) = figures["streamed"], figures["in RAM"], figures["small"]
+        rows += [("fit streamed: peak RSS", f"{rss_s:8.0f} MiB", f"{rss_s / rss_small:.2f}x the small fit's"),
+                 ("fit in RAM: peak RSS", f"{rss_r:8.0f} MiB", f"{rss_r / rss_s:.2f}x the streamed fit's"),
+                 (f"fit streamed, {args.small:,} images: peak RSS", f"{rss_small:8.0f} MiB", ""),
+                 ("fit streamed: training", f"{ips_s or 0:8.0f} img/s",
+                  f"{(ips_s or 0) / (ips_r or 1):.2f}x the in-RAM fit's ({ips_r or 0:.0f} img/s)")]
+        width = max(len(r[0]) for r in rows)
+        for label, value, ratio in rows:
+            print(f"{label:<{width}}  {value}  {ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
