@@ -25,15 +25,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_speed import cpu_facts  # noqa: E402
-from peak_memory import ROOT, peak_rss  # noqa: E402
+from cpu_speed import cpu_facts
+from peak_memory import ROOT, peak_rss
 
 SPEC = """\
 name: image_cache

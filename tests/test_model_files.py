@@ -8,7 +8,6 @@ tf.saved_model.save, .keras files with save_model.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import onnx

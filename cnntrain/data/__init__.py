@@ -15,7 +15,7 @@ import numpy as np
 from cnntrain.errors import CnntrainError, DataNotFound
 from cnntrain.spec.schema import CACHES, COLOR_MODES, DATASETS, ON_BROKEN_CHOICES, RESIZE_CHOICES
 
-from . import balance, cache, convert, labels_csv, lookup, readers
+from . import balance, cache, convert, lookup, readers
 from .folder import ImageOptions
 from .catalog import KNOWN
 from .checks import fail

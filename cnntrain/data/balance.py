@@ -56,7 +56,8 @@ def class_weights(spec, class_names: list[str], y) -> np.ndarray | None:
             close = difflib.get_close_matches(str(name), class_names, n=1)
             raise spec.error(_PATH + (name,), f"'{dotted(_PATH)}' names class '{name}', which the data "
                              f"does not have; its classes: {', '.join(class_names)}",
-                             f"did you mean '{close[0]}'?" if close else "keys are the class names: folder names, or the labels of data.labels", key=True)
+                             f"did you mean '{close[0]}'?" if close
+                             else "keys are the class names: folder names, or the labels of data.labels", key=True)
         weights[class_names.index(str(name))] = float(weight)
     return weights
 

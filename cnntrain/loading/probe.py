@@ -93,7 +93,7 @@ def _child(path) -> int:
     except CnntrainError as exc:
         print(exc.message)
         return 1
-    except Exception as exc:  # noqa: BLE001 - whatever LiteRT raises is the reason the parent gives
+    except Exception as exc:  # whatever LiteRT raises is the reason the parent gives
         print(reason(path, exc))
         return 1
     return 0

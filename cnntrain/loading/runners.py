@@ -18,7 +18,7 @@ import numpy as np
 from cnntrain.errors import CnntrainError
 from cnntrain.loading import probe, sidecar
 from cnntrain.loading.optional import need, quiet
-from cnntrain.loading.resolve import KERAS, ONNX, SAVED_MODEL, TFLITE, ModelRef, resolve
+from cnntrain.loading.resolve import KERAS, ONNX, SAVED_MODEL, ModelRef, resolve
 from cnntrain.runs import model_file
 from cnntrain.runs.model_file import UNSAFE_HINT, CodeInModel
 
@@ -105,7 +105,7 @@ class Runner:
             parts = [self._run(x[i:i + batch_size]) for i in range(0, len(x), int(batch_size))]
         except CnntrainError:
             raise
-        except Exception as exc:  # noqa: BLE001 - LiteRT, onnxruntime and TensorFlow each raise their own types
+        except Exception as exc:  # LiteRT, onnxruntime and TensorFlow each raise their own types
             raise _failed(self.path, f"cannot run the {self.kind} model", exc) from None
         out = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
         if out.shape != (len(x), self.output_shape[1]):
@@ -185,7 +185,7 @@ class TFLiteRunner(Runner):
                 self.interpreter = interpreter_class(model_path=str(path))
             inputs = self.interpreter.get_input_details()
             outputs = self.interpreter.get_output_details()
-        except Exception as exc:  # noqa: BLE001 - LiteRT raises ValueError, RuntimeError and others
+        except Exception as exc:  # LiteRT raises ValueError, RuntimeError and others
             raise _cannot_read(path, "TFLite", exc) from None
         if len(inputs) != 1 or len(outputs) != 1:
             raise CnntrainError(f"the TFLite model has {len(inputs)} inputs and {len(outputs)} outputs; cnntrain "
@@ -196,7 +196,7 @@ class TFLiteRunner(Runner):
             try:
                 with quiet():
                     self.interpreter = interpreter_class(model_path=str(path), experimental_preserve_all_tensors=True)
-            except Exception as exc:  # noqa: BLE001 - as above
+            except Exception as exc:  # as above
                 raise _cannot_read(path, "TFLite", exc) from None
         signature = [int(d) for d in self._in.get("shape_signature", self._in["shape"])]
         self._dynamic = signature[0] == -1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 from cnntrain.errors import CnntrainError
 from cnntrain.runs import atomic, schema

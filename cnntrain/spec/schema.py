@@ -19,8 +19,8 @@ DEFAULTS = {
         "color_mode": None,      # rgb | grayscale for image_folder; default: from the images
         "resize": "stretch",     # stretch | pad | crop: how an image of another aspect ratio meets image_size
         "labels": None,          # a CSV of filename,label[,split] rows (paths relative to it), for image_folder
-        "on_broken": "error",
-        "cache": "auto",         # auto: decoded image files kept in the decoded-image cache | none    # error: one error naming every unreadable image | skip: train without them
+        "on_broken": "error",    # error: one error naming every unreadable image | skip: train without them
+        "cache": "auto",         # auto: decoded image files kept in the decoded-image cache | none
         "limit_train": None,     # use N training images, drawn at random (seeded): quick trials
         "limit_test": None,      # use N test images, drawn the same way
     },
