@@ -82,6 +82,8 @@ def construct(spec: Spec, path, name, args, module, base, what: str):
                 hint = f"did you mean '{close[0]}'? " if close else ""
                 hint += f"See the arguments of keras.{module.__name__.split('.')[-1]}.{name}."
                 raise spec.error(path + (name, key), f"{name} has no argument '{key}'", hint, key=True)
+        if base is keras.layers.Layer:
+            arguments.check(spec, path, cls, name, args, module="layers")
     try:
         if args is None:
             return cls()
