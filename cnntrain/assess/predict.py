@@ -99,7 +99,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
     k = max(1, min(int(top_k), len(names)))
     info = {"model": str(model_file), "classes": len(names), "input_shape": list(shape),
             "background": background, "files": len(paths), "note": scored.note,
-            "tta": tta}
+            "tta": tta, "top_k": k}
 
     rows: list[dict] = []
     chunks = list(_chunks(paths, int(batch_size)))
