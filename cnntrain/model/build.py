@@ -154,9 +154,13 @@ def build_model(spec: Spec, *, shape=None, front=()) -> "keras.Sequential":
     shape = input_shape(spec, shape)
     model = keras.Sequential(name=re.sub(r"[^A-Za-z0-9_]", "_", spec["name"]))
     model.add(keras.Input(shape=shape, name="image"))
+    entries = list(layer_entries(spec["model"]["layers"]))
+    layers = build_layers(spec, ("model", "layers"))
+    _name_within(front + [layer for (_, _, args), layer in zip(entries, layers)
+                          if not (isinstance(args, dict) and "name" in args)])
     for layer in front:
         model.add(layer)
-    for (i, name, _), layer in zip(layer_entries(spec["model"]["layers"]), build_layers(spec, ("model", "layers"))):
+    for (i, name, _), layer in zip(entries, layers):
         before = model.output_shape if model.layers else (None, *shape)
         try:
             model.add(layer)
@@ -168,6 +172,17 @@ def build_model(spec: Spec, *, shape=None, front=()) -> "keras.Sequential":
         if wrong := whitening.problem(layer):
             raise spec.error(("model", "layers", i), *wrong)
     return model
+
+
+def _name_within(layers) -> None:
+    """conv2d, conv2d_1, ... counted within this model. Keras counts across every model the process
+    built, so fit's model (after preflight's) saved conv2d_2 where summary, in a fresh process, said
+    conv2d: filters and activations named layers that summary never showed."""
+    counts: dict[str, int] = {}
+    for layer in layers:
+        base = re.sub(r"_\d+$", "", layer.name)   # Keras' own name less its process-wide number
+        layer.name = f"{base}_{counts[base]}" if counts.get(base) else base
+        counts[base] = counts.get(base, 0) + 1
 
 
 def _shape(shape) -> str:
