@@ -55,8 +55,8 @@ def test_compare_shows_spec_differences_figures_and_writes_one_overlay(two_runs,
                 "  " + "fit.epochs".ljust(label) + f"{'2':>14}{'3':>14}",
                 "", "figures:", f"  {'':<24}{'a':>14}{'b':>14}".rstrip(),
                 line("status", "completed", "completed"), line("epochs", "2", "3"),
-                line("best val_accuracy", f"{ma['best']['value']:.4f} @{ma['best']['epoch']}",
-                     f"{mb['best']['value']:.4f} @{mb['best']['epoch']}"),
+                line("best val_accuracy", f"{pct(ma['best']['value'])} @{ma['best']['epoch']}",
+                     f"{pct(mb['best']['value'])} @{mb['best']['epoch']}"),
                 line("validation accuracy", pct(ma["validation"]["accuracy"]), pct(mb["validation"]["accuracy"])),
                 line("validation loss", f"{ma['validation']['loss']:.4f}", f"{mb['validation']['loss']:.4f}"),
                 line("test accuracy", pct(ma["test"]["accuracy"]), pct(mb["test"]["accuracy"])),
@@ -173,7 +173,7 @@ def test_card_reads_like_a_hugging_face_model_card(two_runs, tmp_path):
         | augmentation | none |
         | callbacks | none |
         | seed | 7 |
-        | best val_accuracy | {metrics['best']['value']:.4f} at epoch {metrics['best']['epoch']} |
+        | best val_accuracy | {100 * metrics['best']['value']:.2f}% at epoch {metrics['best']['epoch']} |
         | wall time | {metrics['wall_time_s']:,.1f} s, {metrics['train_images_per_s']:,.0f} training images/s |
         | environment | cnntrain 0.1.0, Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, NumPy {env['numpy']}; {env['device']} (float32); {env['platform']} |
 

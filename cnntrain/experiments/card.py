@@ -17,6 +17,7 @@ from cnntrain.errors import CnntrainError
 from cnntrain.runs import atomic
 from cnntrain.runs.contents import RunContents, read_run
 from cnntrain.runs.folder import resolve_run
+from cnntrain.runs.numbers import figure, pct
 
 CARD = "MODEL_CARD.md"
 
@@ -52,10 +53,6 @@ def _entry(entry) -> str:
         (name, args), = entry.items()
         return f"{name}: {_flow(args)}"
     return _flow(entry)
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100.0 * value:.2f}%"
 
 
 def _num(value, digits=4) -> str:
@@ -124,7 +121,7 @@ def _training_section(run: RunContents) -> list[str]:
              f"| callbacks | {'`' + _flow(spec['fit']['callbacks']) + '`' if spec['fit']['callbacks'] else 'none'} |",
              f"| seed | {spec['seed']}{' (deterministic ops)' if env.get('deterministic') else ''} |"]
     if best.get("value") is not None:
-        lines.append(f"| best {best['monitor']} | {_num(best['value'])} at epoch {best['epoch']} |")
+        lines.append(f"| best {best['monitor']} | {figure(best['monitor'], best['value'])} at epoch {best['epoch']} |")
     if m.get("wall_time_s") is not None:
         speed = f", {m['train_images_per_s']:,.0f} training images/s" if m.get("train_images_per_s") else ""
         lines.append(f"| wall time | {m['wall_time_s']:,.1f} s{speed} |")
@@ -140,13 +137,13 @@ def _evaluation_section(run: RunContents) -> list[str]:
     lines = ["## Evaluation", ""]
     if not ev:
         test = run.metrics.get("test") or {}
-        lines.append(f"Test loss {_num(test.get('loss'))}, accuracy {_pct(test.get('accuracy'))}"
+        lines.append(f"Test loss {_num(test.get('loss'))}, accuracy {pct(test.get('accuracy'))}"
                      f"{tta.label(test.get('tta', 'none'))} (from the fit). "
                      f"Per-class figures come with `cnntrain evaluate {run.path}`.")
         return lines
     lines += [f"On the {ev.get('split', 'test')} split ({ev['samples']:,} images): loss {_num(ev['loss'])}, "
-              f"accuracy **{_pct(ev['accuracy'])}**{tta.label(ev.get('tta', 'none'))}, "
-              f"top-{ev['top_k']} accuracy {_pct(ev['top_k_accuracy'])}, "
+              f"accuracy **{pct(ev['accuracy'])}**{tta.label(ev.get('tta', 'none'))}, "
+              f"top-{ev['top_k']} accuracy {pct(ev['top_k_accuracy'])}, "
               f"macro F1 {_num(ev['macro_f1'])}.", "",
               "| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['class']} | {_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | {r['support']} |"
@@ -165,7 +162,7 @@ def card_text(run: RunContents, facts: dict) -> str:
              f"`{spec['data']['dataset']}`, trained with cnntrain from this "
              f"folder's `spec.yaml`")
     if test.get("accuracy") is not None:
-        intro += f"; test accuracy **{_pct(test['accuracy'])}**{tta.label(test.get('tta', 'none'))}"
+        intro += f"; test accuracy **{pct(test['accuracy'])}**{tta.label(test.get('tta', 'none'))}"
     parts = [front_matter(run), f"# {spec['name']}", "", intro + ".", "",
              *_model_section(run), "", *_data_section(run, facts), "", *_training_section(run), "",
              *_evaluation_section(run), ""]

@@ -35,6 +35,23 @@ _TYPES = {
 _NUMERIC = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 
+def keras_value(value):
+    """Arguments in the spec's syntax to what Keras' own `get()` functions accept.
+
+    `{L2: {l2: 0.0005}}` becomes `{"class_name": "L2", "config": {"l2": 0.0005}}`, the
+    serialized form that keras.regularizers/initializers/constraints deserialize.
+    """
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key, inner), = value.items()
+            if isinstance(key, str) and key[:1].isupper() and (inner is None or isinstance(inner, dict)):
+                return {"class_name": key, "config": keras_value(inner or {})}
+        return {k: keras_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [keras_value(v) for v in value]
+    return value
+
+
 def _expected(cls, name: str, key: str, schedule: bool):
     info = inspect.signature(cls.__init__).parameters.get(key)
     default = None if info is None or info.default is info.empty else info.default

@@ -12,6 +12,7 @@ from cnntrain.model import build
 from cnntrain.runs import atomic, folder, model_file
 from cnntrain.train.distribute import sharded
 from cnntrain.train.ema import put_average
+from cnntrain.runs.numbers import is_validation, metric_of
 
 
 def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, reporter, plan) -> Path:
@@ -45,8 +46,8 @@ def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, s
     steady = seconds[1:] if len(seconds) > 1 else seconds
     metrics = {
         "name": spec["name"], "epochs": state["epochs_done"], "stopped": stopped,
-        "train": {k: v for k, v in last.items() if not k.startswith("val_") and k not in ("epoch", "seconds")},
-        "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
+        "train": {k: v for k, v in last.items() if not is_validation(k) and k not in ("epoch", "seconds")},
+        "validation": {metric_of(k): v for k, v in last.items() if is_validation(k)},
         "test": test,
         # How many images each split's figures are over: a limit_test run's test figure is not the test set's.
         "images": {"train": len(data.x_train), "validation": 0 if data.x_val is None else len(data.x_val),

@@ -5,6 +5,7 @@ runs, and a fixed layout reads the same in a terminal, a log and a README.
 """
 from __future__ import annotations
 
+from cnntrain.runs.numbers import figure, pct
 from cnntrain.views.console import escape, out
 
 LABEL = 24   # width of the row names
@@ -21,10 +22,6 @@ def _cell(value) -> str:
 
         return json.dumps(value)
     return str(value)
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100.0 * value:.2f}%"
 
 
 def _rows(header: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
@@ -51,13 +48,13 @@ def compare_lines(result: dict) -> list[str]:
         return name, [show(f[key]) for f in figures]
 
     def best(f):
-        return "-" if f["best"] is None else f"{f['best']:.4f} @{f['best_epoch']}"
+        return "-" if f["best"] is None else f"{figure(f['monitor'] or '', f['best'])} @{f['best_epoch']}"
 
     table = [row("status", "status", _cell), row("epochs", "epochs", _cell),
              (f"best {monitor}", [best(f) for f in figures]),
-             row("validation accuracy", "val_accuracy", _pct), row("validation loss", "val_loss", _num),
-             row("test accuracy", "test_accuracy", _pct), row("test loss", "test_loss", _num),
-             row("evaluated accuracy", "eval_accuracy", _pct), row("macro F1", "macro_f1", _num),
+             row("validation accuracy", "val_accuracy", pct), row("validation loss", "val_loss", _num),
+             row("test accuracy", "test_accuracy", pct), row("test loss", "test_loss", _num),
+             row("evaluated accuracy", "eval_accuracy", pct), row("macro F1", "macro_f1", _num),
              *_tta_rows(figures),
              row("parameters", "parameters", lambda v: "-" if v is None else f"{v:,}"),
              row("wall time", "wall_time_s", lambda v: "-" if v is None else f"{v:.1f} s"),

@@ -12,7 +12,8 @@ from rich.text import Text
 
 from cnntrain.assess.tta import label
 from cnntrain.errors import plural
-from cnntrain.views.console import UNBOUNDED, escape, pct
+from cnntrain.runs.numbers import pct
+from cnntrain.views.console import UNBOUNDED, escape
 
 
 class FoldingTable(Table):
