@@ -230,6 +230,36 @@ def test_card_without_the_data_or_an_evaluation_says_what_is_missing(two_runs, t
     assert not (run / "MODEL_CARD.md").exists()
 
 
+def test_an_evaluation_of_an_earlier_epoch_is_never_shown_as_the_runs(two_runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "a"
+    shutil.copytree(two_runs / "a", run)   # evaluated at epoch 2
+    old = json.loads((run / "eval.json").read_text())
+    resumed = run_cli("fit", "--resume", run, "--epochs", 3, "--data-dir", two_runs / "data", "--offline", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    metrics = _metrics(run)
+    assert (old["epoch"], metrics["epochs"]) == (2, 3)
+
+    compared = run_cli("runs", "--compare", run, two_runs / "b", "--out", tmp_path / "cmp.png")
+    assert compared.exit_code == 0, compared.output
+    evaluated = next(line for line in compared.stdout.splitlines() if line.startswith("  evaluated accuracy"))
+    assert evaluated.split() == ["evaluated", "accuracy", f"{100 * old['accuracy']:.2f}%", "(epoch", "2)", "-"]
+    f1 = next(line for line in compared.stdout.splitlines() if line.startswith("  macro F1"))
+    assert f1.split() == ["macro", "F1", f"{old['macro_f1']:.4f}", "(epoch", "2)", "-"]
+
+    carded = run_cli("card", run, "--out", tmp_path / "CARD.md")
+    assert carded.exit_code == 0, carded.output
+    card = (tmp_path / "CARD.md").read_text()
+    test = f"{100 * metrics['test']['accuracy']:.2f}%"
+    assert f"; test accuracy **{test}**." in card and f"value: {round(metrics['test']['accuracy'], 4)}\n" in card
+    assert (f"## Evaluation\n\nTest loss {metrics['test']['loss']:.4f}, accuracy {test} (from the fit). eval.json "
+            f"measured the model of epoch 2; the run has trained to epoch 3 since. Per-class figures come with "
+            f"`cnntrain evaluate {run}`.\n") in card
+    assert "![Confusion matrix of epoch 2's model](confusion.png)" in card
+    assert f"{100 * old['accuracy']:.2f}%" not in card.replace(test, "")
+
+
 def test_lr_find_suggests_a_rate_inside_its_range_as_a_set_line(tiny_spec, mnist_dir, tmp_path):
     from cnntrain.spec import load_spec
 

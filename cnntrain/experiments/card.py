@@ -17,6 +17,7 @@ from cnntrain.errors import CnntrainError
 from cnntrain.runs import atomic
 from cnntrain.runs.contents import RunContents, read_run
 from cnntrain.runs.folder import resolve_run
+from cnntrain.runs.listing import measures_the_model
 from cnntrain.runs.numbers import figure, pct
 
 CARD = "MODEL_CARD.md"
@@ -59,8 +60,13 @@ def _num(value, digits=4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _evaluation(run: RunContents) -> dict:
+    """eval.json if it measured the run's model; an earlier epoch's figures are not the card's."""
+    return run.evaluation if measures_the_model(run.evaluation, run.metrics) else {}
+
+
 def front_matter(run: RunContents) -> str:
-    spec, test = run.spec, (run.evaluation or (run.metrics.get("test") or {}))
+    spec, test = run.spec, (_evaluation(run) or (run.metrics.get("test") or {}))
     dataset = spec["data"]["dataset"]
     matter = {"library_name": "keras", "pipeline_tag": "image-classification",
               "tags": ["cnntrain", "keras", "image-classification"], "datasets": [dataset],
@@ -133,12 +139,14 @@ def _training_section(run: RunContents) -> list[str]:
 
 
 def _evaluation_section(run: RunContents) -> list[str]:
-    ev = run.evaluation
+    ev = _evaluation(run)
     lines = ["## Evaluation", ""]
     if not ev:
         test = run.metrics.get("test") or {}
+        older = (f"eval.json measured the model of epoch {run.evaluation['epoch']}; the run has trained to epoch "
+                 f"{run.metrics.get('epochs')} since. ") if run.evaluation else ""
         lines.append(f"Test loss {_num(test.get('loss'))}, accuracy {pct(test.get('accuracy'))}"
-                     f"{tta.label(test.get('tta', 'none'))} (from the fit). "
+                     f"{tta.label(test.get('tta', 'none'))} (from the fit). {older}"
                      f"Per-class figures come with `cnntrain evaluate {run.path}`.")
         return lines
     lines += [f"On the {ev.get('split', 'test')} split ({ev['samples']:,} images): loss {_num(ev['loss'])}, "
@@ -156,7 +164,7 @@ def _evaluation_section(run: RunContents) -> list[str]:
 
 
 def card_text(run: RunContents, facts: dict) -> str:
-    spec, test = run.spec, run.evaluation or (run.metrics.get("test") or {})
+    spec, test = run.spec, _evaluation(run) or (run.metrics.get("test") or {})
     classes = len(facts.get("classes") or []) or None
     intro = (f"A convolutional image classifier{f' for the {classes} classes' if classes else ''} of "
              f"`{spec['data']['dataset']}`, trained with cnntrain from this "
@@ -167,7 +175,10 @@ def card_text(run: RunContents, facts: dict) -> str:
              *_model_section(run), "", *_data_section(run, facts), "", *_training_section(run), "",
              *_evaluation_section(run), ""]
     if run.pictures:
-        titles = {"curves.png": "Training curves", "confusion.png": "Confusion matrix"}
+        stale = run.evaluation and not _evaluation(run)
+        titles = {"curves.png": "Training curves",
+                  "confusion.png": f"Confusion matrix of epoch {run.evaluation['epoch']}'s model" if stale
+                  else "Confusion matrix"}
         parts += ["## Pictures", ""] + [f"![{titles[p]}]({p})" for p in run.pictures] + [""]
     parts += ["## How to use", "", "```", f"cnntrain predict --run {run.path} image.png", "```", "",
               "or in Python (the model normalizes its input itself):", "", "```python", "import keras",

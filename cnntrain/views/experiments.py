@@ -54,13 +54,19 @@ def compare_lines(result: dict) -> list[str]:
              (f"best {monitor}", [best(f) for f in figures]),
              row("validation accuracy", "val_accuracy", pct), row("validation loss", "val_loss", _num),
              row("test accuracy", "test_accuracy", pct), row("test loss", "test_loss", _num),
-             row("evaluated accuracy", "eval_accuracy", pct), row("macro F1", "macro_f1", _num),
+             ("evaluated accuracy", [_older(f, pct(f["eval_accuracy"])) for f in figures]),
+             ("macro F1", [_older(f, _num(f["macro_f1"])) for f in figures]),
              *_tta_rows(figures),
              row("parameters", "parameters", lambda v: "-" if v is None else f"{v:,}"),
              row("wall time", "wall_time_s", lambda v: "-" if v is None else f"{v:.1f} s"),
              row("images/s", "images_per_s", lambda v: "-" if v is None else f"{v:,.0f}")]
     lines += ["", "figures:"] + ["  " + line for line in _rows(labels, table)]
     return lines
+
+
+def _older(f: dict, cell: str) -> str:
+    """An evaluation of an earlier epoch's model, marked as that epoch's: not the run's figure."""
+    return cell if f.get("eval_epoch") is None else f"{cell} (epoch {f['eval_epoch']})"
 
 
 def _tta_rows(figures: list[dict]) -> list[tuple[str, list[str]]]:
