@@ -99,7 +99,8 @@ def show_evaluation(console, result: dict) -> None:
     console.print()
     names = result["class_names"]
     if len(names) <= MAX_TABLE_CLASSES:
-        console.print(confusion_table(result))
+        for table in confusion_tables(result, console.width if console.is_terminal else None):
+            console.print(table)
     else:
         console.print(f"[dim]confusion matrix: {len(names)} classes are too many for a table; "
                       "see confusion.png[/dim]")
@@ -129,48 +130,59 @@ def per_class_table(result: dict) -> Table:
     return table
 
 
-def confusion_table(result: dict) -> Table:
-    """Rows are true classes, columns predictions; the diagonal in bold green, errors in red."""
+def confusion_tables(result: dict, width: int | None = None) -> list[Table]:
+    """Rows are true classes, columns predictions; the diagonal in bold green, errors in red.
+
+    Named columns where they fit `width` (a pipe or a file: always); else the columns are numbered
+    and each row's label says its number ('3 cat'), in as many blocks of columns as the width needs.
+    A narrow terminal never gets a cut count ('5' for 56) or a cut or vanished class name."""
+    n = len(result["class_names"])
+    named = _confusion(result, range(n), keyed=False)
+    if width is None or _natural_width(named) <= width:
+        return [named]
+    for blocks in range(1, n + 1):
+        per = -(-n // blocks)   # as even as the blocks can be: 5 and 5, not 9 and 1
+        tables = [_confusion(result, range(start, min(start + per, n)), keyed=True) for start in range(0, n, per)]
+        if per == 1 or all(_natural_width(t) <= width for t in tables):
+            return tables
+    return [named]
+
+
+def _natural_width(table: Table) -> int:
+    from rich.console import Console
+
+    return Console(width=UNBOUNDED).measure(table).maximum   # rich caps a measurement at its console's width
+
+
+def _confusion(result: dict, columns: range, keyed: bool) -> Table:
+    from rich import box
+
     names = [str(c) for c in result["class_names"]]
     cm = result["confusion"]
-    table = FoldingTable(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
-    table.add_column("true \\ pred", style="bold")
-    for name in names:
-        table.add_column(escape(name), justify="right")
+    title = "Confusion matrix (rows: true, columns: predicted"
+    if keyed:
+        part = "" if len(columns) == len(names) else f", classes {columns[0]} to {columns[-1]}"
+        title += f" by number{part})"
+    else:
+        title += ")"
+    table = FoldingTable(title=title, title_justify="left")
+    if keyed:   # no rules between the columns: ten counts and a row label fit 80 columns
+        table.box, table.collapse_padding, table.pad_edge, table.show_edge = box.SIMPLE_HEAD, True, False, False
+    table.add_column("true \\ pred", style="bold", no_wrap=True)
+    for j in columns:
+        table.add_column(str(j) if keyed else escape(names[j]), justify="right")
     for i, name in enumerate(names):
         cells = []
-        for j, count in enumerate(cm[i]):
+        for j in columns:
+            count = cm[i][j]
             if i == j:
                 cells.append(Text(str(count), style="bold green"))
             elif count:
                 cells.append(Text(str(count), style="red"))
             else:
                 cells.append(Text("·", style="dim"))
-        table.add_row(escape(name), *cells)
+        table.add_row(escape(f"{i} {name}" if keyed else name), *cells)
     return table
-
-
-# ---------------------------------------------------------------- predictions
-
-
-def show_predictions(console, rows: list[dict], top_k: int) -> None:
-    """One line per file: the best class and its probability, then the runners-up."""
-    table = FoldingTable()
-    table.add_column("file")
-    table.add_column("class")
-    table.add_column("probability", justify="right")
-    if top_k > 1:
-        table.add_column(f"next {top_k - 1}" if top_k > 2 else "next")
-    for row in rows:
-        top = row["top"][:max(1, top_k)]
-        name = escape(str(row["file"]))
-        if row.get("inverted"):
-            name += " [dim](inverted)[/dim]"
-        cells = [name, f"[bold]{escape(str(top[0]['class']))}[/bold]", f"{top[0]['probability']:.4f}"]
-        if top_k > 1:
-            cells.append(", ".join(f"{escape(str(t['class']))} {t['probability']:.4f}" for t in top[1:]))
-        table.add_row(*cells)
-    console.print(table)
 
 
 # ---------------------------------------------------------------- runs
