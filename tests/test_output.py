@@ -128,7 +128,7 @@ def test_a_narrow_terminal_folds_and_never_cuts_numbers():
     assert "(padding, stride, kernel, receptive field: left out to fit the terminal; --json shows them)" in \
         " ".join(line.strip() for line in fitted.splitlines())
     runs = " ".join(line.strip() for line in text[text.index("runs, newest first"):].splitlines())
-    assert re.search(r"│ +8 │ +99\.00% │ +99\.26% │ 10,000 images +│", text) and "1,234" not in runs
+    assert re.search(r"│ +8 │ +99\.00% │ +99\.26% │ 10,000 +│", text) and "1,234" not in runs
     assert "(images/s, time: left out to fit the terminal; --json shows them)" in runs
 
 
@@ -227,3 +227,16 @@ def test_the_confusion_matrix_on_a_real_terminal_keeps_every_count_and_name(tmp_
         per_class = part[part.index("Per class"):part.index("Confusion matrix")]
         for name in names:
             assert re.search(rf"^. {name} +. +[01]\.\d{{4}} ", per_class, re.M), (width, per_class)
+
+
+def test_runs_on_a_real_terminal_never_folds_a_run_id(two_runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "fashion_png" / "20261207-193735"
+    shutil.copytree(two_runs["old"], run)
+    text = in_a_terminal(["runs", "--dir", tmp_path])
+    for part, width in zip(text.split("=== ")[1:], (80, 100, 120)):
+        # The table fits (its caption is a line of text the terminal wraps).
+        assert max(len(line) for line in part.splitlines() if line[:1] in "┏┃┡│└") <= width, part
+        row = next(line for line in part.splitlines() if "fashion_png" in line)
+        assert row.startswith("│ fashion_png/20261207-193735 │ completed │ "), part

@@ -58,19 +58,36 @@ def model_table(rows, totals: dict, title: str, width: int | None = None) -> Tab
     return table
 
 
-def _drop_to_fit(table: Table, width: int, optional) -> None:
-    """Leave out `optional` columns, in order, until `table` fits `width`; the caption says which."""
+def _drop_to_fit(table: Table, width: int, optional, folded=()) -> None:
+    """Leave out `optional` columns, in order, until `table` fits `width` unfolded, then `folded` ones
+    until it fits at all with its unbreakable cells whole (a run id); the caption says which."""
     from rich.console import Console
 
     unbounded = Console(width=UNBOUNDED)  # rich caps a measurement at its console's width
     dropped = []
-    for name in optional:
-        if unbounded.measure(table).maximum <= width:
-            break
-        table.columns.pop([column.header for column in table.columns].index(name))
-        dropped.append(name)
+    for names, fits in ((optional, lambda: unbounded.measure(table).maximum <= width),
+                        (folded, lambda: _rendered_width(table, width) <= width)):
+        for name in names:
+            if fits():
+                break
+            table.columns.pop([column.header for column in table.columns].index(name))
+            dropped.append(name)
     if dropped:
         table.caption += f" ({', '.join(dropped)}: left out to fit the terminal; --json shows them)"
+
+
+def _rendered_width(table: Table, width: int) -> int:
+    """The widest line of `table` drawn `width` columns wide: wider when its unbreakable cells do not fit."""
+    import io
+
+    from rich.console import Console
+
+    drawn = Console(width=width, file=io.StringIO(), color_system=None, soft_wrap=True)   # as console.out: uncropped
+    caption, table.caption = table.caption, None   # a line of text the terminal wraps, not the table's width
+    with drawn.capture() as capture:
+        drawn.print(table)
+    table.caption = caption
+    return max((len(line) for line in capture.get().splitlines()), default=0)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -191,7 +208,12 @@ def _confusion(result: dict, columns: range, keyed: bool) -> Table:
 def runs_table(rows, width: int | None = None) -> Table:
     """The table of `cnntrain runs`, newest first."""
     table = FoldingTable(title="runs, newest first")
-    for column, justify in (("run", "left"), ("status", "left"), ("epochs", "right"), ("val acc", "right"),
+    ids = [escape("/".join(Path(r["run"]).parts[-2:])) for r in rows]
+    # A run id is copied into the next command: never folded, whatever else has to give way.
+    table.add_column("run", no_wrap=True, min_width=max((len(i) for i in ids), default=3))
+    words = [w for r in rows for w in str(r["status"]).split()]
+    table.add_column("status", min_width=max((len(w) for w in words), default=6))   # 'complet' / 'ed' reads badly
+    for column, justify in (("epochs", "right"), ("val acc", "right"),
                             ("test acc", "right"), ("on", "left"), ("time", "right"), ("images/s", "right")):
         table.add_column(column, justify=justify)
     for r in rows:
@@ -204,7 +226,7 @@ def runs_table(rows, width: int | None = None) -> Table:
                       f"{r['images_per_s']:,.0f}" if r["images_per_s"] else "-")
     table.caption = "test acc: from cnntrain evaluate (eval.json) if run, else from the fit (metrics.json)"
     if width is not None:
-        _drop_to_fit(table, width, ("images/s", "time"))
+        _drop_to_fit(table, width, ("images/s", "time"), folded=("on", "val acc"))
     return table
 
 
