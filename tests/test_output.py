@@ -240,3 +240,19 @@ def test_runs_on_a_real_terminal_never_folds_a_run_id(two_runs, tmp_path):
         assert max(len(line) for line in part.splitlines() if line[:1] in "┏┃┡│└") <= width, part
         row = next(line for line in part.splitlines() if "fashion_png" in line)
         assert row.startswith("│ fashion_png/20261207-193735 │ completed │ "), part
+
+
+def test_the_confusion_pictures_labels_stay_inside_it(tmp_path):
+    """The colour bar's "1000" (and every name) is drawn inside the picture: nothing touches its edges."""
+    import numpy as np
+
+    from cnntrain.figures.confusion import confusion_png
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    confusion = [[1000 if i == j else 3 for j in range(10)] for i in range(10)]
+    path = confusion_png({"class_names": names, "confusion": confusion, "accuracy": 0.97, "samples": 10_270},
+                         tmp_path / "confusion.png")
+    pixels = np.asarray(Image.open(path).convert("L"))
+    assert pixels.shape == (700, 700)
+    edges = {"left": pixels[:, 0], "right": pixels[:, -1], "top": pixels[0], "bottom": pixels[-1]}
+    assert {side: int((line < 250).sum()) for side, line in edges.items()} == dict.fromkeys(edges, 0)
