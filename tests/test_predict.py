@@ -222,3 +222,17 @@ def test_top_k_beyond_the_classes_is_capped_and_said(model_file, samples, tmp_pa
         [f"c{i}" for i in range(10)], result.stdout
     kept = run_cli("predict", image, "--model", path, "--top-k", 10)
     assert "note" not in kept.stderr and "next 9" in kept.stdout
+
+
+def test_a_missing_image_is_said_before_tensorflow_is_imported(model_file, tmp_path):
+    from helpers.cli import modules_after, run_cli
+
+    path, _ = model_file
+    missing = tmp_path / "missing.png"
+    result = run_cli("predict", missing, "--model", path)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"{missing}: ") and "model:" not in result.stderr, result.stderr
+    code = (f"from click.testing import CliRunner; from cnntrain.cli import cli; "
+            f"r = CliRunner().invoke(cli, ['predict', {str(missing)!r}, '--model', {str(path)!r}]); "
+            f"assert r.exit_code == 1, r.output")
+    assert modules_after(code) == []

@@ -76,11 +76,12 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
         console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     rows, errors, info = predict_files(list(inputs), target=model_path or run, runs_root=runs_root, top_k=top_k,
                                        invert=invert, batch_size=batch_size, unsafe=unsafe, tta=tta)
-    if not as_json:
+    if not as_json and info["model"] is not None:
         say_model(f"{info['model']}{label(info['tta'])}")
     if info.get("note"):
         console.err.print(f"note: {console.escape(info['note'])}")
-    _say_capped(top_k, info["top_k"], info["classes"])
+    if info["classes"] is not None:
+        _say_capped(top_k, info["top_k"], info["classes"])
     for row in rows:
         if row.get("inverted") and not as_json:
             console.err.print(console.escape(inverted_note(row["file"], info["background"])))

@@ -202,6 +202,29 @@ def _confusion(result: dict, columns: range, keyed: bool) -> Table:
     return table
 
 
+# ---------------------------------------------------------------- predictions
+
+
+def show_predictions(console, rows: list[dict], top_k: int) -> None:
+    """One line per file: the best class and its probability, then the runners-up."""
+    table = FoldingTable()
+    table.add_column("file")
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    if top_k > 1:
+        table.add_column(f"next {top_k - 1}" if top_k > 2 else "next")
+    for row in rows:
+        top = row["top"][:max(1, top_k)]
+        name = escape(str(row["file"]))
+        if row.get("inverted"):
+            name += " [dim](inverted)[/dim]"
+        cells = [name, f"[bold]{escape(str(top[0]['class']))}[/bold]", f"{top[0]['probability']:.4f}"]
+        if top_k > 1:
+            cells.append(", ".join(f"{escape(str(t['class']))} {t['probability']:.4f}" for t in top[1:]))
+        table.add_row(*cells)
+    console.print(table)
+
+
 # ---------------------------------------------------------------- runs
 
 
