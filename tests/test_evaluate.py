@@ -269,3 +269,38 @@ def test_a_run_without_validation_images_says_so(tiny_spec, mnist_dir, tmp_path)
     assert result.stderr == (f"{run / 'spec.yaml'}: the run held out no validation images (its "
                              "data.validation is 'none')\n"
                              "  hint: evaluate it with --split test\n")
+
+
+def test_a_folder_without_test_images_suggests_the_held_out_ones(tmp_path):
+    from PIL import Image
+
+    from helpers.cli import run_cli
+    from helpers.formats import digits
+
+    x, y = digits(40, seed=3, size=16)
+    for i, (image, label) in enumerate(zip(x, y)):
+        folder = tmp_path / "pics" / "train" / f"c{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    spec = tmp_path / "pics.yaml"
+    spec.write_text(f"""\
+name: pics
+data: {{dataset: image_folder, path: {tmp_path / 'pics'}, image_size: [16, 16], color_mode: grayscale,
+        validation_split: 0.25}}
+model:
+  input_shape: [16, 16, 1]
+  layers:
+    - Flatten
+    - Dense: {{units: 10, activation: softmax}}
+fit: {{epochs: 1, batch_size: 8}}
+""")
+    fit = run_cli("fit", spec, "--out", tmp_path / "run", "--quiet", "--trust-spec")
+    assert fit.exit_code == 0, fit.output
+    result = run_cli("evaluate", tmp_path / "run")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"error: the data set has no test split ({tmp_path / 'pics'})\n"
+        "  hint: evaluate on the images the run held out with --split validation, or add a test/ folder "
+        "(one subfolder per class) beside train/\n")
+    held_out = run_cli("evaluate", tmp_path / "run", "--split", "validation")
+    assert held_out.exit_code == 0, held_out.output

@@ -55,8 +55,8 @@ def test_compare_shows_spec_differences_figures_and_writes_one_overlay(two_runs,
                 "  " + "fit.epochs".ljust(label) + f"{'2':>14}{'3':>14}",
                 "", "figures:", f"  {'':<24}{'a':>14}{'b':>14}".rstrip(),
                 line("status", "completed", "completed"), line("epochs", "2", "3"),
-                line("best val_accuracy", f"{ma['best']['value']:.4f} @{ma['best']['epoch']}",
-                     f"{mb['best']['value']:.4f} @{mb['best']['epoch']}"),
+                line("best val_accuracy", f"{pct(ma['best']['value'])} @{ma['best']['epoch']}",
+                     f"{pct(mb['best']['value'])} @{mb['best']['epoch']}"),
                 line("validation accuracy", pct(ma["validation"]["accuracy"]), pct(mb["validation"]["accuracy"])),
                 line("validation loss", f"{ma['validation']['loss']:.4f}", f"{mb['validation']['loss']:.4f}"),
                 line("test accuracy", pct(ma["test"]["accuracy"]), pct(mb["test"]["accuracy"])),
@@ -173,7 +173,7 @@ def test_card_reads_like_a_hugging_face_model_card(two_runs, tmp_path):
         | augmentation | none |
         | callbacks | none |
         | seed | 7 |
-        | best val_accuracy | {metrics['best']['value']:.4f} at epoch {metrics['best']['epoch']} |
+        | best val_accuracy | {100 * metrics['best']['value']:.2f}% at epoch {metrics['best']['epoch']} |
         | wall time | {metrics['wall_time_s']:,.1f} s, {metrics['train_images_per_s']:,.0f} training images/s |
         | environment | cnntrain 0.1.0, Python {env['python']}, TensorFlow {env['tensorflow']}, Keras {env['keras']}, NumPy {env['numpy']}; {env['device']} (float32); {env['platform']} |
 
@@ -228,6 +228,36 @@ def test_card_without_the_data_or_an_evaluation_says_what_is_missing(two_runs, t
             f"{100 * metrics['test']['accuracy']:.2f}% (from the fit). Per-class figures come with "
             f"`cnntrain evaluate {run}`.\n\n## Pictures\n\n![Training curves](curves.png)\n\n") in card
     assert not (run / "MODEL_CARD.md").exists()
+
+
+def test_an_evaluation_of_an_earlier_epoch_is_never_shown_as_the_runs(two_runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "a"
+    shutil.copytree(two_runs / "a", run)   # evaluated at epoch 2
+    old = json.loads((run / "eval.json").read_text())
+    resumed = run_cli("fit", "--resume", run, "--epochs", 3, "--data-dir", two_runs / "data", "--offline", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    metrics = _metrics(run)
+    assert (old["epoch"], metrics["epochs"]) == (2, 3)
+
+    compared = run_cli("runs", "--compare", run, two_runs / "b", "--out", tmp_path / "cmp.png")
+    assert compared.exit_code == 0, compared.output
+    evaluated = next(line for line in compared.stdout.splitlines() if line.startswith("  evaluated accuracy"))
+    assert evaluated.split() == ["evaluated", "accuracy", f"{100 * old['accuracy']:.2f}%", "(epoch", "2)", "-"]
+    f1 = next(line for line in compared.stdout.splitlines() if line.startswith("  macro F1"))
+    assert f1.split() == ["macro", "F1", f"{old['macro_f1']:.4f}", "(epoch", "2)", "-"]
+
+    carded = run_cli("card", run, "--out", tmp_path / "CARD.md")
+    assert carded.exit_code == 0, carded.output
+    card = (tmp_path / "CARD.md").read_text()
+    test = f"{100 * metrics['test']['accuracy']:.2f}%"
+    assert f"; test accuracy **{test}**." in card and f"value: {round(metrics['test']['accuracy'], 4)}\n" in card
+    assert (f"## Evaluation\n\nTest loss {metrics['test']['loss']:.4f}, accuracy {test} (from the fit). eval.json "
+            f"measured the model of epoch 2; the run has trained to epoch 3 since. Per-class figures come with "
+            f"`cnntrain evaluate {run}`.\n") in card
+    assert "![Confusion matrix of epoch 2's model](confusion.png)" in card
+    assert f"{100 * old['accuracy']:.2f}%" not in card.replace(test, "")
 
 
 def test_lr_find_suggests_a_rate_inside_its_range_as_a_set_line(tiny_spec, mnist_dir, tmp_path):

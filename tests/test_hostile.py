@@ -264,6 +264,31 @@ def test_a_quoted_patience_is_an_error_before_any_run_folder(tiny_spec, mnist_di
         "  hint: write the number without quotes: 'patience: 3'\n"))
 
 
+def test_a_quoted_layer_number_from_set_names_the_argument_and_the_set(tiny_spec, mnist_dir, tmp_path):
+    spec = tiny_spec(epochs=1, extra="""\
+        augment:
+          - RandomRotation: {factor: 0.03}
+        """)
+    refused_everywhere(spec, mnist_dir, tmp_path, (
+        "--set model.layers.2.MaxPooling2D.pool_size=\"2\": MaxPooling2D: 'pool_size' must be a number, "
+        "received: '2' (str)\n  hint: write the number without quotes: 'pool_size: 2'\n"),
+        "--set", 'model.layers.2.MaxPooling2D.pool_size="2"')
+    refused_everywhere(spec, mnist_dir, tmp_path, (
+        "--set augment.0.RandomRotation.factor=\"0.03\": RandomRotation: 'factor' must be a number, "
+        "received: '0.03' (str)\n  hint: write the number without quotes: 'factor: 0.03'\n"),
+        "--set", 'augment.0.RandomRotation.factor="0.03"')
+
+
+def test_a_quoted_required_layer_number_is_an_error_at_its_line(tiny_spec):
+    spec = tiny_spec(name="dropout.yaml")
+    spec.write_text(spec.read_text().replace("    - Flatten\n", '    - Dropout: {rate: "0.25"}\n    - Flatten\n'))
+    result = run_cli("check", spec)
+    quoted = '"0.25"'
+    assert (result.exit_code, result.stderr) == (1, (
+        f"{at(spec, 14, quoted)}: Dropout: 'rate' must be a number, received: '0.25' (str)\n"
+        "  hint: write the number without quotes: 'rate: 0.25'\n"))
+
+
 SCHEDULES = {
     "CosineDecay": {"initial_learning_rate": 0.01, "decay_steps": 10, "warmup_target": 0.02, "warmup_steps": 2},
     "CosineDecayRestarts": {"initial_learning_rate": 0.01, "first_decay_steps": 10},

@@ -233,3 +233,27 @@ def test_activations_figure(mnist, tmp_path):
         maps.activations_figure(mnist, np.zeros((32, 32, 3), np.uint8), tmp_path / "c.png")
     with pytest.raises(CnntrainError, match="no convolution or pooling"):
         maps.activations_figure(seq((4,), L.Dense(2)), np.zeros((4,)), tmp_path / "d.png")
+
+
+def test_summary_and_the_saved_model_name_layers_alike(tiny_spec, mnist_dir, tmp_path):
+    import json
+
+    from helpers.cli import run_cli
+
+    spec = tiny_spec(epochs=1)
+    spec.write_text(spec.read_text().replace("    - Activation: relu\n", "    - Activation: relu\n"
+                                             "    - Conv2D: {filters: 4, kernel_size: 1}\n"
+                                             "    - Conv2D: {filters: 4, kernel_size: 1, name: mine}\n"))
+    # fit builds two models in its process (preflight's, then the real one): Keras' numbering
+    # across the process used to save conv2d_3 where summary, in a fresh process, said conv2d.
+    fit = run_cli("fit", spec, "--data-dir", mnist_dir, "--out", tmp_path / "run", "--quiet")
+    assert fit.exit_code == 0, fit.output
+    summary = run_cli("summary", spec, "--json")
+    names = [row["name"] for row in json.loads(summary.stdout)["layers"]]
+    assert names == ["scale", "conv2d", "activation", "conv2d_1", "mine", "max_pooling2d", "flatten", "dense"]
+    filters = run_cli("filters", tmp_path / "run", "--out", tmp_path / "f.png")
+    assert filters.stdout == f"wrote {tmp_path / 'f.png'}: 4 filters of conv2d\n"
+    from cnntrain.runs.model_file import load_model
+
+    saved = [layer.name for layer in load_model(tmp_path / "run" / "model.keras")[0].layers]
+    assert saved == names

@@ -110,21 +110,26 @@ def test_a_narrow_terminal_folds_and_never_cuts_numbers():
     console.print(tables.model_table(rows, layers.totals(rows), "fitted", width=80))
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     confusion = [[1234 if i == j else 5 for j in range(10)] for i in range(10)]
-    console.print(tables.confusion_table({"class_names": names, "confusion": confusion}))
+    for table in tables.confusion_tables({"class_names": names, "confusion": confusion}, width=80):
+        console.print(table)
     run = {"run": "runs/mnist/20261202-141857", "status": "completed", "epochs": 8, "val_accuracy": 0.99,
            "test_accuracy": 0.9926, "test_images": 10000, "test_from": "evaluate", "wall_time_s": 650.0,
            "images_per_s": 1234.5}
     console.print(tables.runs_table([run], width=80))
     text = console.export_text()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
-    for number in ("294,976", "5,308,416", "194,688", "1234"):
+    for number in ("294,976", "5,308,416", "194,688"):
         assert re.search(rf"[ │]{number} │", text), number
+    # Named columns would need 95 columns: numbered ones, each row's label saying its number.
+    for i, name in enumerate(names):
+        assert re.search(rf"^ *{i} {name} +{' +'.join('1234' if j == i else '5' for j in range(10))}$", text, re.M), \
+            text
     fitted = text[text.index("fitted"):text.index("Confusion matrix")]
     assert re.search(r"│ max_pooling2d\w* │ MaxPooling2D │ \(12, 12, 32\) │ +0 │ +│", fitted), fitted
     assert "(padding, stride, kernel, receptive field: left out to fit the terminal; --json shows them)" in \
         " ".join(line.strip() for line in fitted.splitlines())
     runs = " ".join(line.strip() for line in text[text.index("runs, newest first"):].splitlines())
-    assert re.search(r"│ +8 │ +99\.00% │ +99\.26% │ 10,000 images +│", text) and "1,234" not in runs
+    assert re.search(r"│ +8 │ +99\.00% │ +99\.26% │ 10,000 +│", text) and "1,234" not in runs
     assert "(images/s, time: left out to fit the terminal; --json shows them)" in runs
 
 
@@ -189,3 +194,107 @@ def test_a_picture_out_is_checked_before_any_work(tiny_spec, mnist_dir, tmp_path
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", (
         f"{tmp_path / 'x.bmp'}: cannot write the picture: '.bmp' is not a picture format cnntrain writes\n"
         "  hint: name it .png, .jpg, .webp, .tif, .pdf or .svg\n"))
+
+
+PTY_SCRIPT = """
+import fcntl, struct, sys, termios
+from cnntrain.cli import cli
+for width in (80, 100, 120):
+    fcntl.ioctl(sys.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", 60, width, 0, 0))
+    print(f"=== {width} columns", flush=True)
+    try:
+        cli.main(sys.argv[1:], standalone_mode=False)
+    finally:
+        sys.stdout.flush()
+"""
+
+
+def in_a_terminal(args) -> str:
+    """What `cnntrain ARGS` prints on a real terminal (a pseudo-terminal) 80, 100 and 120 columns wide,
+    escape sequences and carriage returns taken out."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main, child = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR",
+                                                             "TTY_COMPATIBLE")}
+    process = subprocess.Popen([sys.executable, "-c", PTY_SCRIPT, *map(str, args)], stdin=child, stdout=child,
+                               stderr=child, env={**env, "TERM": "xterm-256color"}, close_fds=True)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:   # EIO: the child side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert process.wait(timeout=120) == 0
+    text = b"".join(chunks).decode("utf-8", "replace").replace("\r", "")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", text)
+
+
+def test_the_confusion_matrix_on_a_real_terminal_keeps_every_count_and_name(tmp_path):
+    from cnntrain.runs import model_file
+    from helpers.models import metadata, part_trained, synthetic
+
+    names = [f"{name}_with_a_long_name" for name in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                                     "horse", "ship", "truck")]
+    folder = tmp_path / "objects"
+    for split, (x, y) in (("train", synthetic(20, 1)), ("test", synthetic(400, 2))):
+        for i, (pixels, label) in enumerate(zip(x, y)):
+            (folder / split / names[label]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[..., 0]).save(folder / split / names[label] / f"{i}.png")
+    model = tmp_path / "objects.keras"
+    model_file.save_model(part_trained(3), model, metadata(names, dataset="image_folder", data_path=str(folder),
+                                                           image_size=[8, 8], color_mode="grayscale"))
+    text = in_a_terminal(["evaluate", model])
+    confusion = json.loads((tmp_path / "objects.eval.json").read_text())["confusion"]
+    assert max(max(row) for row in confusion) >= 10   # counts of two digits or more, which a cut would shorten
+    shown = text.split("=== ")[1:]
+    assert [part.split(" ", 1)[0] for part in shown] == ["80", "100", "120"]
+    for part, width in zip(shown, (80, 100, 120)):
+        # The tables fit; a message line (the files written) is left whole for the terminal to wrap.
+        lines = [line for line in part.splitlines() if not line.startswith("wrote ")]
+        assert "…" not in part and max(len(line) for line in lines) <= width, part
+        matrix = part[part.index("Confusion matrix"):part.index("Most confused") if "Most confused" in part else None]
+        for i, name in enumerate(names):
+            row = next(line for line in matrix.splitlines() if line.strip().startswith(f"{i} {name} "))
+            cells = row.split(f"{i} {name}", 1)[1].split()
+            assert cells == [str(c) if c else "·" for c in confusion[i]], (width, row)
+        per_class = part[part.index("Per class"):part.index("Confusion matrix")]
+        for name in names:
+            assert re.search(rf"^. {name} +. +[01]\.\d{{4}} ", per_class, re.M), (width, per_class)
+
+
+def test_runs_on_a_real_terminal_never_folds_a_run_id(two_runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "fashion_png" / "20261207-193735"
+    shutil.copytree(two_runs["old"], run)
+    text = in_a_terminal(["runs", "--runs", tmp_path])
+    for part, width in zip(text.split("=== ")[1:], (80, 100, 120)):
+        # The table fits (its caption is a line of text the terminal wraps).
+        assert max(len(line) for line in part.splitlines() if line[:1] in "┏┃┡│└") <= width, part
+        row = next(line for line in part.splitlines() if "fashion_png" in line)
+        assert row.startswith("│ fashion_png/20261207-193735 │ completed │ "), part
+
+
+def test_the_confusion_pictures_labels_stay_inside_it(tmp_path):
+    """The colour bar's "1000" (and every name) is drawn inside the picture: nothing touches its edges."""
+    import numpy as np
+
+    from cnntrain.figures.confusion import confusion_png
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    confusion = [[1000 if i == j else 3 for j in range(10)] for i in range(10)]
+    path = confusion_png({"class_names": names, "confusion": confusion, "accuracy": 0.97, "samples": 10_270},
+                         tmp_path / "confusion.png")
+    pixels = np.asarray(Image.open(path).convert("L"))
+    assert pixels.shape == (700, 700)
+    edges = {"left": pixels[:, 0], "right": pixels[:, -1], "top": pixels[0], "bottom": pixels[-1]}
+    assert {side: int((line < 250).sum()) for side, line in edges.items()} == dict.fromkeys(edges, 0)

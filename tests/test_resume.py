@@ -193,3 +193,21 @@ def test_resume_looks_for_runs_where_the_spec_puts_them_or_under_runs(tiny_spec,
                        (("--resume",), "runs")):
         result = run_cli("fit", *args)
         assert (result.exit_code, result.stderr) == (1, f"error: no unfinished run found under {root}/\n{hint}"), args
+
+
+def test_a_run_trained_longer_counts_the_time_of_every_process(tiny_spec, mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("fit", tiny_spec(epochs=2), "--data-dir", mnist_dir, "--out", run, "-q").exit_code == 0
+    first = json.loads((run / "metrics.json").read_text())
+    assert first["train_epochs_timed"] == 1     # the first (tracing) epoch is left out of images/s
+    assert run_cli("fit", "--resume", run, "--epochs", 4, "-q").exit_code == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    later = sum(float(r["seconds"]) for r in history(run)[2:])
+    # The first process's whole time, then this one's epochs (and its set-up and test) on top.
+    assert metrics["wall_time_s"] > first["wall_time_s"] + later
+    # Epochs 2 and 4 timed: each process's first epoch traces the model.
+    assert metrics["train_epochs_timed"] == 2 and metrics["train_seconds"] > first["train_seconds"]
+    assert metrics["train_images_per_s"] == round(160 * 2 / metrics["train_seconds"], 1)
+    listed = json.loads(run_cli("runs", "--runs", tmp_path, "--json").stdout)
+    assert [(row["wall_time_s"], row["images_per_s"]) for row in listed] == \
+        [(metrics["wall_time_s"], metrics["train_images_per_s"])]

@@ -74,7 +74,7 @@ SPLITS = ("test", "train", "validation")
 SPLITS_HINT = "the split is 'test', 'train' or 'validation' (the images a run's spec held out)"
 
 
-def _load_data(metadata: dict, *, data_dir, offline, split):
+def _load_data(metadata: dict, *, data_dir, offline, split, run_dir=None):
     from cnntrain.data import image_options, load_dataset
     from cnntrain.data.lookup import recorded_source
 
@@ -92,12 +92,24 @@ def _load_data(metadata: dict, *, data_dir, offline, split):
     data = load_dataset(name, path=path, data_dir=data_dir, offline=offline, **image_options(metadata))
     if split == "test":
         if data.x_test is None or data.y_test is None or len(data.x_test) == 0:
-            raise CnntrainError(f"the data set has no test split ({data.source})",
-                                hint="evaluate on the training split with --split train, or supply test data")
+            raise CnntrainError(f"the data set has no test split ({data.source})", hint=_without_test(run_dir))
         return data, data.x_test, data.y_test
     if split == "train":
         return data, data.x_train, data.y_train
     raise CnntrainError(f"unknown split {split!r}", hint=SPLITS_HINT)
+
+
+def _without_test(run_dir: Path | None) -> str:
+    """Where to evaluate instead: the images the run held out, not the ones it trained on (whose
+    figures only say how well it learned them)."""
+    from cnntrain.spec.load import load_spec
+
+    spec = run_dir / "spec.yaml" if run_dir is not None else None
+    if spec is not None and spec.is_file() and load_spec(spec)["data"]["validation"] == "split":
+        return ("evaluate on the images the run held out with --split validation, or add a test/ folder "
+                "(one subfolder per class) beside train/")
+    return "add a test/ folder (one subfolder per class) beside train/, or evaluate on the training images " \
+           "with --split train (which says how well it learned them, not how well it generalizes)"
 
 
 def _validation_split(run_dir: Path | None, data, metadata: dict):
@@ -154,7 +166,7 @@ def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline
     model, metadata, model_file, run_dir = resolve_and_load(target, runs_root, unsafe=unsafe)  # also .tflite, .onnx
     names = class_names_of(model, metadata)
     data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline,
-                            split="train" if split == "validation" else split)
+                            split="train" if split == "validation" else split, run_dir=run_dir)
     if split == "validation":
         x, y = _validation_split(run_dir, data, metadata)
     y = _align_labels(y, getattr(data, "class_names", None), names)

@@ -115,6 +115,9 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
     if int(batch_size) < 1:
         raise CnntrainError(f"batch size must be at least 1, got {batch_size}")
     paths, errors = image_files.expand_paths([str(a) for a in inputs])
+    if not paths:   # nothing to predict: said before the seconds of loading a model (and TensorFlow)
+        return [], errors, {"model": None, "classes": None, "files": 0, "predicted": 0, "inverted": 0,
+                            "tta": tta, "note": None, "top_k": int(top_k)}
     model, metadata, model_file, _run = resolve_and_load(target, runs_root, unsafe=unsafe)  # also .tflite, .onnx
     names = class_names_of(model, metadata)
     shape = input_shape_of(model, metadata)
@@ -128,7 +131,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
     k = max(1, min(int(top_k), len(names)))
     info = {"model": str(model_file), "classes": len(names), "input_shape": list(shape),
             "background": background, "files": len(paths), "note": scored.note,
-            "tta": tta}
+            "tta": tta, "top_k": k}
 
     rows: list[dict] = []
     chunks = list(_chunks(paths, int(batch_size)))

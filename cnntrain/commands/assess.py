@@ -36,6 +36,7 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, tta, runs_root
                                   top_k=top_k, batch_size=batch_size, unsafe=unsafe, tta=tta)
     if result.get("note"):
         console.err.print(f"note: {console.escape(result['note'])}")
+    _say_capped(top_k, result["top_k"], len(result["class_names"]))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -75,10 +76,12 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
         raise click.UsageError("give --model or --run, not both")
     rows, errors, info = predict_files(list(inputs), target=model_path or run, runs_root=runs_root, top_k=top_k,
                                        invert=invert, batch_size=batch_size, unsafe=unsafe, tta=tta)
-    if not as_json:
+    if not as_json and info["model"] is not None:
         say_model(f"{info['model']}{label(info['tta'])}")
     if info.get("note"):
         console.err.print(f"note: {console.escape(info['note'])}")
+    if info["classes"] is not None:
+        _say_capped(top_k, info["top_k"], info["classes"])
     for row in rows:
         if row.get("inverted") and not as_json:
             console.err.print(console.escape(inverted_note(row["file"], info["background"])))
@@ -90,8 +93,15 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
         click.echo(json.dumps({"model": str(info.get("model")), "tta": info["tta"], "predictions": rows,
                                "errors": [{"file": e.file, "error": e.message} for e in errors]}, indent=2))
     elif rows:
-        tables.show_predictions(console.out, rows, top_k)
+        tables.show_predictions(console.out, rows, info["top_k"])
     for error in errors:
         say_error(error)
     if errors:
         sys.exit(1)
+
+
+def _say_capped(asked: int, k: int, classes: int) -> None:
+    if asked > k:
+        from cnntrain.views import console
+
+        console.err.print(f"note: --top-k {asked} is more than the model's {classes} classes: top-{k} shown")

@@ -14,7 +14,7 @@ def check(spec, overrides, trust_spec):
     """Validate SPEC, build its model, optimizer, schedule, loss, metrics and callbacks, and run one
     training step on random images of its input shape (no data is read); prints one OK line or the
     error. Without --trust-spec, what fit would refuse is refused here too."""
-    from cnntrain.spec import load_spec
+    from cnntrain.spec import layer_entries, load_spec
 
     loaded = load_spec(spec, overrides)   # first: a broken spec is reported before TensorFlow is imported
     from cnntrain.model.build import output_warning
@@ -27,7 +27,9 @@ def check(spec, overrides, trust_spec):
     warning = output_warning(loaded, model)
     if warning is not None:
         click.echo(f"{warning.location}: warning: {warning.message}\n  hint: {warning.hint}", err=True)
-    click.echo(f"OK {spec}: {loaded['name']}, {len(model.layers)} layers, {model.count_params():,} parameters")
+    # The spec's layers: the front normalization layer fit adds is not one the user wrote.
+    written = sum(1 for _ in layer_entries(loaded["model"]["layers"]))
+    click.echo(f"OK {spec}: {loaded['name']}, {written} layers, {model.count_params():,} parameters")
 
 
 def _build(spec):

@@ -17,6 +17,8 @@ from cnntrain.errors import CnntrainError, DataNotFound
 from cnntrain.runs import atomic
 from cnntrain.runs.contents import RunContents, read_run
 from cnntrain.runs.folder import resolve_run
+from cnntrain.runs.listing import measures_the_model
+from cnntrain.runs.numbers import figure, pct
 
 CARD = "MODEL_CARD.md"
 
@@ -55,16 +57,17 @@ def _entry(entry) -> str:
     return _flow(entry)
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{100.0 * value:.2f}%"
-
-
 def _num(value, digits=4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _evaluation(run: RunContents) -> dict:
+    """eval.json if it measured the run's model; an earlier epoch's figures are not the card's."""
+    return run.evaluation if measures_the_model(run.evaluation, run.metrics) else {}
+
+
 def front_matter(run: RunContents) -> str:
-    spec, test = run.spec, (run.evaluation or (run.metrics.get("test") or {}))
+    spec, test = run.spec, (_evaluation(run) or (run.metrics.get("test") or {}))
     dataset = spec["data"]["dataset"]
     matter = {"library_name": "keras", "pipeline_tag": "image-classification",
               "tags": ["cnntrain", "keras", "image-classification"], "datasets": [dataset],
@@ -125,7 +128,7 @@ def _training_section(run: RunContents) -> list[str]:
              f"| callbacks | {'`' + _flow(spec['fit']['callbacks']) + '`' if spec['fit']['callbacks'] else 'none'} |",
              f"| seed | {spec['seed']}{' (deterministic ops)' if env.get('deterministic') else ''} |"]
     if best.get("value") is not None:
-        lines.append(f"| best {best['monitor']} | {_num(best['value'])} at epoch {best['epoch']} |")
+        lines.append(f"| best {best['monitor']} | {figure(best['monitor'], best['value'])} at epoch {best['epoch']} |")
     if m.get("wall_time_s") is not None:
         speed = f", {m['train_images_per_s']:,.0f} training images/s" if m.get("train_images_per_s") else ""
         lines.append(f"| wall time | {m['wall_time_s']:,.1f} s{speed} |")
@@ -137,17 +140,19 @@ def _training_section(run: RunContents) -> list[str]:
 
 
 def _evaluation_section(run: RunContents) -> list[str]:
-    ev = run.evaluation
+    ev = _evaluation(run)
     lines = ["## Evaluation", ""]
     if not ev:
         test = run.metrics.get("test") or {}
-        lines.append(f"Test loss {_num(test.get('loss'))}, accuracy {_pct(test.get('accuracy'))}"
-                     f"{tta.label(test.get('tta', 'none'))} (from the fit). "
+        older = (f"eval.json measured the model of epoch {run.evaluation['epoch']}; the run has trained to epoch "
+                 f"{run.metrics.get('epochs')} since. ") if run.evaluation else ""
+        lines.append(f"Test loss {_num(test.get('loss'))}, accuracy {pct(test.get('accuracy'))}"
+                     f"{tta.label(test.get('tta', 'none'))} (from the fit). {older}"
                      f"Per-class figures come with `cnntrain evaluate {run.path}`.")
         return lines
     lines += [f"On the {ev.get('split', 'test')} split ({ev['samples']:,} images): loss {_num(ev['loss'])}, "
-              f"accuracy **{_pct(ev['accuracy'])}**{tta.label(ev.get('tta', 'none'))}, "
-              f"top-{ev['top_k']} accuracy {_pct(ev['top_k_accuracy'])}, "
+              f"accuracy **{pct(ev['accuracy'])}**{tta.label(ev.get('tta', 'none'))}, "
+              f"top-{ev['top_k']} accuracy {pct(ev['top_k_accuracy'])}, "
               f"macro F1 {_num(ev['macro_f1'])}.", "",
               "| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['class']} | {_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | {r['support']} |"
@@ -160,18 +165,21 @@ def _evaluation_section(run: RunContents) -> list[str]:
 
 
 def card_text(run: RunContents, facts: dict) -> str:
-    spec, test = run.spec, run.evaluation or (run.metrics.get("test") or {})
+    spec, test = run.spec, _evaluation(run) or (run.metrics.get("test") or {})
     classes = len(facts.get("classes") or []) or None
     intro = (f"A convolutional image classifier{f' for the {classes} classes' if classes else ''} of "
              f"`{spec['data']['dataset']}`, trained with cnntrain from this "
              f"folder's `spec.yaml`")
     if test.get("accuracy") is not None:
-        intro += f"; test accuracy **{_pct(test['accuracy'])}**{tta.label(test.get('tta', 'none'))}"
+        intro += f"; test accuracy **{pct(test['accuracy'])}**{tta.label(test.get('tta', 'none'))}"
     parts = [front_matter(run), f"# {spec['name']}", "", intro + ".", "",
              *_model_section(run), "", *_data_section(run, facts), "", *_training_section(run), "",
              *_evaluation_section(run), ""]
     if run.pictures:
-        titles = {"curves.png": "Training curves", "confusion.png": "Confusion matrix"}
+        stale = run.evaluation and not _evaluation(run)
+        titles = {"curves.png": "Training curves",
+                  "confusion.png": f"Confusion matrix of epoch {run.evaluation['epoch']}'s model" if stale
+                  else "Confusion matrix"}
         parts += ["## Pictures", ""] + [f"![{titles[p]}]({p})" for p in run.pictures] + [""]
     parts += ["## How to use", "", "```", f"cnntrain predict --run {run.path} image.png", "```", "",
               "or in Python (the model normalizes its input itself):", "", "```python", "import keras",

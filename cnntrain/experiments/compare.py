@@ -7,6 +7,7 @@ from cnntrain.errors import CnntrainError
 from cnntrain.figures.overlay import overlay_png
 from cnntrain.runs.contents import RunContents, flatten, read_run
 from cnntrain.runs.folder import BACKUP, resolve_run
+from cnntrain.runs.listing import measures_the_model
 
 MISSING = "(absent)"   # a path one spec has and another lacks
 
@@ -43,6 +44,8 @@ def key_figures(run: RunContents) -> dict:
         "test_loss": (m.get("test") or {}).get("loss"),
         "test_tta": (m.get("test") or {}).get("tta", "none") if m.get("test") else None,
         "eval_accuracy": ev.get("accuracy"), "eval_tta": ev.get("tta", "none") if ev else None,
+        # An evaluation of an earlier epoch's model (trained longer since) is shown with its epoch.
+        "eval_epoch": None if measures_the_model(ev, m) else ev.get("epoch"),
         "macro_f1": ev.get("macro_f1"),
         "parameters": m.get("parameters"), "wall_time_s": m.get("wall_time_s"),
         "images_per_s": m.get("train_images_per_s"),

@@ -34,6 +34,7 @@ from cnntrain.train import fit as training
 from cnntrain.model.build import monitor_mode
 from cnntrain.train.callbacks import STATE
 from cnntrain.train.tracking import write_hparams
+from cnntrain.runs.numbers import metric_of
 
 STUDY = "study.db"
 STUDY_NAME = "cnntrain"
@@ -92,7 +93,7 @@ def make_pruning_callback(trial, monitor: str):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            value = logs.get(monitor, logs.get(monitor.removeprefix("val_")))
+            value = logs.get(monitor, logs.get(metric_of(monitor)))
             if value is None or not math.isfinite(float(logs.get("loss", 0.0))):
                 return   # a NaN loss: the fit stops at this epoch, which it does not commit
             with warnings.catch_warnings():   # a resumed trial reports its first epochs again: ignored

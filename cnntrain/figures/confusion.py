@@ -21,6 +21,8 @@ def confusion_png(result: dict, path) -> Path:
     n = len(names)
     side = figure_inches(n)
     fig = new_figure(side, side)
+    # Laid out to fit every label at the fixed size: fixed margins cut the colour bar's "1000" to "100".
+    fig.set_layout_engine("constrained")
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(cm, cmap="Blues", interpolation="nearest")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
@@ -40,7 +42,6 @@ def confusion_png(result: dict, path) -> Path:
             for j in range(n):
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=fontsize,
                         color="white" if cm[i, j] > threshold else "black")
-    fig.subplots_adjust(left=0.18, bottom=0.18, right=0.95, top=0.92)
     return save_png(fig, path)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from cnntrain.errors import plural
 from cnntrain.figures import new_figure, save_png
+from cnntrain.runs.numbers import is_validation, validation_name
 
 
 def curves_png(history: list[dict], path, title: str = ""):
@@ -12,11 +13,11 @@ def curves_png(history: list[dict], path, title: str = ""):
     fig = new_figure(5 * max(1, len(metrics)), 3.6)
     axes = fig.subplots(1, max(1, len(metrics)), squeeze=False)
     for ax, key in zip(axes[0], metrics):
-        for name, style in ((key, "-o"), (f"val_{key}", "--s")):
+        for name, style in ((key, "-o"), (validation_name(key), "--s")):
             points = [(e, row[name]) for e, row in zip(epochs, history) if name in row]
             if points:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, style, markersize=3, label="validation" if name.startswith("val_") else "training")
+                ax.plot(xs, ys, style, markersize=3, label="validation" if is_validation(name) else "training")
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)

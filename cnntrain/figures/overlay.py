@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from cnntrain.figures import new_figure, save_png
+from cnntrain.runs.numbers import validation_name
 
 
 def overlay_png(series: list[tuple[str, list[dict]]], path, title: str = ""):
@@ -12,7 +13,7 @@ def overlay_png(series: list[tuple[str, list[dict]]], path, title: str = ""):
     colours = [f"C{i % 10}" for i in range(len(series))]
     for ax, key in zip(axes, metrics):
         for (label, rows), colour in zip(series, colours):
-            for name, style, part in ((f"val_{key}", "-o", "validation"), (key, "--", "training")):
+            for name, style, part in ((validation_name(key), "-o", "validation"), (key, "--", "training")):
                 points = [(row["epoch"], row[name]) for row in rows if name in row]
                 if points:
                     xs, ys = zip(*points)

@@ -1,4 +1,4 @@
-"""The types of callback, schedule, optimizer, loss and metric arguments, checked before anything is trained.
+"""The types of layer, callback, schedule, optimizer, loss and metric arguments, checked before anything is trained.
 
 Keras keeps most of these arguments as given and fails on a wrong type only when training uses
 one: `patience: "3"` is a TypeError at the end of some epoch, a string learning rate one at the
@@ -33,6 +33,23 @@ _TYPES = {
     ("PiecewiseConstantDecay", "values"): NUMBERS,
 }
 _NUMERIC = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def keras_value(value):
+    """Arguments in the spec's syntax to what Keras' own `get()` functions accept.
+
+    `{L2: {l2: 0.0005}}` becomes `{"class_name": "L2", "config": {"l2": 0.0005}}`, the
+    serialized form that keras.regularizers/initializers/constraints deserialize.
+    """
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key, inner), = value.items()
+            if isinstance(key, str) and key[:1].isupper() and (inner is None or isinstance(inner, dict)):
+                return {"class_name": key, "config": keras_value(inner or {})}
+        return {k: keras_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [keras_value(v) for v in value]
+    return value
 
 
 def _expected(cls, name: str, key: str, schedule: bool):
@@ -71,12 +88,25 @@ def _fits(value, kind) -> bool:
     return True
 
 
+def _layer_kind(kind, value, default):
+    """What a layer argument must be, where a wrong type is sure: layers take a number or a tuple where
+    their default is a number (Conv1D's strides: 1 or [2]), and Keras' own checks then compare a
+    quoted number with a number ('<=' not supported) or echo it unquoted (Received: factor=0.03)."""
+    if not isinstance(value, str):
+        return None
+    if _NUMERIC.match(value) and kind in (None, NUMBER) and not isinstance(default, str):
+        return NUMBER   # a required argument (Dropout's rate) has no default to say so, and no name is a number
+    return kind if kind == BOOL else None
+
+
 def check(spec: Spec, path, cls, name: str, kwargs: dict, *, module: str, schedule: bool = False):
     """Raise a SpecError at the first argument of `name` whose value has the wrong type."""
     for key, value in kwargs.items():
         if not isinstance(value, (str, int, float, bool, list, dict, type(None))):
             continue   # built already (a schedule as an optimizer's learning_rate), checked when it was
         kind, default = _expected(cls, name, key, schedule)
+        if module == "layers":
+            kind = _layer_kind(kind, value, default)
         if kind is None or _fits(value, kind) or (value is None and default is None and kind != NUMBERS
                                                   and ((name, key) in _TYPES or ("*", key) in _TYPES)):
             continue

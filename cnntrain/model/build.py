@@ -12,10 +12,11 @@ import re
 
 from cnntrain.backend import keras
 from cnntrain.data.catalog import DATASET_CLASSES, DATASET_SHAPES
-from cnntrain.model import arguments, dirac, outputs, policy, whitening  # noqa: F401 (dirac: registers its initializer)
+from cnntrain.model import arguments, dirac, naming, outputs, policy, whitening  # noqa: F401 (dirac: registers its initializer)
 from cnntrain.model.normalization import normalization_layer
 from cnntrain.spec import Spec, layer_entries, mix_entries
 from cnntrain.spec.schema import MIX_DEFAULTS
+from cnntrain.runs.numbers import metric_of
 
 # A schedule argument in epochs: "8 epochs" (fixed), "all" (the whole run, so it follows
 # --epochs) or "all - 1 epochs" (the whole run less a warmup, say).
@@ -46,23 +47,6 @@ def lookup_class(spec: Spec, path, name: str, module, base, what: str):
     raise spec.error(path, f"unknown {what} '{name}'", hint, key=True)
 
 
-def keras_value(value):
-    """Arguments in the spec's syntax to what Keras' own `get()` functions accept.
-
-    `{L2: {l2: 0.0005}}` becomes `{"class_name": "L2", "config": {"l2": 0.0005}}`, the
-    serialized form that keras.regularizers/initializers/constraints deserialize.
-    """
-    if isinstance(value, dict):
-        if len(value) == 1:
-            (key, inner), = value.items()
-            if isinstance(key, str) and key[:1].isupper() and (inner is None or isinstance(inner, dict)):
-                return {"class_name": key, "config": keras_value(inner or {})}
-        return {k: keras_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [keras_value(v) for v in value]
-    return value
-
-
 def _allowed_kwargs(cls, base):
     allowed = set()
     for klass in (cls, base):
@@ -82,13 +66,15 @@ def construct(spec: Spec, path, name, args, module, base, what: str):
                 hint = f"did you mean '{close[0]}'? " if close else ""
                 hint += f"See the arguments of keras.{module.__name__.split('.')[-1]}.{name}."
                 raise spec.error(path + (name, key), f"{name} has no argument '{key}'", hint, key=True)
+        if base is keras.layers.Layer:
+            arguments.check(spec, path, cls, name, args, module="layers")
     try:
         if args is None:
             return cls()
         if isinstance(args, dict):
-            return cls(**{k: keras_value(v) for k, v in args.items()})
+            return cls(**{k: arguments.keras_value(v) for k, v in args.items()})
         if isinstance(args, list):
-            return cls(*keras_value(args))
+            return cls(*arguments.keras_value(args))
         return cls(args)
     except Exception as exc:  # Keras raises ValueError, TypeError and others for bad arguments
         raise spec.error(path, f"{name}: {first_lines_of(exc)}", _arg_hint(cls, name, exc)) from None
@@ -151,9 +137,11 @@ def build_model(spec: Spec, *, shape=None, front=()) -> "keras.Sequential":
     shape = input_shape(spec, shape)
     model = keras.Sequential(name=re.sub(r"[^A-Za-z0-9_]", "_", spec["name"]))
     model.add(keras.Input(shape=shape, name="image"))
+    entries, layers = list(layer_entries(spec["model"]["layers"])), build_layers(spec, ("model", "layers"))
+    naming.number_within(front, entries, layers)
     for layer in front:
         model.add(layer)
-    for (i, name, _), layer in zip(layer_entries(spec["model"]["layers"]), build_layers(spec, ("model", "layers"))):
+    for (i, name, _), layer in zip(entries, layers):
         before = model.output_shape if model.layers else (None, *shape)
         try:
             model.add(layer)
@@ -239,7 +227,7 @@ def _construct_ref(spec, path, name, args, module, base, what):
     arguments.check(spec, path, cls, name, args, module=module.__name__.removeprefix("keras."),
                     schedule=base is keras.optimizers.schedules.LearningRateSchedule)
     try:
-        return cls(**{k: keras_value(v) for k, v in args.items()})
+        return cls(**{k: arguments.keras_value(v) for k, v in args.items()})
     except Exception as exc:
         raise spec.error(path + (name,), f"{name}: {first_lines_of(exc)}",
                          f"see the arguments of keras.{module.__name__.split('.')[-1]}.{name}") from None
@@ -335,7 +323,7 @@ def monitor_mode(monitor: str, directions: dict | None = None) -> str:
     every callback. Keras' own: a loss goes down; a metric declares its direction (`_direction`,
     given in `directions` by name); for one that does not, cnntrain's guess by the name, where
     Keras would raise at fit time."""
-    name = monitor[4:] if monitor.startswith("val_") else monitor
+    name = metric_of(monitor)
     if name == "loss" or name.endswith("_loss"):
         return "min"
     direction = (directions or {}).get(name)

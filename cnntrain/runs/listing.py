@@ -51,12 +51,18 @@ def run_rows(root="runs") -> list[dict]:
 def _test_figure(metrics: dict, evaluation: dict) -> dict:
     """The test accuracy, on how many images, and from where: `cnntrain evaluate` of the test split
     (eval.json) if there is one, else the fit's own figure (metrics.json), which a data.limit_test
-    run takes on part of the test set. An evaluation of an earlier epoch (the run was trained longer
-    since) is not the model's any more."""
-    current = evaluation.get("epoch") in (None, metrics.get("epochs"))
-    if evaluation.get("split", "test") == "test" and evaluation.get("accuracy") is not None and current:
+    run takes on part of the test set."""
+    if evaluation.get("split", "test") == "test" and evaluation.get("accuracy") is not None \
+            and measures_the_model(evaluation, metrics):
         return {"test_accuracy": evaluation["accuracy"], "test_images": evaluation.get("samples"),
                 "test_from": "evaluate"}
     accuracy = (metrics.get("test") or {}).get("accuracy")
     return {"test_accuracy": accuracy, "test_images": (metrics.get("images") or {}).get("test"),
             "test_from": "fit" if accuracy is not None else None}
+
+
+def measures_the_model(evaluation: dict, metrics: dict) -> bool:
+    """Whether eval.json's figures are the run's model's: evaluate records the epoch of the model it
+    measured, and a fit --resume since (more epochs) made another model. The one rule for runs,
+    runs --compare and the card."""
+    return evaluation.get("epoch") in (None, metrics.get("epochs"))

@@ -9,9 +9,10 @@ from cnntrain.errors import CnntrainError
 from cnntrain.feed import pipeline
 from cnntrain.figures import curves
 from cnntrain.model import build
-from cnntrain.runs import atomic, folder, model_file
+from cnntrain.runs import atomic, folder, model_file, schema
 from cnntrain.train.distribute import sharded
 from cnntrain.train.ema import put_average
+from cnntrain.runs.numbers import is_validation, metric_of
 
 
 def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, reporter, plan) -> Path:
@@ -41,20 +42,18 @@ def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, s
                                                                      batch_size=spec["fit"]["batch_size"],
                                                                      num_classes=classes), plan),
                                 spec["fit"]["tta"], metrics=build.build_metrics(spec), strategy=plan.strategy)
-    seconds = meter.seconds
-    steady = seconds[1:] if len(seconds) > 1 else seconds
+    totals = _whole_run(run_dir, state, meter, started, len(data.x_train))
     metrics = {
         "name": spec["name"], "epochs": state["epochs_done"], "stopped": stopped,
-        "train": {k: v for k, v in last.items() if not k.startswith("val_") and k not in ("epoch", "seconds")},
-        "validation": {k[4:]: v for k, v in last.items() if k.startswith("val_")},
+        "train": {k: v for k, v in last.items() if not is_validation(k) and k not in ("epoch", "seconds")},
+        "validation": {metric_of(k): v for k, v in last.items() if is_validation(k)},
         "test": test,
         # How many images each split's figures are over: a limit_test run's test figure is not the test set's.
         "images": {"train": len(data.x_train), "validation": 0 if data.x_val is None else len(data.x_val),
                    "test": 0 if data.x_test is None else len(data.x_test)},
         "best": {"monitor": state["monitor"], "value": state["best"], "epoch": state["best_epoch"]},
         "parameters": int(model.count_params()),
-        "wall_time_s": round(time.perf_counter() - started, 2),
-        "train_images_per_s": round(len(data.x_train) / (sum(steady) / len(steady)), 1) if steady else None,
+        **totals,
     }
     model_file.save_model(model, run_dir / "model.keras", {**metadata, "epoch": state["epochs_done"]})
     if not (run_dir / "best.keras").exists():
@@ -64,3 +63,26 @@ def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, s
     folder.remove_backup(run_dir)
     reporter.summary(metrics, run_dir)
     return run_dir
+
+
+def _whole_run(run_dir: Path, state: dict, meter, started: float, images: int) -> dict:
+    """The whole run's wall time and training speed, across every fit and fit --resume process: what
+    the run's last metrics.json counted (a finished run trained longer), the epochs committed since by
+    processes that were stopped (history.csv's seconds), and this process. Images/s is over the epochs
+    whose training time (validation excluded) is known, each process's first (tracing) epoch left out."""
+    earlier = {}
+    if (run_dir / "metrics.json").is_file():
+        try:
+            earlier = schema.read(run_dir / "metrics.json", schema.METRICS)
+        except CnntrainError:
+            earlier = {}   # damaged: this process's figures are all that can be counted
+    counted = earlier.get("epochs", 0)
+    before = state["history"][:len(state["history"]) - len(meter.seconds)]   # committed by earlier processes
+    wall = (earlier.get("wall_time_s", 0.0) + sum(r.get("seconds", 0.0) for r in before if r["epoch"] > counted)
+            + time.perf_counter() - started)
+    steady = meter.seconds[1:] if len(meter.seconds) > 1 else meter.seconds
+    seconds = round(sum(steady) + earlier.get("train_seconds", 0.0), 6)
+    epochs = len(steady) + earlier.get("train_epochs_timed", 0)
+    return {"wall_time_s": round(wall, 2),
+            "train_images_per_s": round(images * epochs / seconds, 1) if seconds > 0 else None,
+            "train_seconds": seconds, "train_epochs_timed": epochs}

@@ -26,6 +26,7 @@ from cnntrain.train import devices, distribute, preflight, start
 from cnntrain.train.finish import finish
 from cnntrain.train.ema import EmaWeights
 from cnntrain.train.callbacks import EpochSeeds, NanGuard, RunState, Throughput
+from cnntrain.runs.numbers import is_validation, metric_of
 
 
 
@@ -229,8 +230,8 @@ def _build_model(spec, data, steps, plan, options, reporter):
 
 def _monitor(spec, data, reporter) -> str:
     monitor = spec["fit"]["monitor"]
-    if data.x_val is None and monitor.startswith("val_"):
-        monitor = monitor[4:]
+    if data.x_val is None and is_validation(monitor):
+        monitor = metric_of(monitor)
         reporter.note(f"no validation data: best.keras follows '{monitor}'")
     return monitor
 

@@ -21,6 +21,7 @@ from cnntrain.backend import keras
 from cnntrain.feed import mix, pipeline
 from cnntrain.model import build, gradient_scale, normalization
 from cnntrain.spec import Spec, layer_entries
+from cnntrain.runs.numbers import is_validation, metric_of, validation_name
 
 _BATCH = 2   # enough for every batch statistic; small enough for any input size
 
@@ -167,14 +168,14 @@ def _directions(model) -> dict:
 def check_monitors(spec: Spec, logged: dict, validation: bool):
     """fit.monitor and each callback's monitor must be a figure the model logs; a did-you-mean otherwise."""
     names = sorted(logged, key=lambda name: name != "loss")   # loss first, then compile.metrics' order
-    names += [f"val_{name}" for name in names] if validation else []
+    names += [validation_name(name) for name in names] if validation else []
     entries = [(("fit", "monitor"), spec["fit"]["monitor"], "fit.monitor")]
     for i, name, args in layer_entries(spec["fit"]["callbacks"]):
         if isinstance(args, dict) and isinstance(args.get("monitor"), str):
             entries.append((("fit", "callbacks", i, name, "monitor"), args["monitor"], f"{name}'s monitor"))
     for path, monitor, what in entries:
         # Without validation data fit follows the training figure of a val_ monitor, and says so.
-        if monitor in names or (not validation and monitor.startswith("val_") and monitor[4:] in logged):
+        if monitor in names or (not validation and is_validation(monitor) and metric_of(monitor) in logged):
             continue
         close = difflib.get_close_matches(monitor, names, n=1, cutoff=0.6)
         hint = f"did you mean '{close[0]}'? " if close else ""

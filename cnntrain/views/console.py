@@ -1,4 +1,4 @@
-"""The two consoles: results on stdout, messages and progress on stderr; number formatting."""
+"""The two consoles: results on stdout, messages and progress on stderr (figures are formatted by runs.numbers)."""
 from __future__ import annotations
 
 from rich.console import Console, ConsoleDimensions
@@ -30,25 +30,6 @@ def escape(text) -> str:
     literally: control characters written as \\xNN (rich passes ESC through to the terminal),
     then '[' escaped so it is never read as markup. Every view prints such text through here."""
     return _markup_escape(printable(text))
-
-
-def fmt(value) -> str:
-    """A figure as printed in progress lines: 4 decimals for floats, '-' for none."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
-
-
-def pct(value) -> str:
-    """A fraction as a percentage: the one way accuracies are shown, by fit, evaluate and runs."""
-    return "-" if value is None else f"{100.0 * value:.2f}%"
-
-
-def figure(name: str, value) -> str:
-    """A metric as shown everywhere: accuracies as percentages, the rest (losses) as numbers."""
-    return pct(value) if name.endswith(("accuracy", "acc")) else fmt(value)
 
 
 def choose_mode(quiet: bool, as_json: bool) -> str:

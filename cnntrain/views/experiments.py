@@ -5,6 +5,7 @@ runs, and a fixed layout reads the same in a terminal, a log and a README.
 """
 from __future__ import annotations
 
+from cnntrain.runs.numbers import figure, pct
 from cnntrain.views.console import escape, out
 
 LABEL = 24   # width of the row names
@@ -21,10 +22,6 @@ def _cell(value) -> str:
 
         return json.dumps(value)
     return str(value)
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100.0 * value:.2f}%"
 
 
 def _rows(header: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
@@ -51,19 +48,25 @@ def compare_lines(result: dict) -> list[str]:
         return name, [show(f[key]) for f in figures]
 
     def best(f):
-        return "-" if f["best"] is None else f"{f['best']:.4f} @{f['best_epoch']}"
+        return "-" if f["best"] is None else f"{figure(f['monitor'] or '', f['best'])} @{f['best_epoch']}"
 
     table = [row("status", "status", _cell), row("epochs", "epochs", _cell),
              (f"best {monitor}", [best(f) for f in figures]),
-             row("validation accuracy", "val_accuracy", _pct), row("validation loss", "val_loss", _num),
-             row("test accuracy", "test_accuracy", _pct), row("test loss", "test_loss", _num),
-             row("evaluated accuracy", "eval_accuracy", _pct), row("macro F1", "macro_f1", _num),
+             row("validation accuracy", "val_accuracy", pct), row("validation loss", "val_loss", _num),
+             row("test accuracy", "test_accuracy", pct), row("test loss", "test_loss", _num),
+             ("evaluated accuracy", [_older(f, pct(f["eval_accuracy"])) for f in figures]),
+             ("macro F1", [_older(f, _num(f["macro_f1"])) for f in figures]),
              *_tta_rows(figures),
              row("parameters", "parameters", lambda v: "-" if v is None else f"{v:,}"),
              row("wall time", "wall_time_s", lambda v: "-" if v is None else f"{v:.1f} s"),
              row("images/s", "images_per_s", lambda v: "-" if v is None else f"{v:,.0f}")]
     lines += ["", "figures:"] + ["  " + line for line in _rows(labels, table)]
     return lines
+
+
+def _older(f: dict, cell: str) -> str:
+    """An evaluation of an earlier epoch's model, marked as that epoch's: not the run's figure."""
+    return cell if f.get("eval_epoch") is None else f"{cell} (epoch {f['eval_epoch']})"
 
 
 def _tta_rows(figures: list[dict]) -> list[tuple[str, list[str]]]:

@@ -6,11 +6,12 @@ import time
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cnntrain.backend import keras
-from cnntrain.views.console import err, figure
+from cnntrain.runs.numbers import figure, is_validation
+from cnntrain.views.console import err
 
 
-def _figures(logs: dict, prefix: str = "") -> str:
-    keys = [k for k in logs if k.startswith(prefix) and (prefix or not k.startswith("val_"))]
+def _figures(logs: dict, validation: bool = False) -> str:
+    keys = [k for k in logs if is_validation(k) == validation]
     return "  ".join(f"{k} {figure(k, float(logs[k]))}" for k in keys if k != "learning_rate")
 
 
@@ -25,7 +26,7 @@ class EpochLines(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        err.print(f"epoch {epoch + 1}/{self.epochs}  {_figures(logs or {})}  {_figures(logs or {}, 'val_')}  "
+        err.print(f"epoch {epoch + 1}/{self.epochs}  {_figures(logs or {})}  {_figures(logs or {}, validation=True)}  "
                   f"{time.perf_counter() - self.start:.1f}s")
 
 

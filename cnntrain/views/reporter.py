@@ -12,7 +12,8 @@ import json
 
 from cnntrain.assess.tta import label
 from cnntrain.errors import plural
-from cnntrain.views.console import err, escape, figure, fmt, out, pct
+from cnntrain.runs.numbers import figure, fmt, pct
+from cnntrain.views.console import err, escape, out
 from cnntrain.views.tables import FoldingTable
 
 

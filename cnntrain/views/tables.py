@@ -12,7 +12,8 @@ from rich.text import Text
 
 from cnntrain.assess.tta import label
 from cnntrain.errors import plural
-from cnntrain.views.console import UNBOUNDED, escape, pct
+from cnntrain.runs.numbers import pct
+from cnntrain.views.console import UNBOUNDED, escape
 
 
 class FoldingTable(Table):
@@ -57,19 +58,36 @@ def model_table(rows, totals: dict, title: str, width: int | None = None) -> Tab
     return table
 
 
-def _drop_to_fit(table: Table, width: int, optional) -> None:
-    """Leave out `optional` columns, in order, until `table` fits `width`; the caption says which."""
+def _drop_to_fit(table: Table, width: int, optional, folded=()) -> None:
+    """Leave out `optional` columns, in order, until `table` fits `width` unfolded, then `folded` ones
+    until it fits at all with its unbreakable cells whole (a run id); the caption says which."""
     from rich.console import Console
 
     unbounded = Console(width=UNBOUNDED)  # rich caps a measurement at its console's width
     dropped = []
-    for name in optional:
-        if unbounded.measure(table).maximum <= width:
-            break
-        table.columns.pop([column.header for column in table.columns].index(name))
-        dropped.append(name)
+    for names, fits in ((optional, lambda: unbounded.measure(table).maximum <= width),
+                        (folded, lambda: _rendered_width(table, width) <= width)):
+        for name in names:
+            if fits():
+                break
+            table.columns.pop([column.header for column in table.columns].index(name))
+            dropped.append(name)
     if dropped:
         table.caption += f" ({', '.join(dropped)}: left out to fit the terminal; --json shows them)"
+
+
+def _rendered_width(table: Table, width: int) -> int:
+    """The widest line of `table` drawn `width` columns wide: wider when its unbreakable cells do not fit."""
+    import io
+
+    from rich.console import Console
+
+    drawn = Console(width=width, file=io.StringIO(), color_system=None, soft_wrap=True)   # as console.out: uncropped
+    caption, table.caption = table.caption, None   # a line of text the terminal wraps, not the table's width
+    with drawn.capture() as capture:
+        drawn.print(table)
+    table.caption = caption
+    return max((len(line) for line in capture.get().splitlines()), default=0)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -98,7 +116,8 @@ def show_evaluation(console, result: dict) -> None:
     console.print()
     names = result["class_names"]
     if len(names) <= MAX_TABLE_CLASSES:
-        console.print(confusion_table(result))
+        for table in confusion_tables(result, console.width if console.is_terminal else None):
+            console.print(table)
     else:
         console.print(f"[dim]confusion matrix: {len(names)} classes are too many for a table; "
                       "see confusion.png[/dim]")
@@ -128,24 +147,58 @@ def per_class_table(result: dict) -> Table:
     return table
 
 
-def confusion_table(result: dict) -> Table:
-    """Rows are true classes, columns predictions; the diagonal in bold green, errors in red."""
+def confusion_tables(result: dict, width: int | None = None) -> list[Table]:
+    """Rows are true classes, columns predictions; the diagonal in bold green, errors in red.
+
+    Named columns where they fit `width` (a pipe or a file: always); else the columns are numbered
+    and each row's label says its number ('3 cat'), in as many blocks of columns as the width needs.
+    A narrow terminal never gets a cut count ('5' for 56) or a cut or vanished class name."""
+    n = len(result["class_names"])
+    named = _confusion(result, range(n), keyed=False)
+    if width is None or _natural_width(named) <= width:
+        return [named]
+    for blocks in range(1, n + 1):
+        per = -(-n // blocks)   # as even as the blocks can be: 5 and 5, not 9 and 1
+        tables = [_confusion(result, range(start, min(start + per, n)), keyed=True) for start in range(0, n, per)]
+        if per == 1 or all(_natural_width(t) <= width for t in tables):
+            return tables
+    return [named]
+
+
+def _natural_width(table: Table) -> int:
+    from rich.console import Console
+
+    return Console(width=UNBOUNDED).measure(table).maximum   # rich caps a measurement at its console's width
+
+
+def _confusion(result: dict, columns: range, keyed: bool) -> Table:
+    from rich import box
+
     names = [str(c) for c in result["class_names"]]
     cm = result["confusion"]
-    table = FoldingTable(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
-    table.add_column("true \\ pred", style="bold")
-    for name in names:
-        table.add_column(escape(name), justify="right")
+    title = "Confusion matrix (rows: true, columns: predicted"
+    if keyed:
+        part = "" if len(columns) == len(names) else f", classes {columns[0]} to {columns[-1]}"
+        title += f" by number{part})"
+    else:
+        title += ")"
+    table = FoldingTable(title=title, title_justify="left")
+    if keyed:   # no rules between the columns: ten counts and a row label fit 80 columns
+        table.box, table.collapse_padding, table.pad_edge, table.show_edge = box.SIMPLE_HEAD, True, False, False
+    table.add_column("true \\ pred", style="bold", no_wrap=True)
+    for j in columns:
+        table.add_column(str(j) if keyed else escape(names[j]), justify="right")
     for i, name in enumerate(names):
         cells = []
-        for j, count in enumerate(cm[i]):
+        for j in columns:
+            count = cm[i][j]
             if i == j:
                 cells.append(Text(str(count), style="bold green"))
             elif count:
                 cells.append(Text(str(count), style="red"))
             else:
                 cells.append(Text("·", style="dim"))
-        table.add_row(escape(name), *cells)
+        table.add_row(escape(f"{i} {name}" if keyed else name), *cells)
     return table
 
 
@@ -178,7 +231,12 @@ def show_predictions(console, rows: list[dict], top_k: int) -> None:
 def runs_table(rows, width: int | None = None) -> Table:
     """The table of `cnntrain runs`, newest first."""
     table = FoldingTable(title="runs, newest first")
-    for column, justify in (("run", "left"), ("status", "left"), ("epochs", "right"), ("val acc", "right"),
+    ids = [escape("/".join(Path(r["run"]).parts[-2:])) for r in rows]
+    # A run id is copied into the next command: never folded, whatever else has to give way.
+    table.add_column("run", no_wrap=True, min_width=max((len(i) for i in ids), default=3))
+    words = [w for r in rows for w in str(r["status"]).split()]
+    table.add_column("status", min_width=max((len(w) for w in words), default=6))   # 'complet' / 'ed' reads badly
+    for column, justify in (("epochs", "right"), ("val acc", "right"),
                             ("test acc", "right"), ("on", "left"), ("time", "right"), ("images/s", "right")):
         table.add_column(column, justify=justify)
     for r in rows:
@@ -191,7 +249,7 @@ def runs_table(rows, width: int | None = None) -> Table:
                       f"{r['images_per_s']:,.0f}" if r["images_per_s"] else "-")
     table.caption = "test acc: from cnntrain evaluate (eval.json) if run, else from the fit (metrics.json)"
     if width is not None:
-        _drop_to_fit(table, width, ("images/s", "time"))
+        _drop_to_fit(table, width, ("images/s", "time"), folded=("on", "val acc"))
     return table
 
 
