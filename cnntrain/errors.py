@@ -78,6 +78,10 @@ class SpecError(CnntrainError):
     """A mistake in a spec file or a --set override."""
 
 
+class FolderLocked(CnntrainError):
+    """Another cnntrain process holds the folder's lock (a fit, a sweep, an export)."""
+
+
 def plural(count, noun: str) -> str:
     """'1 epoch', '2 epochs': messages and tables count things, and '1 epochs' reads as a slip."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
