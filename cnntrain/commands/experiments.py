@@ -117,9 +117,7 @@ def sweep(spec, overrides, search_file, trials, timeout, data_dir, offline, out,
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    from cnntrain.runs.contents import optional_json
-
-    for line in experiments.leaderboard_lines(optional_json(runner.dir / "leaderboard.json"), runner.dir):
+    for line in experiments.leaderboard_lines(result, runner.dir):
         console.out.print(console.escape(line))
     if result["done"] < result["wanted"]:
         console.err.print(f"stopped by --timeout after {result['done']} of {result['wanted']} trials; the same "

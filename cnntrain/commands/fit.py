@@ -147,6 +147,10 @@ def runs_command(compared, root, compare, out, as_json):
         for problem in (p for row in rows for p in row["problems"]):
             console.err.print(f"warning: {console.escape(problem)}", style="yellow")
     if not as_json:
+        from cnntrain.runs.listing import leaderboards
         from cnntrain.views.experiments import show_leaderboards
 
-        show_leaderboards(root)
+        boards, problems = leaderboards(root)
+        for problem in problems:
+            console.err.print(f"warning: {console.escape(problem)}", style="yellow")
+        show_leaderboards(boards)

@@ -274,11 +274,11 @@ class Sweep:
     def _write_results(self, optuna, study) -> dict:
         rows = leaderboard(optuna, study, self.dir)
         best = next((r for r in rows if r["state"] == "COMPLETE"), None)
-        atomic.write_json(self.dir / "leaderboard.json", {"monitor": self.monitor, "direction":
-                                                          study.direction.name.lower(), "trials": rows})
+        board = {"monitor": self.monitor, "direction": study.direction.name.lower(), "trials": rows}
+        atomic.write_json(self.dir / "leaderboard.json", board)
         if best is not None:
             atomic.copy_file(self.dir / best["run"] / "spec.yaml", self.dir / "best.yaml")
-        return {"monitor": self.monitor, "trials": rows, "best": best}
+        return {**board, "best": best}
 
 
 def leaderboard(optuna, study, sweep: Path) -> list[dict]:
