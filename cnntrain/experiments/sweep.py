@@ -26,8 +26,7 @@ import yaml
 
 from cnntrain.errors import CnntrainError, FolderLocked, not_regular
 from cnntrain.experiments.search import Search, set_text
-from cnntrain.runs import atomic, folder
-from cnntrain.runs.contents import optional_json
+from cnntrain.runs import atomic, folder, schema
 from cnntrain.spec import load_spec
 from cnntrain.train import fit as training
 from cnntrain.model.build import monitor_mode
@@ -230,7 +229,7 @@ class Sweep:
                                     hint="run the same cnntrain sweep command to go on", exit_code=130) from None
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return {**row, "state": "FAIL", "value": None, "error": str(exc).splitlines()[0]}
-        metrics = optional_json(run_dir / "metrics.json")
+        metrics = trial_metrics(run_dir)
         if pruning.pruned_at is not None or metrics.get("stopped") == "pruned":
             if metrics.get("stopped") != "pruned":
                 atomic.write_json(run_dir / "metrics.json", {**metrics, "stopped": "pruned"})
@@ -281,6 +280,12 @@ class Sweep:
         return {**board, "best": best}
 
 
+def trial_metrics(run_dir: Path) -> dict:
+    """A trial's metrics.json, checked as every file read back is; {} before the trial wrote one."""
+    path = Path(run_dir) / "metrics.json"
+    return schema.read(path, schema.METRICS) if path.is_file() else {}
+
+
 def leaderboard(optuna, study, sweep: Path) -> list[dict]:
     """Every finished trial, best first: completed by value, then pruned by their best value so far, then failed."""
     state = optuna.trial.TrialState
@@ -293,7 +298,7 @@ def leaderboard(optuna, study, sweep: Path) -> list[dict]:
         value = t.value if t.state == state.COMPLETE else None
         if t.state == state.PRUNED and reported:
             value = (max if maximize else min)(reported)
-        metrics = optional_json(sweep / t.user_attrs.get("run", "") / "metrics.json")
+        metrics = trial_metrics(sweep / t.user_attrs["run"]) if t.user_attrs.get("run") else {}
         rows.append({"number": t.number, "state": t.state.name, "value": value,
                      "epochs": metrics.get("epochs"), "run": t.user_attrs.get("run"),
                      "set": t.user_attrs.get("set", []), "params": dict(t.params),
