@@ -143,8 +143,10 @@ def test_export_through_a_symlink_writes_in_its_target_and_keeps_the_folders_mod
     after = os.stat(shared)
     assert (stat.S_IMODE(after.st_mode), after.st_gid) == (0o2775, before.st_gid)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    new = tmp_path / "new"
-    assert export(model, new).exit_code == 0
+    new = tmp_path / "new\x1b[2J"   # a path that would clear the screen is printed escaped
+    result = export(model, new)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == f"tflite: {tmp_path}/new\\x1b[2J/model.tflite"
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(new.stat().st_mode) == 0o777 & ~umask

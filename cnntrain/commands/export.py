@@ -9,7 +9,7 @@ import json
 import click
 
 from cnntrain.commands.options import data_options, json_option, runs_option, unsafe_option
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, printable
 from cnntrain.export import DEFAULT_CHECK_IMAGES, FORMATS, QUANTIZE
 
 
@@ -20,7 +20,8 @@ from cnntrain.export import DEFAULT_CHECK_IMAGES, FORMATS, QUANTIZE
 @click.option("--quantize", type=click.Choice(QUANTIZE), default="none", show_default=True,
               help="TFLite only: dynamic (int8 weights), float16 (float16 weights), int8 (integer kernels, "
                    "calibrated on training images).")
-@click.option("--out", type=click.Path(), help="Folder to write (default: <run>/export/<format>[-<quantize>]).")
+@click.option("--out", type=click.Path(), help="Folder to write (default: <run>/export/<format>[-<quantize>]): a new "
+              "or empty folder, or an earlier export's, where only the files exports wrote are replaced.")
 @click.option("--check-images", type=click.Path(), metavar="DIR",
               help="Check on these image files instead of the test split (DIR/<class>/<image> also gives accuracy).")
 @click.option("--check-samples", type=click.IntRange(min=1), default=DEFAULT_CHECK_IMAGES, show_default=True,
@@ -69,7 +70,7 @@ def report_lines(result: dict) -> list[str]:
     c, lat, tol = result["check"], result["latency_ms"], result["tolerance"]
     what = result["format"] + ("" if result["quantize"] == "none" else f" {result['quantize']}")
     lines = [
-        f"{what}: {result['file']}",
+        f"{what}: {printable(result['file'])}",   # a path can hold escape sequences
         f"  size       {_size(result['size_bytes'])} (model.keras {_size(result['keras_size_bytes'])})",
         f"  checked on {c['images']:,} images, the {c['source']}",
         f"  agreement  {_percent(c['agreement'])} top-1 ({c['disagreements']} differ), "

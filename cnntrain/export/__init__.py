@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cnntrain.errors import CnntrainError
 from cnntrain.export.names import DEFAULT_CHECK_IMAGES, EXPORT_JSON, FILE_NAMES, FORMATS, METADATA, QUANTIZE
-from cnntrain.export.outdir import ExportFolder
+from cnntrain.export.outdir import INFRA, ExportFolder
 
 __all__ = ["export_model", "default_folder", "FORMATS", "QUANTIZE", "DEFAULT_CHECK_IMAGES"]
 
@@ -108,7 +108,7 @@ def _export(model_file: Path, target_dir: ExportFolder, *, fmt, quantize, data_d
     result = {
         "format": fmt, "quantize": quantize, "model": str(model_file), "folder": str(folder),
         "file": str(folder / file_name) if file_name else str(folder),
-        "size_bytes": formats.size_of(exported.path, skip=(METADATA, EXPORT_JSON)),
+        "size_bytes": formats.size_of(exported.path, skip=(METADATA, EXPORT_JSON, *INFRA)),
         "keras_size_bytes": model_file.stat().st_size, "keras_compute_dtype": keras_dtype,
         "check": {"source": source, **figures},
         "latency_ms": {"exported": check.latency_ms(exported, x[0], runs_),
