@@ -101,7 +101,7 @@ class _Reader:
 def load_search(path, spec_path, overrides=()) -> Search:
     """Read and check a search file against the spec (`spec_path` with its --set `overrides`)."""
     path = Path(path)
-    text = read_text(path, "search file", hint="give a YAML file with 'params:'; see README's Sweeps section")
+    text = read_text(path, "search file", hint="give a YAML file with 'params:'; see docs/experiments.md#sweeps")
     values, marks, key_marks = parse_yaml(text, str(path))
     r = _Reader(str(path), marks, key_marks)
     if not isinstance(values, dict):
