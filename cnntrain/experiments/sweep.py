@@ -63,9 +63,8 @@ def claim_sweep_dir(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CnntrainError(f"cannot create the sweep folder: {exc.strerror}", file=str(path)) from None
-    foreign = folder.foreign_entries(path, marker=MARKER)
-    if foreign:
-        shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
+    shown = folder.foreign_shown(path, marker=MARKER)
+    if shown:
         raise CnntrainError(f"this folder is not empty and is not a cnntrain sweep folder (it holds {shown}); "
                             "a sweep starts only in a new or empty folder, so that it never overwrites your files",
                             file=str(path), hint=f"choose a new folder, e.g. --out {path / 'sweep'} (created for you)")

@@ -84,9 +84,8 @@ class ExportFolder:
             self._unlock()
 
     def _refuse_foreign(self):
-        foreign = folder.foreign_entries(self.path, marker=MANIFEST)
-        if foreign:
-            shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
+        shown = folder.foreign_shown(self.path, marker=MANIFEST)
+        if shown:
             raise CnntrainError(f"--out is a folder that holds other files and no earlier export (it holds {shown}); "
                                 "an export writes only into a new or empty folder or over an earlier export, so "
                                 "that it never deletes your files", file=str(self.path),

@@ -77,12 +77,18 @@ def check_out(path):
                             hint=f"resume it with 'cnntrain fit --resume {path}', or choose a new --out")
     if path.exists() and not path.is_dir():
         raise CnntrainError("--out names a file, not a folder", file=str(path), hint="choose a new folder with --out")
-    foreign = foreign_entries(path)
-    if foreign:
-        shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
+    shown = foreign_shown(path)
+    if shown:
         raise CnntrainError(f"this folder is not empty and is not a cnntrain run folder (it holds {shown}); "
                             "cnntrain trains only into a new or empty folder, so that it never deletes your files",
                             file=str(path), hint=f"choose a new folder, e.g. --out {path / 'run'} (created for you)")
+
+
+def foreign_shown(path, marker=MARKER) -> str:
+    """The names in `path` that are not ours as a refusal shows them ("a, b, c, d, e, ..."); "" when
+    the folder is missing, empty, or holds `marker` (a run's, a sweep's, an export's)."""
+    foreign = sorted(foreign_entries(path, marker))
+    return ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
 
 
 def foreign_entries(path, marker=MARKER) -> list[str]:
