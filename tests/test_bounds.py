@@ -266,6 +266,8 @@ def test_class_and_file_names_from_files_are_escaped(tmp_path, monkeypatch):
         "│ a\\x1b[2J.png │ \\x1b]0;pwned\\x07 │      0.3333 │ \\x1b[2J 0.3333, ok 0.3333 │\n"
         "└──────────────┴──────────────────┴─────────────┴───────────────────────────┘\n")
     assert result.stderr == ("model: m.keras\n"
+                             "note: a\\x1b[2J.png: low confidence (\\x1b]0;pwned\\x07 0.3333, under 0.5); the image may "
+                             "not show any of the 3 classes the model knows\n"
                              "b\\x1b]0;pwned\\x07.png: not an image (or a format Pillow cannot read)\n"
                              "  hint: use one of .png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp\n")
     assert result.exit_code == 1
@@ -363,7 +365,7 @@ def test_predict_applies_a_softmax_to_scores_and_says_so(tmp_path, activation, l
     assert result.stderr == (f"note: the model's last layer '{layer}' has {taken} are taken as scores (logits) "
                              "and a softmax over the classes applied\n")
     top = json.loads(result.stdout)["predictions"][0]["top"]
-    scores = keras.Model(model.inputs, model.layers[2].output)(pixels[None, ..., None].astype("float32"))
+    scores = keras.Model(model.inputs[0], model.layers[2].output)(pixels[None, ..., None].astype("float32"))
     expected = softmax(np.asarray(scores)[0])
     got = {t["class"]: t["probability"] for t in top}
     np.testing.assert_allclose([got["a"], got["b"], got["c"]], expected, rtol=1e-4)

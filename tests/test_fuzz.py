@@ -459,7 +459,7 @@ def builder_specs(draw, names):
             kind = draw(st.sampled_from(["none", "scalar", "list", "dict", "dict"]))
             args = {"none": lambda: None, "scalar": lambda: draw(SMALL),
                     "list": lambda: draw(st.lists(SMALL, max_size=2)),
-                    "dict": lambda: args_for({}, name, keras.layers)}[kind]()
+                    "dict": lambda: args_for({}, name, keras.layers)}[kind]()  # noqa: B023 - called at once
             items = tree["model"]["layers"]
             items.insert(draw(st.integers(0, len(items))), {name: args} if args is not None else name)
         elif where == "optimizer":
@@ -756,7 +756,7 @@ def test_damaged_run_folders_through_the_cli(made_runs, tmp_path):
         shutil.copytree(made_runs / which, run_dir)
         _write_back(run_dir, name, data)
         with time_limit(60):
-            assert_no_internal_error(run_cli("runs", "--dir", root, "--json"), mutation)
+            assert_no_internal_error(run_cli("runs", "--runs", root, "--json"), mutation)
             if command == ["fit", "--resume"]:
                 assert_no_internal_error(run_cli("fit", "--resume", run_dir, "--data-dir", made_runs / "data",
                                                  "--quiet"), mutation)

@@ -112,13 +112,13 @@ def test_runs_lists_a_damaged_run_as_damaged(name, change, message, runs, tmp_pa
     if name == "eval.json":
         (run / name).write_text(json.dumps({"accuracy": 0.5}))
     edit_json(run / name, change)
-    listed = run_cli("runs", "--dir", tmp_path / "r", "--json")
+    listed = run_cli("runs", "--runs", tmp_path / "r", "--json")
     assert listed.exit_code == 0, listed.output
     rows = {row["run"]: row for row in json.loads(listed.stdout)}
     assert rows[str(run)]["status"] == "damaged"
     assert rows[str(run)]["problems"] == [f"{run / name}: {message}"]
     assert rows[str(good)]["status"] == "unfinished (2 epochs)" and rows[str(good)]["problems"] == []
-    table = run_cli("runs", "--dir", tmp_path / "r")
+    table = run_cli("runs", "--runs", tmp_path / "r")
     assert table.exit_code == 0
     assert table.stderr == f"warning: {run / name}: {message}\n"
     assert "damaged" in table.stdout
@@ -128,7 +128,7 @@ def test_intact_runs_are_listed_without_problems(runs, tmp_path):
     """The schemas accept every file cnntrain itself writes (eval.json included)."""
     finished, unfinished = copy_of(runs, "finished", tmp_path), copy_of(runs, "unfinished", tmp_path)
     assert (finished / "eval.json").is_file()
-    listed = run_cli("runs", "--dir", tmp_path / "r", "--json")
+    listed = run_cli("runs", "--runs", tmp_path / "r", "--json")
     rows = {row["run"]: (row["status"], row["problems"]) for row in json.loads(listed.stdout)}
     assert rows == {str(finished): ("completed", []), str(unfinished): ("unfinished (2 epochs)", [])}
     assert listed.stderr == ""

@@ -71,5 +71,5 @@ def _with_logits(model):
         else:
             return None
         return keras.Model(model.inputs, [model.outputs[0], logits])
-    except Exception:  # noqa: BLE001 - any model we cannot take apart: Keras clips, so do we
+    except Exception:  # any model we cannot take apart: Keras clips, so do we
         return None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from cnntrain.commands.options import invert_option, picture_option, runs_option, say_model, unsafe_option
+from cnntrain.commands.options import invert_option, picture_option, runs_option, say_model, say_wrote, unsafe_option
 from cnntrain.errors import plural
 
 
@@ -29,7 +29,7 @@ def filters(target, out, runs_root, unsafe):
     model, _ = _model_of(target, runs_root, unsafe)
     info = filters_figure(model, out)
     # The layer's name comes from the model file.
-    click.echo(f"wrote {info['path']}: {plural(info['shown'], 'filter')} of {printable(info['layer'])}")
+    say_wrote(info["path"], detail=f": {plural(info['shown'], 'filter')} of {printable(info['layer'])}")
 
 
 @click.command()
@@ -43,7 +43,8 @@ def filters(target, out, runs_root, unsafe):
 def activations(target, image, out, maps, invert, runs_root, unsafe):
     """IMAGE and the feature maps it produces at every convolution and pooling layer.
 
-    The image is read, resized and inverted exactly as `cnntrain predict` reads it."""
+    The image is read, inverted, cropped and centred or resized exactly as `cnntrain predict`
+    reads it, and drawn as the model receives it."""
     from cnntrain.assess.predict import auto_background, inverted_note, read_for_model
     from cnntrain.insight.maps import activations_figure
     from cnntrain.runs.model_file import input_shape_of
@@ -56,4 +57,4 @@ def activations(target, image, out, maps, invert, runs_root, unsafe):
     if inverted:
         console.err.print(console.escape(inverted_note(image, background)))
     info = activations_figure(model, pixels, out, max_maps=maps)
-    click.echo(f"wrote {info['path']}: {plural(len(info['layers']), 'layer')}")
+    say_wrote(info["path"], detail=f": {plural(len(info['layers']), 'layer')}")

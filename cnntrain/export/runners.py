@@ -252,7 +252,7 @@ class OnnxRunner(Runner):
             options = ort.SessionOptions()
             options.log_severity_level = 3
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        except Exception as exc:  # onnxruntime raises its own exception types
             raise _cannot_read(path, "ONNX", exc) from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
@@ -290,7 +290,7 @@ class SavedModelRunner(Runner):
         try:
             with quiet():
                 loaded = tf.saved_model.load(str(path))
-        except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types for a bad folder
+        except Exception as exc:  # TensorFlow raises many types for a bad folder
             raise _cannot_read(path, "SavedModel", exc) from None
         self._loaded = loaded
         signature = getattr(loaded, "signatures", {}).get("serving_default")

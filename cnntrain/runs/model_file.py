@@ -125,7 +125,11 @@ def load_model(path, *, unsafe: bool = False):
     except Exception as exc:  # Keras raises ValueError, TypeError, OSError ... for bad files
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = None
-        if not unsafe and ("safe_mode" in str(exc) or "Lambda" in str(exc)):
+        if not unsafe and "vocabulary file" in str(exc):
+            # Keras refuses a lookup layer's vocabulary outside the archive by this text alone (no type of its own).
+            text = "a layer in it reads a vocabulary file outside the model file, which is not read unless you trust it"
+            hint = "the file names a file elsewhere on this machine; load it only if you trust it, with --unsafe"
+        elif not unsafe and ("safe_mode" in str(exc) or "Lambda" in str(exc)):
             # Keras' own text tells a Python programmer about safe_mode=False; say it for the command line.
             text = "it contains Python code (a Lambda layer), which is not run unless you trust the file"
             hint = "the file contains code (a Lambda layer); load it only if you trust it, with --unsafe"

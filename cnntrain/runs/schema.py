@@ -128,7 +128,7 @@ class Record(Kind):
 
     what = "an object"
 
-    def __init__(self, fields: dict, rest: Kind | None = Kind(), optional_keys=()):
+    def __init__(self, fields: dict, rest: Kind | None = Kind(), optional_keys=()):  # noqa: B008 - a Kind holds no state
         self.fields, self.rest, self.optional_keys = fields, rest, set(optional_keys)
 
     def problem(self, value, field):
@@ -219,6 +219,7 @@ METADATA_FIELDS = {
     "color_mode": Optional(Str()), "one_hot": Bool(), "name": Optional(Str()),
     "cnntrain_version": Str(), "epoch": Int(0), "tta": Str(TTA_CHOICES),
     "label_smoothing": Number(low=0, high=1),
+    "held_out": Optional(Record({"images": Int(1), "digest": Str(max_len=64)}, rest=None)),
 }
 METADATA = Record(METADATA_FIELDS, optional_keys=METADATA_FIELDS)
 
