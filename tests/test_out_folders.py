@@ -248,7 +248,7 @@ def test_a_damaged_leaderboard_is_named_and_the_others_shown(tmp_path):
     (tmp_path / "a-sweep" / "leaderboard.json").write_text(json.dumps(good))
     (tmp_path / "b-sweep").mkdir()
     (tmp_path / "b-sweep" / "leaderboard.json").write_text(json.dumps({**good, "trials": [{"number": "0"}]}))
-    result = run_cli("runs", "--dir", tmp_path)
+    result = run_cli("runs", "--runs", tmp_path)
     assert result.exit_code == 0
     assert result.stdout == (f"\nleaderboard of {tmp_path / 'a-sweep'}: 1 trials by val_loss (minimize), best first\n"
                              "  trial  state         val_loss  epochs      time  overrides\n"
