@@ -85,7 +85,8 @@ def lr_find(spec, overrides, data_dir, offline, start, end, steps, out, as_json)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="MIN",
               help="Start no new trial after MIN minutes (the running one finishes).")
 @data_options
-@click.option("--out", type=click.Path(file_okay=False), help="The sweep folder (default: <output.dir>/<name>-sweep/): a new or empty folder, or an earlier "
+@click.option("--out", type=click.Path(file_okay=False),
+              help="The sweep folder (default: <output.dir>/<name>-sweep/): a new or empty folder, or an earlier "
                    "sweep's, which is resumed.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only a line per trial and the leaderboard.")
