@@ -78,6 +78,10 @@ class SpecError(CnntrainError):
     """A mistake in a spec file or a --set override."""
 
 
+class FolderLocked(CnntrainError):
+    """Another cnntrain process holds the folder's lock (a fit, a sweep, an export)."""
+
+
 class YamlSyntaxError(SpecError):
     """Text that is not YAML at all (as opposed to YAML that the spec's rules refuse)."""
 

@@ -396,8 +396,9 @@ def test_a_killed_or_interrupted_sweep_resumes_and_never_reruns_a_finished_trial
     history = (sweep / "trial-001" / "history.csv").read_text().splitlines()
     assert 1 <= committed <= 3 and history[:2] == second_epoch_1
     assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3"]
-    assert sorted(p.name for p in sweep.iterdir()) == [".lock", "base.yaml", "best.yaml", "leaderboard.json", "search.yaml",
-                                                       "study.db", "tensorboard", "trial-000", "trial-001", "trial-002"]
+    assert sorted(p.name for p in sweep.iterdir()) == [".cnntrain-sweep", ".lock", "base.yaml", "best.yaml",
+                                                       "leaderboard.json", "search.yaml", "study.db", "tensorboard",
+                                                       "trial-000", "trial-001", "trial-002"]
     from cnntrain.runs import folder
     from cnntrain.spec import load_spec
 

@@ -129,7 +129,8 @@ def test_every_export_checks_itself(kind, fmt, quantize, exported, scale, standa
     assert record["check"]["keras_accuracy"] == float(np.mean(keras_p.argmax(1) == y_test))
     assert record["passed"] is True and record["failures"] == []
     assert record["tolerance"] == check.TOLERANCES[fmt, quantize]
-    assert record["size_bytes"] == formats.size_of(file, skip=("cnntrain.json", "export.json")) > 0
+    assert record["size_bytes"] == formats.size_of(file, skip=("cnntrain.json", "export.json", ".cnntrain-export",
+                                                               ".lock")) > 0
     assert record["keras_size_bytes"] == path.stat().st_size
     assert record["latency_ms"]["exported"] > 0 and record["latency_ms"]["runs"] == check.LATENCY_RUNS
     assert runner.class_names == (RGB_NAMES if kind == "standardize" else [str(i) for i in range(CLASSES)])
@@ -237,7 +238,8 @@ def test_check_images_folder_with_and_without_labels(standardize, tmp_path):
     record = json.loads((out / "export.json").read_text())
     assert record["check"]["accuracy"] is None and record["check"]["agreement"] == 1.0
     assert not any(line.startswith("  accuracy") for line in result.stdout.splitlines())
-    assert sorted(p.name for p in out.iterdir()) == ["cnntrain.json", "export.json", "model.tflite"]
+    assert sorted(p.name for p in out.iterdir()) == [".cnntrain-export", ".lock", "cnntrain.json", "export.json",
+                                                     "model.tflite"]
 
 
 def test_past_the_tolerance_exits_1(scale, monkeypatch, tmp_path):
@@ -320,9 +322,11 @@ def test_option_and_target_errors(scale, exported, tmp_path):
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
     result = run("export", path, "--format", "tflite", "--out", busy)
-    assert (result.exit_code, result.stderr) == (1, f"{busy}: --out is a folder that holds other files; refusing to "
-                                                    "replace it\n  hint: give a new or empty folder, or an earlier "
-                                                    "export folder\n")
+    assert (result.exit_code, result.stderr) == (1, f"{busy}: --out is a folder that holds other files and no "
+                                                    "earlier export (it holds keep.txt); an export writes only into a "
+                                                    "new or empty folder or over an earlier export, so that it never "
+                                                    f"deletes your files\n  hint: choose a new folder, e.g. --out "
+                                                    f"{busy / 'export'} (created for you)\n")
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]
     onnx_file = exported["scale", "onnx", "none"][1] / "model.onnx"
     result = run("export", onnx_file, "--format", "tflite")

@@ -85,7 +85,9 @@ def lr_find(spec, overrides, data_dir, offline, start, end, steps, out, as_json)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="MIN",
               help="Start no new trial after MIN minutes (the running one finishes).")
 @data_options
-@click.option("--out", type=click.Path(file_okay=False), help="The sweep folder (default: <output.dir>/<name>-sweep/).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="The sweep folder (default: <output.dir>/<name>-sweep/): a new or empty folder, or an earlier "
+                   "sweep's, which is resumed.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only a line per trial and the leaderboard.")
 @json_option("Print the leaderboard as JSON on stdout, nothing else.")
@@ -116,9 +118,7 @@ def sweep(spec, overrides, search_file, trials, timeout, data_dir, offline, out,
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    from cnntrain.runs.contents import optional_json
-
-    for line in experiments.leaderboard_lines(optional_json(runner.dir / "leaderboard.json"), runner.dir):
+    for line in experiments.leaderboard_lines(result, runner.dir):
         console.out.print(console.escape(line))
     if result["done"] < result["wanted"]:
         console.err.print(f"stopped by --timeout after {result['done']} of {result['wanted']} trials; the same "

@@ -20,7 +20,8 @@ from cnntrain.export import DEFAULT_CHECK_IMAGES, FORMATS, QUANTIZE
 @click.option("--quantize", type=click.Choice(QUANTIZE), default="none", show_default=True,
               help="TFLite only: dynamic (int8 weights), float16 (float16 weights), int8 (integer kernels, "
                    "calibrated on training images).")
-@click.option("--out", type=click.Path(), help="Folder to write (default: <run>/export/<format>[-<quantize>]).")
+@click.option("--out", type=click.Path(), help="Folder to write (default: <run>/export/<format>[-<quantize>]): a new "
+              "or empty folder, or an earlier export's, where only the files exports wrote are replaced.")
 @click.option("--check-images", type=click.Path(), metavar="DIR",
               help="Check on these image files instead of the test split (DIR/<class>/<image> also gives accuracy).")
 @click.option("--check-samples", type=click.IntRange(min=1), default=DEFAULT_CHECK_IMAGES, show_default=True,

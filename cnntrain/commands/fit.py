@@ -149,6 +149,10 @@ def runs_command(compared, runs_root, compare, out, as_json):
         for problem in (p for row in rows for p in row["problems"]):
             console.err.print(f"warning: {console.escape(problem)}", style="yellow")
     if not as_json:
+        from cnntrain.runs.listing import leaderboards
         from cnntrain.views.experiments import show_leaderboards
 
-        show_leaderboards(runs_root)
+        boards, problems = leaderboards(runs_root)
+        for problem in problems:
+            console.err.print(f"warning: {console.escape(problem)}", style="yellow")
+        show_leaderboards(boards)

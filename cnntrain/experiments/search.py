@@ -23,7 +23,8 @@ import yaml
 
 from cnntrain.errors import SpecError
 from cnntrain.spec import load_spec
-from cnntrain.spec.yamlmarks import MAX_BYTES, parse_yaml, shorten, show
+from cnntrain.spec.load import read_text
+from cnntrain.spec.yamlmarks import parse_yaml, shorten, show
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = {"median": {"n_startup_trials": 2, "n_warmup_steps": 1},
@@ -100,13 +101,7 @@ class _Reader:
 def load_search(path, spec_path, overrides=()) -> Search:
     """Read and check a search file against the spec (`spec_path` with its --set `overrides`)."""
     path = Path(path)
-    try:
-        text = path.read_bytes()[:MAX_BYTES + 1].decode("utf-8")
-    except FileNotFoundError:
-        raise SpecError("no such search file", file=str(path), hint="give a YAML file with 'params:'; see "
-                        "docs/experiments.md#sweeps") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read the search file: {getattr(exc, 'strerror', None) or exc}", file=str(path)) from None
+    text = read_text(path, "search file", hint="give a YAML file with 'params:'; see docs/experiments.md#sweeps")
     values, marks, key_marks = parse_yaml(text, str(path))
     r = _Reader(str(path), marks, key_marks)
     if not isinstance(values, dict):
@@ -249,6 +244,5 @@ def _check_values(r, spec_path, overrides, p: Param):
             load_spec(spec_path, list(overrides) + [set_text(p.path, value)])
         except SpecError as exc:
             at = ("params", p.path, key) + ((index,) if index is not None else ())
-            message = exc.message.split(": ", 1)[1] if exc.message.startswith("--set ") else exc.message
-            raise r.error(at, f"'{p.path}' = {shorten(value, 80)} is not a value the spec takes: {message}",
+            raise r.error(at, f"'{p.path}' = {shorten(value, 80)} is not a value the spec takes: {exc.message}",
                           exc.hint) from None

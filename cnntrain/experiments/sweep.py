@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import shutil
 import time
 import warnings
 from dataclasses import replace
@@ -25,10 +24,9 @@ from pathlib import Path
 
 import yaml
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, FolderLocked, not_regular
 from cnntrain.experiments.search import Search, set_text
-from cnntrain.runs import atomic, folder
-from cnntrain.runs.contents import optional_json
+from cnntrain.runs import atomic, folder, schema
 from cnntrain.spec import load_spec
 from cnntrain.train import fit as training
 from cnntrain.model.build import monitor_mode
@@ -37,6 +35,8 @@ from cnntrain.train.tracking import write_hparams
 from cnntrain.runs.numbers import metric_of
 
 STUDY = "study.db"
+MARKER = ".cnntrain-sweep"   # written first: the folder is a sweep's, and may be resumed into
+OWN_NAMES = (STUDY, "search.yaml", "base.yaml", "leaderboard.json", "best.yaml", "tensorboard", folder.LOCK)
 STUDY_NAME = "cnntrain"
 MAX_FAILED_IN_A_ROW = 3
 
@@ -55,6 +55,22 @@ def sweep_dir_of(spec, out) -> Path:
     return Path(out) if out else Path(spec["output"]["dir"]) / f"{spec['name']}-sweep"
 
 
+def claim_sweep_dir(path: Path) -> None:
+    """The `fit --out` rule for a sweep folder: a new folder (made here), an empty one, or a sweep
+    folder of ours (its marker); anything else is refused before a file is written in it."""
+    if path.exists() and not path.is_dir():
+        raise CnntrainError("--out names a file, not a folder", file=str(path), hint="choose a new folder with --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CnntrainError(f"cannot create the sweep folder: {exc.strerror}", file=str(path)) from None
+    shown = folder.foreign_shown(path, marker=MARKER)
+    if shown:
+        raise CnntrainError(f"this folder is not empty and is not a cnntrain sweep folder (it holds {shown}); "
+                            "a sweep starts only in a new or empty folder, so that it never overwrites your files",
+                            file=str(path), hint=f"choose a new folder, e.g. --out {path / 'sweep'} (created for you)")
+
+
 def _check_unchanged(sweep: Path, name: str, text: str, source: str):
     old_path = sweep / name
     if not old_path.exists():
@@ -66,6 +82,24 @@ def _check_unchanged(sweep: Path, name: str, text: str, source: str):
         what = "search file" if name == "search.yaml" else "spec"
         raise CnntrainError(f"this sweep was started with another {what}:\n{diff.rstrip()}",
                             file=str(sweep), hint="run the same command to resume it, or give a new --out")
+
+
+def _open_study(optuna, path: Path, **settings):
+    """The study in `path`, created or resumed; a study.db that is not a regular file (a FIFO would
+    block forever) or not an SQLite database is an error naming it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    hint = "move the file away to start the study anew, or give another --out"
+    kind = not_regular(path)
+    if kind:
+        raise CnntrainError(f"is {kind}, not a regular file; a sweep's study is an SQLite database file",
+                            file=str(path), hint=hint)
+    try:
+        return optuna.create_study(storage=f"sqlite:///{path}", study_name=STUDY_NAME, load_if_exists=True,
+                                   **settings)
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or type(exc).__name__
+        raise CnntrainError(f"cannot open the sweep's study: {reason}", file=str(path), hint=hint) from None
 
 
 def _sampler(optuna, search: Search, seed: int):
@@ -121,18 +155,14 @@ class Sweep:
 
     def run(self, trials: int, timeout_min: float | None = None) -> dict:
         optuna = import_optuna()
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CnntrainError(f"cannot create the sweep folder: {exc.strerror}", file=str(self.dir)) from None
+        claim_sweep_dir(self.dir)
         try:
             lock = folder.RunLock(self.dir).__enter__()
-        except CnntrainError as exc:
-            if exc.message.startswith("another"):
-                raise CnntrainError("another cnntrain sweep is running in this folder", file=str(self.dir),
-                                    hint="wait for it to finish, or give another --out") from None
-            raise
+        except FolderLocked:
+            raise CnntrainError("another cnntrain sweep is running in this folder", file=str(self.dir),
+                                hint="wait for it to finish, or give another --out") from None
         try:
+            folder.mark(self.dir, marker=MARKER, base=OWN_NAMES)
             return self._run(optuna, trials, timeout_min)
         finally:
             lock.__exit__(None, None, None)
@@ -142,10 +172,9 @@ class Sweep:
         _check_unchanged(self.dir, "base.yaml", self.base.to_yaml(), " ".join([str(self.spec_path)] + [
             f"--set {o}" for o in self.overrides]))
         seed = self.search.seed if self.search.seed is not None else self.base["seed"]
-        study = optuna.create_study(storage=f"sqlite:///{self.dir / STUDY}", study_name=STUDY_NAME,
-                                    sampler=_sampler(optuna, self.search, seed), pruner=_pruner(optuna, self.search),
-                                    direction="maximize" if monitor_mode(self.monitor) == "max" else "minimize",
-                                    load_if_exists=True)
+        study = _open_study(optuna, self.dir / STUDY, sampler=_sampler(optuna, self.search, seed),
+                            pruner=_pruner(optuna, self.search),
+                            direction="maximize" if monitor_mode(self.monitor) == "max" else "minimize")
         if self.search.sampler == "grid":
             grid = self.search.grid()
             trials = min(trials, len(grid))
@@ -200,7 +229,7 @@ class Sweep:
                                     hint="run the same cnntrain sweep command to go on", exit_code=130) from None
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return {**row, "state": "FAIL", "value": None, "error": str(exc).splitlines()[0]}
-        metrics = optional_json(run_dir / "metrics.json")
+        metrics = trial_metrics(run_dir)
         if pruning.pruned_at is not None or metrics.get("stopped") == "pruned":
             if metrics.get("stopped") != "pruned":
                 atomic.write_json(run_dir / "metrics.json", {**metrics, "stopped": "pruned"})
@@ -235,8 +264,8 @@ class Sweep:
             spec = load_spec(run_dir / "spec.yaml")
             options = replace(self.options, out=None, resume=str(run_dir), callbacks=(pruning,))
         else:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)   # killed before its first commit: nothing in it to keep
+            if run_dir.exists():   # killed before its first commit: nothing in it to keep, and only ours goes
+                folder.remove_run(run_dir, created=True)
             spec = load_spec(self.spec_path, self.overrides + sets)
             options = replace(self.options, out=str(run_dir), resume=None, callbacks=(pruning,))
         training.fit(spec, options, reporter)
@@ -244,11 +273,17 @@ class Sweep:
     def _write_results(self, optuna, study) -> dict:
         rows = leaderboard(optuna, study, self.dir)
         best = next((r for r in rows if r["state"] == "COMPLETE"), None)
-        atomic.write_json(self.dir / "leaderboard.json", {"monitor": self.monitor, "direction":
-                                                          study.direction.name.lower(), "trials": rows})
+        board = {"monitor": self.monitor, "direction": study.direction.name.lower(), "trials": rows}
+        atomic.write_json(self.dir / "leaderboard.json", board)
         if best is not None:
             atomic.copy_file(self.dir / best["run"] / "spec.yaml", self.dir / "best.yaml")
-        return {"monitor": self.monitor, "trials": rows, "best": best}
+        return {**board, "best": best}
+
+
+def trial_metrics(run_dir: Path) -> dict:
+    """A trial's metrics.json, checked as every file read back is; {} before the trial wrote one."""
+    path = Path(run_dir) / "metrics.json"
+    return schema.read(path, schema.METRICS) if path.is_file() else {}
 
 
 def leaderboard(optuna, study, sweep: Path) -> list[dict]:
@@ -263,7 +298,7 @@ def leaderboard(optuna, study, sweep: Path) -> list[dict]:
         value = t.value if t.state == state.COMPLETE else None
         if t.state == state.PRUNED and reported:
             value = (max if maximize else min)(reported)
-        metrics = optional_json(sweep / t.user_attrs.get("run", "") / "metrics.json")
+        metrics = trial_metrics(sweep / t.user_attrs["run"]) if t.user_attrs.get("run") else {}
         rows.append({"number": t.number, "state": t.state.name, "value": value,
                      "epochs": metrics.get("epochs"), "run": t.user_attrs.get("run"),
                      "set": t.user_attrs.get("set", []), "params": dict(t.params),

@@ -14,13 +14,11 @@ Nothing here imports TensorFlow until a function runs.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from cnntrain.errors import CnntrainError
-from cnntrain.export.names import DEFAULT_CHECK_IMAGES, EXPORT_JSON, FORMATS, METADATA, QUANTIZE
+from cnntrain.export.names import DEFAULT_CHECK_IMAGES, EXPORT_JSON, FILE_NAMES, FORMATS, METADATA, QUANTIZE
+from cnntrain.export.outdir import INFRA, ExportFolder
 
 __all__ = ["export_model", "default_folder", "FORMATS", "QUANTIZE", "DEFAULT_CHECK_IMAGES"]
 
@@ -43,20 +41,41 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
     result["passed"] says whether the figures are within check.TOLERANCES; the files are
     written either way, so a failed export can be looked at.
     """
-    from cnntrain.export import check, formats
-    from cnntrain.loading import runners
+    from cnntrain.export import formats
     from cnntrain.loading.resolve import resolve
-    from cnntrain.runs.atomic import write_json
     from cnntrain.runs.model_file import read_metadata
 
     formats.check_choice(fmt, quantize)
     model_file = resolve(target, runs_root, keras_for="export").path
-    folder = Path(out) if out else default_folder(model_file, fmt, quantize)
-    _check_out(folder)
     if not check_images and not read_metadata(model_file).get("dataset"):
         raise CnntrainError("cannot check the export: the model file does not say which data set it was "
                             "trained on", file=str(model_file),
                             hint="give images to check it on with --check-images DIR")
+    with ExportFolder(Path(out) if out else default_folder(model_file, fmt, quantize)) as target_dir:
+        target_dir.refuse_clashes(expected_names(fmt))
+        result = _export(model_file, target_dir, fmt=fmt, quantize=quantize, data_dir=data_dir, offline=offline,
+                         check_images=check_images, check_samples=check_samples, unsafe=unsafe, seed=seed,
+                         latency_runs=latency_runs)
+        target_dir.publish()
+    return result
+
+
+def expected_names(fmt: str) -> tuple[str, ...]:
+    """The names an export of `fmt` writes into its folder, known before it runs (a SavedModel
+    adds what Keras puts beside saved_model.pb)."""
+    names = (FILE_NAMES[fmt], METADATA, EXPORT_JSON)
+    return names + (("variables", "assets", "fingerprint.pb") if fmt == "savedmodel" else ())
+
+
+def _export(model_file: Path, target_dir: ExportFolder, *, fmt, quantize, data_dir, offline, check_images,
+            check_samples, unsafe, seed, latency_runs) -> dict:
+    """Write the export into the staging folder and check it there; export.json with the figures."""
+    from cnntrain.export import check, formats
+    from cnntrain.loading import runners
+    from cnntrain.loading.resolve import resolve
+    from cnntrain.runs.atomic import write_json
+
+    staging, folder = target_dir.staging, target_dir.path
     keras_runner = runners.KerasRunner(model_file, unsafe=unsafe)
     metadata, names, shape = keras_runner.metadata, keras_runner.class_names, keras_runner.image_shape
 
@@ -79,16 +98,17 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
                      "input": {"name": formats.INPUT_NAME, "dtype": "float32", "range": [0, 255],
                                "shape": [None, *shape]},
                      "output": "class probabilities, one row per image"}
-    file_name = _write(keras_runner.model, fmt, quantize, folder, shape, representative, exported_meta)
+    file_name = _write(keras_runner.model, fmt, quantize, staging, shape, representative, exported_meta)
 
-    exported = runners.load(resolve(folder if fmt == "savedmodel" else folder / file_name), trusted=True)
+    exported = runners.load(resolve(staging if fmt == "savedmodel" else staging / file_name), trusted=True)
     figures = check.compare(keras_runner.predict(x), exported.predict(x), y)
     runs_ = check.LATENCY_RUNS if latency_runs is None else int(latency_runs)
     keras_dtype = check.compute_dtype(keras_runner.model)
     limits = check.tolerance(fmt, quantize, keras_dtype)
     result = {
         "format": fmt, "quantize": quantize, "model": str(model_file), "folder": str(folder),
-        "file": str(exported.path), "size_bytes": formats.size_of(exported.path, skip=(METADATA, EXPORT_JSON)),
+        "file": str(folder / file_name) if file_name else str(folder),
+        "size_bytes": formats.size_of(exported.path, skip=(METADATA, EXPORT_JSON, *INFRA)),
         "keras_size_bytes": model_file.stat().st_size, "keras_compute_dtype": keras_dtype,
         "check": {"source": source, **figures},
         "latency_ms": {"exported": check.latency_ms(exported, x[0], runs_),
@@ -100,49 +120,21 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
     }
     result["failures"] = check.failures(figures, limits)
     result["passed"] = not result["failures"]
-    write_json(folder / EXPORT_JSON, result)
+    write_json(staging / EXPORT_JSON, result)
     return result
 
 
-def _check_out(folder: Path) -> None:
-    """--out is a new folder, an empty one, or an earlier export (which is replaced)."""
-    if folder.exists() and not folder.is_dir():
-        raise CnntrainError("--out names a file; the export is a folder", file=str(folder),
-                            hint="give a folder to write the export into (it is created)")
-    if folder.is_dir() and any(folder.iterdir()) and not any(
-            (folder / n).is_file() for n in (METADATA, EXPORT_JSON)):
-        raise CnntrainError("--out is a folder that holds other files; refusing to replace it", file=str(folder),
-                            hint="give a new or empty folder, or an earlier export folder")
-
-
-def _write(model, fmt, quantize, folder: Path, shape, representative, metadata) -> str:
-    """Export into a temporary folder beside `folder`, then swap it in: an earlier export in
-    `folder` is replaced whole, and a failed export leaves it as it was."""
+def _write(model, fmt, quantize, staging: Path, shape, representative, metadata) -> str:
+    """The model file (or SavedModel) and cnntrain.json in the staging folder; the file's name."""
     from cnntrain.export import formats
     from cnntrain.runs.atomic import write_error, write_json
 
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    except OSError as exc:
-        raise write_error(folder, exc) from None
-    try:
         prepared = formats.prepare(model)
-        path = formats.write(prepared, fmt, quantize, tmp, shape, representative)
+        path = formats.write(prepared, fmt, quantize, staging, shape, representative)
         if fmt == "onnx":
             formats.embed_onnx_metadata(path, metadata)
-        write_json(tmp / METADATA, metadata)
-        old = None
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        write_json(staging / METADATA, metadata)
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise write_error(folder, exc) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path.name if path != tmp else ""
+        raise write_error(staging, exc) from None
+    return path.name if path != staging else ""

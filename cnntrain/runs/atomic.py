@@ -65,6 +65,18 @@ def _fsync_dir(path):
             os.close(fd)
 
 
+def sync_tree(path, *, files: bool = True):
+    """Flush a folder's files (and the folders themselves) to disk before they are renamed into
+    place, as atomic_path does for one file; `files=False`: only the folder's own entry list."""
+    path = Path(path)
+    if files:
+        for parent, _dirs, names in os.walk(path):
+            for name in names:
+                _fsync(os.path.join(parent, name))
+            _fsync_dir(parent)
+    _fsync_dir(path)
+
+
 def write_bytes(path, data: bytes):
     """Write `data` to `path` atomically; a write error names the file."""
     try:

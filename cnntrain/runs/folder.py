@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from cnntrain import __version__
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, FolderLocked
 from cnntrain.runs import atomic, schema
 from cnntrain.runs.atomic import write_error
 
@@ -55,9 +55,10 @@ def new_run_dir(root, name) -> Path:
     raise CnntrainError("too many runs started in the same second", file=str(parent))
 
 
-def is_ours(path) -> bool:
-    """Whether `path` holds cnntrain's run marker: only there does cnntrain write or delete."""
-    return (Path(path) / MARKER).is_file()
+def is_ours(path, marker=MARKER) -> bool:
+    """Whether `path` holds cnntrain's run marker (or another folder kind's `marker`: an export's,
+    a sweep's): only there does cnntrain write or delete."""
+    return (Path(path) / marker).is_file()
 
 
 def check_ours(path):
@@ -76,15 +77,22 @@ def check_out(path):
                             hint=f"resume it with 'cnntrain fit --resume {path}', or choose a new --out")
     if path.exists() and not path.is_dir():
         raise CnntrainError("--out names a file, not a folder", file=str(path), hint="choose a new folder with --out")
-    foreign = _foreign_entries(path)
-    if foreign:
-        shown = ", ".join(sorted(foreign)[:5]) + (", ..." if len(foreign) > 5 else "")
+    shown = foreign_shown(path)
+    if shown:
         raise CnntrainError(f"this folder is not empty and is not a cnntrain run folder (it holds {shown}); "
                             "cnntrain trains only into a new or empty folder, so that it never deletes your files",
                             file=str(path), hint=f"choose a new folder, e.g. --out {path / 'run'} (created for you)")
 
 
-def _foreign_entries(path) -> list[str]:
+def foreign_shown(path, marker=MARKER) -> str:
+    """The names in `path` that are not ours as a refusal shows them ("a, b, c, d, e, ..."); "" when
+    the folder is missing, empty, or holds `marker` (a run's, a sweep's, an export's)."""
+    foreign = sorted(foreign_entries(path, marker))
+    return ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+
+
+def foreign_entries(path, marker=MARKER) -> list[str]:
+    """The names in `path` that are not ours: none in a missing folder or one holding `marker`."""
     try:
         names = os.listdir(path)
     except FileNotFoundError:
@@ -92,9 +100,9 @@ def _foreign_entries(path) -> list[str]:
     except OSError as exc:
         raise CnntrainError(f"cannot read the folder: {os.strerror(exc.errno) if exc.errno else exc}",
                             file=str(path), hint="choose a folder you can write with --out") from None
-    if MARKER in names:
+    if marker in names:
         return []
-    return [n for n in names if not _WORKER.match(n)]
+    return [n for n in names if not _WORKER.match(n) and n != LOCK]
 
 
 def claim(path, extra_names=()) -> bool:
@@ -113,22 +121,24 @@ def claim(path, extra_names=()) -> bool:
     return created
 
 
-def mark(path, extra_names=()):
-    """Write the run marker first in `run_dir`, listing the names the run will write."""
-    names = sorted(set(OWN_NAMES) | set(extra_names))
-    atomic.write_json(Path(path) / MARKER, {"cnntrain": __version__, "names": names})
+def mark(path, extra_names=(), *, marker=MARKER, base=OWN_NAMES, **fields):
+    """Write the run marker first in `run_dir`, listing the names the run will write (another
+    folder kind: its `marker`, its `base` names, and `fields` of its own)."""
+    names = sorted(set(base) | set(extra_names))
+    atomic.write_json(Path(path) / marker, {"cnntrain": __version__, "names": names, **fields})
 
 
-def own_names(path) -> set[str]:
-    """The names the marker of `path` says cnntrain wrote; none without a marker."""
-    if not is_ours(path):
+def own_names(path, marker=MARKER, default=OWN_NAMES) -> set[str]:
+    """The names the marker of `path` says cnntrain wrote; none without a marker, `default` when
+    the marker is damaged."""
+    if not is_ours(path, marker):
         return set()
     try:
-        names = atomic.read_json(Path(path) / MARKER).get("names")
+        names = atomic.read_json(Path(path) / marker).get("names")
     except (CnntrainError, AttributeError):
         names = None
     if not isinstance(names, list):
-        names = list(OWN_NAMES)
+        names = list(default)
     return {n for n in names if isinstance(n, str) and _plain_name(n)}
 
 
@@ -294,7 +304,7 @@ class RunLock:
             os.close(self.fd)
             self.fd = None
             if isinstance(exc, BlockingIOError):
-                raise CnntrainError("another cnntrain fit is writing to this run folder",
+                raise FolderLocked("another cnntrain fit is writing to this run folder",
                                     file=str(self.path.parent),
                                     hint="wait for it to finish, or train into another folder with --out") from None
             raise CnntrainError(f"cannot lock the run folder: {os.strerror(exc.errno) if exc.errno else exc}",

@@ -48,6 +48,17 @@ def run_rows(root="runs") -> list[dict]:
     return rows
 
 
+def leaderboards(root="runs") -> tuple[list[tuple[Path, dict]], list[str]]:
+    """(sweep folder, its leaderboard.json checked) for `root` and each folder in it, and what is
+    wrong with those that are damaged (their boards are left out)."""
+    root, boards, problems = Path(root), [], []
+    for board_file in sorted([root / "leaderboard.json", *root.glob("*/leaderboard.json")]):
+        board = _read(board_file, schema.LEADERBOARD, problems)
+        if board:
+            boards.append((board_file.parent, board))
+    return boards, problems
+
+
 def _test_figure(metrics: dict, evaluation: dict) -> dict:
     """The test accuracy, on how many images, and from where: `cnntrain evaluate` of the test split
     (eval.json) if there is one, else the fit's own figure (metrics.json), which a data.limit_test

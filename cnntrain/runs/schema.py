@@ -211,6 +211,12 @@ EVALUATION = Record({
     "most_confused": List(Record({"true": Str(max_len=1000), "predicted": Str(max_len=1000), "count": Int(1)})),
 }, optional_keys=("split", "tta", "most_confused"))
 
+# leaderboard.json, as experiments/sweep.py writes it.
+TRIAL = Record({"number": Int(0), "state": Str(("COMPLETE", "PRUNED", "FAIL")), "value": Optional(Number()),
+                "epochs": Optional(Int(0)), "run": Optional(Str(max_len=1000)), "set": List(Str()),
+                "params": Record({}), "seconds": Optional(Number())}, optional_keys=("epochs", "params", "seconds"))
+LEADERBOARD = Record({"monitor": Str(max_len=200), "direction": Str(("maximize", "minimize")), "trials": List(TRIAL)})
+
 # cnntrain.json inside model.keras: every field may be missing (a plain Keras file has none).
 _SHAPE = List(Int(1), length=3)
 METADATA_FIELDS = {

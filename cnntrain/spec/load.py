@@ -51,32 +51,38 @@ class Spec:
         return dump_yaml(self.values)
 
 
-def load_spec(path, overrides=()) -> Spec:
-    """Read, override and validate a spec file."""
+def read_text(path, what: str, *, hint: str) -> str:
+    """The text of a YAML file the user gives (a spec, a search file): a regular file only, read
+    bounded, UTF-8; every failure a SpecError naming the file. `hint` is for a missing file."""
     path = Path(path)
     # Opening a FIFO blocks until something writes to it (forever), and a device never ends:
     # only a regular file is opened.
     kind = not_regular(path)
     if kind == "a folder":
-        raise SpecError("is a folder, not a spec file", file=str(path))
+        raise SpecError(f"is a folder, not a {what} file", file=str(path))
     if kind:
-        raise SpecError(f"is {kind}, not a regular file; a spec is read from a YAML file only",
-                        file=str(path), hint="write the spec to a file and give its path") from None
+        raise SpecError(f"is {kind}, not a regular file; a {what} is read from a YAML file only",
+                        file=str(path), hint=f"write the {what} to a file and give its path") from None
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_BYTES + 1)   # bounded: a huge file is not read whole
     except FileNotFoundError:
-        raise SpecError("no such spec file", file=str(path),
-                        hint="give the path of a .yaml spec, e.g. configs/mnist.yaml") from None
+        raise SpecError(f"no such {what} file", file=str(path), hint=hint) from None
     except OSError as exc:
-        raise SpecError(f"cannot read the spec: {exc.strerror or exc}", file=str(path)) from None
+        raise SpecError(f"cannot read the {what}: {exc.strerror or exc}", file=str(path)) from None
     if len(raw) > MAX_BYTES:
-        raise SpecError(f"the spec is too large: more than {MAX_BYTES:,} bytes", file=str(path),
-                        hint="a spec is a short YAML file; is this the right file?")
+        raise SpecError(f"the {what} is too large: more than {MAX_BYTES:,} bytes", file=str(path),
+                        hint=f"a {what} is a short YAML file; is this the right file?")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(f"not UTF-8 text (byte {exc.start})", file=str(path), hint="save the spec as UTF-8") from None
+        raise SpecError(f"not UTF-8 text (byte {exc.start})", file=str(path), hint=f"save the {what} as UTF-8") from None
+
+
+def load_spec(path, overrides=()) -> Spec:
+    """Read, override and validate a spec file."""
+    path = Path(path)
+    text = read_text(path, "spec", hint="give the path of a .yaml spec, e.g. configs/mnist.yaml")
     return spec_from_text(text, file=str(path), overrides=overrides, default_name=path.stem)
 
 
@@ -155,11 +161,11 @@ def apply_override(spec: Spec, text: str):
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not (part.isascii() and part.isdigit() and len(part) < 10) or int(part) >= len(node):
-                raise SpecError(f"--set {text}: '{dotted(path)}' is a list of {len(node)} items; "
-                                f"'{part}' is not an index in it", hint=f"use an index 0..{len(node) - 1}")
+                raise SpecError(f"'{dotted(path)}' is a list of {len(node)} items; '{part}' is not an index in it",
+                                file=f"--set {text}", hint=f"use an index 0..{len(node) - 1}")
             part = int(part)
         elif not isinstance(node, dict):
-            raise SpecError(f"--set {text}: '{dotted(path)}' is {show(node)}, not a mapping",
+            raise SpecError(f"'{dotted(path)}' is {show(node)}, not a mapping", file=f"--set {text}",
                             hint=f"set the whole value instead: --set {dotted(path)}='{{...}}'")
         if last:
             node[part] = value

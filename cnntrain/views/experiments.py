@@ -103,7 +103,7 @@ def lr_find_lines(result: dict, png) -> list[str]:
 def leaderboard_lines(board: dict, sweep) -> list[str]:
     """board: leaderboard.json's content. One line per finished trial, best first."""
     rows, monitor = board["trials"], board["monitor"]
-    lines = [f"leaderboard of {sweep}: {len(rows)} trials by {monitor} ({board.get('direction', 'maximize')}), best first",
+    lines = [f"leaderboard of {sweep}: {len(rows)} trials by {monitor} ({board['direction']}), best first",
              f"  {'trial':>5}  {'state':<8}  {monitor:>12}  {'epochs':>6}  {'time':>8}  overrides"]
     for r in rows:
         value = "-" if r["value"] is None else f"{r['value']:.4f}"
@@ -123,19 +123,11 @@ def trial_line(row: dict) -> str:
     return f"trial {row['number']} {row['state'].lower()}{value}{error}  {' '.join(row['set'])}  ->  {row['run']}"
 
 
-def show_leaderboards(root) -> None:
-    """The leaderboard of each sweep folder under `root` (or of `root` itself), for `cnntrain runs`."""
-    import json
-    from pathlib import Path
-
-    root = Path(root)
-    for board_file in sorted([root / "leaderboard.json", *root.glob("*/leaderboard.json")]):
-        try:
-            board = json.loads(board_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+def show_leaderboards(boards) -> None:
+    """Each sweep's leaderboard, for `cnntrain runs`: (sweep folder, leaderboard.json's content) pairs."""
+    for sweep, board in boards:
         out.print()
-        for line in leaderboard_lines(board, board_file.parent):
+        for line in leaderboard_lines(board, sweep):
             out.print(escape(line))
 
 
