@@ -78,6 +78,14 @@ class SpecError(CnntrainError):
     """A mistake in a spec file or a --set override."""
 
 
+def first_lines_of(exc, n=3) -> str:
+    """The first `n` lines of an exception's text, as quoted in our messages."""
+    text = str(exc).strip() or type(exc).__name__
+    text = text.replace(".__init__()", "")
+    lines = text.splitlines()
+    return " ".join(line.strip() for line in lines[:n]) + (" ..." if len(lines) > n else "")
+
+
 def plural(count, noun: str) -> str:
     """'1 epoch', '2 epochs': messages and tables count things, and '1 epochs' reads as a slip."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"

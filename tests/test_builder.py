@@ -98,10 +98,10 @@ def test_callbacks_inherit_the_monitor():
 BROKEN = [
     ("layer typo", BASE.replace("Conv2D", "Conv2d"), "model",
      "spec.yaml:5:7: unknown layer 'Conv2d'\n  hint: did you mean 'Conv2D'? Layer names are keras.layers "
-     "class names (case matters)."),
+     "class names or keras.applications model names (case matters)."),
     ("unknown layer", BASE.replace("Flatten", "Flattenizer"), "model",
      "spec.yaml:6:7: unknown layer 'Flattenizer'\n  hint: did you mean 'Flatten'? Layer names are "
-     "keras.layers class names (case matters)."),
+     "keras.layers class names or keras.applications model names (case matters)."),
     ("unknown argument", BASE.replace("filters: 2", "filter: 2"), "model",
      "spec.yaml:5:16: Conv2D has no argument 'filter'\n  hint: did you mean 'filters'? See the arguments "
      "of keras.layers.Conv2D."),

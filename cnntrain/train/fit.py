@@ -17,7 +17,7 @@ import numpy as np
 from cnntrain import __version__
 from cnntrain.data import image_files, lookup, splits
 from cnntrain.feed import pipeline
-from cnntrain.model import build, dirac, gradient_scale, normalization, policy, whitening
+from cnntrain.model import backbones, build, dirac, gradient_scale, normalization, policy, whitening
 from cnntrain.runs import atomic, folder
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError, plural
@@ -201,7 +201,7 @@ def _check_training(spec, data, plan, reporter):
 
 def _build_model(spec, data, steps, plan, options, reporter):
     """The compiled model with its optimizer built, and its front (the normalization, if any)."""
-    with plan.strategy.scope():
+    with plan.strategy.scope(), backbones.offline(options.offline):
         norm = normalization.normalization_layer(spec["preprocess"]["normalize"], data.x_train)
         front = [norm] if norm is not None else []
         model = build.build_model(spec, shape=data.shape, front=front)
