@@ -103,6 +103,11 @@ def test_fit_evaluate_predict_and_the_model_loads_in_plain_keras(tmp_path, mnist
     plain = keras.models.load_model(run / "model.keras")
     assert [type(layer).__name__ for layer in plain.layers] == ["Resizing", "Conv2D", "Functional", "Dense"]
     assert not plain.get_layer("mobilenetv2_input").trainable
+    exported = run_cli("export", run, "--format", "tflite", "--data-dir", mnist_dir, "--out", tmp_path / "tflite")
+    assert exported.exit_code == 0, exported.output
+    for command in ("filters", "activations"):
+        drawn = run_cli(command, run, *([image] if command == "activations" else []), "--out", tmp_path / f"{command}.png")
+        assert drawn.exit_code == 0, drawn.output
 
 
 @pytest.mark.parametrize("backbone, before, after, normalize, at, message", [
