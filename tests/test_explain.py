@@ -15,14 +15,17 @@ from helpers.cli import run_cli
 from helpers.formats import image_bytes, write_image_tree
 
 COLOURS = {"red": (230, 30, 30), "green": (30, 230, 30), "blue": (30, 30, 230)}
+# A fourth class of plain noise: each colour must then be told by its own square, not by the
+# absence of the other colours (which Grad-CAM rightly draws as "everywhere but there").
+NAMES = [*COLOURS, "plain"]
 
 
-def patches(n, size, patch, seed, centred_on=None):
-    """n images (size x size RGB) and the (top, left) of each one's square; `centred_on`: the
-    squares cover one of these points (a coarse map's cell centres)."""
+def patches(n, size, patch, seed, centred_on=None, classes=len(NAMES)):
+    """n images (size x size RGB), their classes and the (top, left) of each one's square;
+    `centred_on`: the squares cover one of these points (a coarse map's cell centres)."""
     rng = np.random.default_rng(seed)
     x = rng.integers(90, 150, (n, size, size, 3), dtype=np.uint8)
-    y = np.arange(n) % len(COLOURS)
+    y = np.arange(n) % classes
     corners = []
     for i in range(n):
         if centred_on is None:
@@ -30,7 +33,8 @@ def patches(n, size, patch, seed, centred_on=None):
         else:
             r, c = centred_on[rng.integers(len(centred_on))]
             top, left = (int(np.clip(v - patch // 2 + rng.integers(-2, 3), 0, size - patch)) for v in (r, c))
-        x[i, top:top + patch, left:left + patch] = list(COLOURS.values())[y[i]]
+        if y[i] < len(COLOURS):
+            x[i, top:top + patch, left:left + patch] = list(COLOURS.values())[y[i]]
         corners.append((int(top), int(left)))
     return x, y, corners
 
@@ -46,9 +50,8 @@ def _write_tests(tmp_path, x, corners):
 
 
 def test_the_map_of_a_flat_cnn_peaks_inside_the_square(tmp_path):
-    x, y, _ = patches(150, 32, 8, seed=0)
-    names = list(COLOURS)
-    files = {f"train/{names[label]}/{i}.png": image_bytes(image, "png") for i, (image, label) in enumerate(zip(x, y))}
+    x, y, _ = patches(200, 32, 8, seed=0)
+    files = {f"train/{NAMES[label]}/{i}.png": image_bytes(image, "png") for i, (image, label) in enumerate(zip(x, y))}
     write_image_tree(tmp_path / "squares", files)
     spec = tmp_path / "squares.yaml"
     spec.write_text(f"""\
@@ -62,7 +65,7 @@ model:
     - MaxPooling2D: {{pool_size: 2}}
     - Conv2D: {{filters: 16, kernel_size: 3, padding: same, activation: relu}}
     - GlobalMaxPooling2D
-    - Dense: {{units: 3, activation: softmax}}
+    - Dense: {{units: 4, activation: softmax}}
 compile:
   optimizer: {{Adam: {{learning_rate: 0.01}}}}
 fit: {{batch_size: 16, epochs: 6}}
@@ -70,12 +73,12 @@ fit: {{batch_size: 16, epochs: 6}}
     run = tmp_path / "run"
     result = run_cli("fit", spec, "--out", run)
     assert result.exit_code == 0, result.output
-    test_x, test_y, corners = patches(6, 32, 8, seed=5)
+    test_x, test_y, corners = patches(6, 32, 8, seed=5, classes=len(COLOURS))
     images = _write_tests(tmp_path, test_x, corners)
     result = run_cli("explain", run, *images, "--out", tmp_path / "maps", "--json")
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)
-    assert [f["class"] for f in found] == [names[label] for label in test_y]
+    assert [f["class"] for f in found] == [NAMES[label] for label in test_y]
     assert len({f["layer"] for f in found}) == 1 and found[0]["layer"].startswith("conv2d")
     assert all(f["map_shape"] == [16, 16] for f in found)
     assert [inside(f["peak"], corner, 8) for f, corner in zip(found, corners)] == [True] * 6
@@ -85,18 +88,18 @@ fit: {{batch_size: 16, epochs: 6}}
 def test_the_map_inside_a_nested_model_peaks_inside_the_square(tmp_path):
     # The maps sit inside a nested model that pools them itself, as a backbone with pooling: avg
     # does: the case where a naive gradient model is "Graph disconnected" (tensorflow#44462).
-    x, y, _ = patches(150, 32, 8, seed=0)
+    x, y, _ = patches(200, 32, 8, seed=0)
     L = keras.layers
     keras.utils.set_random_seed(1)
     inputs = keras.Input((32, 32, 3))
     maps = L.Conv2D(16, 3, padding="same", activation="relu", name="features")(
         L.MaxPooling2D(2)(L.Conv2D(8, 3, padding="same", activation="relu")(inputs)))
     inner = keras.Model(inputs, L.GlobalMaxPooling2D()(maps), name="tiny_backbone")
-    model = keras.Sequential([keras.Input((32, 32, 3)), L.Rescaling(1 / 255), inner, L.Dense(3, activation="softmax")])
+    model = keras.Sequential([keras.Input((32, 32, 3)), L.Rescaling(1 / 255), inner, L.Dense(4, activation="softmax")])
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
     model.fit(x.astype("float32"), y, epochs=6, batch_size=16, verbose=0)
     model.save(tmp_path / "nested.keras")
-    test_x, test_y, corners = patches(6, 32, 8, seed=5)
+    test_x, test_y, corners = patches(6, 32, 8, seed=5, classes=len(COLOURS))
     images = _write_tests(tmp_path, test_x, corners)
     result = run_cli("explain", tmp_path / "nested.keras", *images, "--out", tmp_path / "maps", "--json")
     assert result.exit_code == 0, result.output

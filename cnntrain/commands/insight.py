@@ -92,12 +92,16 @@ def explain(target, images, out, class_name, top_k, invert, runs_root, unsafe, a
                             hint=f"its classes are: {', '.join(names)}")
     shape = input_shape_of(model, metadata)
     background = auto_background(metadata, shape)
-    results = []
+    results, stems = [], set()
     for image in images:
+        stem = Path(image).stem
+        while stem in stems:   # two a.png from two folders: a.png and a-2.png, never one over the other
+            stem = f"{Path(image).stem}-{len(stems)}"
+        stems.add(stem)
         pixels, inverted = read_for_model(image, shape, invert, background)
         if inverted:
             console.err.print(console.escape(inverted_note(image, background)))
-        info = explain_figure(model, pixels, names, Path(out) / f"{Path(image).stem}.png", top_k=top_k,
+        info = explain_figure(model, pixels, names, Path(out) / f"{stem}.png", top_k=top_k,
                               class_index=None if class_name is None else names.index(class_name))
         results.append({"image": str(image), **info})
         if not as_json:
