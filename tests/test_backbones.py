@@ -187,3 +187,69 @@ def test_imagenet_offline_names_the_file_keras_wants_and_where(tmp_path, mnist_d
         f"{wanted} and put it at {tmp_path / 'keras' / 'models' / wanted} (or set weights: null, or the path of a "
         "weights file)\n")
     assert not (tmp_path / "run").exists()
+
+
+FINE_TUNE = "  fine_tune: {at_epoch: 2, learning_rate: 0.0001, layers: 5}\n"
+
+
+def test_fine_tune_freezes_then_thaws_the_last_layers_but_not_batchnorm(tmp_path):
+    from cnntrain.model import build
+    from cnntrain.spec import load_spec
+    from cnntrain.train import finetune
+
+    path = spec_file(tmp_path)
+    path.write_text(path.read_text().replace("fit: {batch_size: 50, epochs: 1}\n", "fit:\n  epochs: 4\n" + FINE_TUNE))
+    spec = load_spec(path)
+    model = build.build_model(spec, pretrained=False)
+    finetune.freeze(spec, model)
+    backbone = model.get_layer("mobilenetv2_0.35_32")
+    assert backbone.trainable_weights == []
+    assert len(model.trainable_variables) == 2   # the Dense head's kernel and bias
+    finetune.enter_phase_two(spec, model, steps=4, jit=False)
+    thawed = [layer.name for layer in backbone.layers if layer.trainable_weights]
+    # Of the last five layers only Conv_1 has weights and is no BatchNormalization.
+    assert [type(layer).__name__ for layer in backbone.layers[-5:]].count("BatchNormalization") == 2
+    assert thawed == ["Conv_1"]
+    assert len(model.trainable_variables) == 3 and len(model.optimizer.variables) > 2
+
+
+def test_fine_tune_without_a_backbone_is_an_error_at_its_line(tiny_spec, mnist_dir, tmp_path):
+    spec = tiny_spec(epochs=2)
+    spec.write_text(spec.read_text().replace("fit:\n", "fit:\n" + FINE_TUNE))
+    result = run_cli("fit", spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    assert result.exit_code == 1
+    line = spec.read_text().splitlines().index(FINE_TUNE.rstrip()) + 1
+    assert result.stderr.endswith(
+        f"{spec}:{line}:14: fit.fine_tune unfreezes the model's backbones, and it has none\n  hint: list a "
+        "keras.applications model in model.layers (e.g. '- MobileNetV2: {include_top: false, weights: imagenet, "
+        "pooling: avg}'), or leave fit.fine_tune out\n")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow   # two MobileNetV2 fits of four epochs
+def test_a_fit_stopped_in_phase_two_resumes_in_phase_two_as_the_uninterrupted_run(tmp_path, mnist_dir,
+                                                                                 monkeypatch):
+    from cnntrain.errors import CnntrainError
+    from cnntrain.train import fit
+    from helpers.runs import history
+
+    spec = spec_file(tmp_path)
+    spec.write_text(spec.read_text().replace("fit: {batch_size: 50, epochs: 1}\n",
+                                             "fit:\n  batch_size: 50\n  epochs: 4\n" + FINE_TUNE))
+    whole = run_cli("fit", spec, "--data-dir", mnist_dir, "--deterministic", "--out", tmp_path / "whole")
+    assert whole.exit_code == 0, whole.output
+    run = tmp_path / "run"
+
+    def stop(*args, **kwargs):   # after epoch 3's commit: a kill there leaves the same folder
+        raise CnntrainError("stopped")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fit, "finish", stop)
+        stopped = run_cli("fit", spec, "--data-dir", mnist_dir, "--deterministic", "--epochs", 3, "--out", run)
+    assert stopped.exit_code == 1
+    resumed = run_cli("fit", "--resume", run, "--data-dir", mnist_dir, "--deterministic", "--epochs", 4)
+    assert resumed.exit_code == 0, resumed.output
+    drop = ("seconds",)
+    rows = [{k: v for k, v in r.items() if k not in drop} for r in history(run)]
+    assert [r["phase"] for r in rows] == [1, 1, 2, 2]
+    assert rows == [{k: v for k, v in r.items() if k not in drop} for r in history(tmp_path / "whole")]
