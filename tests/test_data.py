@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from helpers import formats as fx
-from helpers.cli import modules_after
+from helpers.cli import modules_after, run_cli
 
 from cnntrain.data import DATASETS, Dataset, find_dataset, load_dataset, verify_dataset
 from cnntrain.data import lookup
@@ -586,3 +586,19 @@ def test_cifar10_needs_its_ten_classes(tmp_path):
     e = load_error("cifar10", path=folder)
     assert (e.file, e.message) == (os.path.join(folder, "batches.meta"),
                                    "holds 3 classes; cifar10 has 10, so this is not cifar10 data")
+
+
+def test_a_data_dir_that_does_not_exist_is_its_own_error(tmp_path, monkeypatch):
+    # The data sits in Keras' cache, where the lookup would find it if it looked past the typo.
+    x_tr, y_tr, x_te, y_te = fx.mnist_arrays()
+    fx.write_npz(tmp_path / "keras" / "datasets" / "mnist.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    missing = tmp_path / "dta"
+    hint = ("  hint: name the folder that holds the dataset files, or leave --data-dir out to use Keras' cache "
+            "and its download\n")
+    result = run_cli("data", "verify", "mnist", "--data-dir", missing)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == f"{missing}: the data folder (--data-dir or $CNNTRAIN_DATA_DIR) does not exist\n{hint}"
+    monkeypatch.setenv("CNNTRAIN_DATA_DIR", str(missing))
+    result = run_cli("data", "list")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == f"{missing}: the data folder (--data-dir or $CNNTRAIN_DATA_DIR) does not exist\n{hint}"

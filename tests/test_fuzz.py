@@ -610,7 +610,7 @@ def test_merge_keys_override_and_stay_bounded():
 @pytest.mark.slow
 def test_the_fuzzers_at_ten_times_the_size():
     """Every fuzzer above with ten times as many examples (about 27,000), in a fresh process: the run
-    the README's reliability table quotes. About 15 minutes on 2 cores; `python -m pytest -m slow`."""
+    docs/reliability.md's table quotes. About 15 minutes on 2 cores; `python -m pytest -m slow`."""
     env = {**os.environ, "CNNTRAIN_FUZZ": "10"}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", __file__],
                           env=env, capture_output=True, text=True, timeout=3600)

@@ -4,7 +4,7 @@ epoch 1 and with kills at random moments; a resume state that names a file outsi
 
 Every case hashes the files around the run before and after (nothing outside the run folder may
 change), listens on 127.0.0.1 (no request may arrive), and ends in a clear error, never a traceback.
-README.md's "Reliability" tables name these tests.
+docs/reliability.md's tables name these tests.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Faults and hostile inputs, end to end through the CLI: kills, full and read-only disks, two fits
 on one folder, malicious data sets, model files that carry code, decompression bombs.
 
-README.md's "Reliability" section is the table of what each fault does and which test here (or elsewhere) proves it.
+docs/reliability.md is the table of what each fault does and which test here (or elsewhere) proves it.
 Fits use the tiny spec of conftest.py (5 steps an epoch). Processes started here are always reaped.
 """
 from __future__ import annotations

@@ -11,6 +11,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+from cnntrain.errors import CnntrainError
+
 from . import idx
 from .archive import is_tar_name
 from .catalog import IDX_NAMES, KNOWN
@@ -61,8 +63,17 @@ def keras_cache() -> str:
 
 
 def data_folder(data_dir: str | None) -> str | None:
-    """The folder given by --data-dir or $CNNTRAIN_DATA_DIR, or None."""
-    return data_dir or os.environ.get("CNNTRAIN_DATA_DIR") or None
+    """The folder given by --data-dir or $CNNTRAIN_DATA_DIR, or None.
+
+    A folder that does not exist is an error of its own: looking past it would download the data
+    (or read Keras' cache) and hide the typo."""
+    folder = data_dir or os.environ.get("CNNTRAIN_DATA_DIR") or None
+    if folder is not None and not os.path.isdir(folder):
+        raise CnntrainError("the data folder (--data-dir or $CNNTRAIN_DATA_DIR) "
+                            + ("is not a folder" if os.path.exists(folder) else "does not exist"),
+                            file=folder, hint="name the folder that holds the dataset files, or leave "
+                                              "--data-dir out to use Keras' cache and its download")
+    return folder
 
 
 def recorded_source(recorded: dict, data_dir: str | None) -> str | None:

@@ -104,7 +104,7 @@ def load_search(path, spec_path, overrides=()) -> Search:
         text = path.read_bytes()[:MAX_BYTES + 1].decode("utf-8")
     except FileNotFoundError:
         raise SpecError("no such search file", file=str(path), hint="give a YAML file with 'params:'; see "
-                        "README's Sweeps section") from None
+                        "docs/experiments.md#sweeps") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read the search file: {getattr(exc, 'strerror', None) or exc}", file=str(path)) from None
     values, marks, key_marks = parse_yaml(text, str(path))
