@@ -251,5 +251,5 @@ def test_a_fit_stopped_in_phase_two_resumes_in_phase_two_as_the_uninterrupted_ru
     assert resumed.exit_code == 0, resumed.output
     drop = ("seconds",)
     rows = [{k: v for k, v in r.items() if k not in drop} for r in history(run)]
-    assert [r["phase"] for r in rows] == [1, 1, 2, 2]
+    assert [float(r["phase"]) for r in rows] == [1, 1, 2, 2]
     assert rows == [{k: v for k, v in r.items() if k not in drop} for r in history(tmp_path / "whole")]
