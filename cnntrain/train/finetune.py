@@ -101,6 +101,11 @@ class PhaseLog(keras.callbacks.Callback):
             logs["phase"] = phase(self.spec, epoch)
 
 
+def callbacks(spec) -> list:
+    """What fit adds before its RunState: the phase column, with fit.fine_tune only."""
+    return [] if at_epoch(spec) is None else [PhaseLog(spec)]
+
+
 def phases(spec, first: int) -> list[tuple[int, int, bool]]:
     """(first epoch, end epoch, enter phase two before it) of each model.fit still to run."""
     end, start = spec["fit"]["epochs"], at_epoch(spec)

@@ -119,7 +119,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                          ema=ema)
         if extending:
             start.continue_finished(model, run_dir, saver, spec, reporter)
-        callbacks = [ema, EpochSeeds(spec["seed"]), guard, meter, finetune.PhaseLog(spec), saver, *options.callbacks,
+        callbacks = [ema, EpochSeeds(spec["seed"]), guard, meter, *finetune.callbacks(spec), saver, *options.callbacks,
                      *user_callbacks,
                      reporter.callback(steps, spec["fit"]["epochs"]), *_tensorboard(spec, run_dir)]
         train_ds, val_ds = _datasets(spec, data, plan, state["epochs_done"])
