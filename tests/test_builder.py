@@ -50,7 +50,7 @@ def test_chapter_cifar10_architecture():
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_every_config_builds(path):
     model = build.build_all(load_spec(path))
-    assert model.output_shape == (None, 10)
+    assert model.output_shape == (None, 5 if path.name == "transfer.yaml" else 10)   # transfer: five classes of yours
 
 
 def test_layer_forms_scalar_list_mapping_and_bare_name():

@@ -23,7 +23,7 @@ from cnntrain.model import outputs
 
 
 def _nested(layer) -> bool:
-    return hasattr(layer, "layers") and hasattr(layer, "inputs")
+    return isinstance(layer, keras.Model)
 
 
 def _rank(layer) -> int:

@@ -300,7 +300,7 @@ def describe(model) -> list[LayerRow]:
                 channels = math.prod(in_shape[a] for a in _bn_axes(layer, in_shape))
                 if channels and params % channels == 0:
                     formula = f"{params // channels} x {channels} = {params:,} ({trainable:,} trainable)"
-            elif hasattr(layer, "layers") and hasattr(layer, "inputs"):   # a nested model: a backbone
+            elif type(layer).__name__ == "Functional":   # a nested model: a backbone
                 macs = sum(r.macs for r in describe(layer))
                 formula = f"{len(layer.layers)} layers: {trainable:,} trainable, {params - trainable:,} frozen"
             else:

@@ -35,7 +35,7 @@ def final_output(model) -> Output:
     layer = next((l for l in reversed(model.layers) if type(l).__name__ not in _PASS_THROUGH), None)
     if layer is None:
         return Output("logits", None, "no layers")
-    if hasattr(layer, "layers") and hasattr(layer, "inputs"):   # a nested model (a backbone with its top)
+    if {"Functional", "Sequential"} & {c.__name__ for c in type(layer).__mro__}:   # a backbone with its top
         return final_output(layer)
     rank = len(model.output_shape)
     if type(layer).__name__ == "Softmax":

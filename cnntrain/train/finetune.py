@@ -84,7 +84,8 @@ def resumed_epochs(run_dir) -> int:
     if saved is None or not saved.exists():
         return 0
     try:
-        return int(json.loads(saved.read_text(encoding="utf-8")).get("epochs_done", 0))
+        state = json.loads(saved.read_text(encoding="utf-8"))
+        return int(state.get("epochs_done", 0)) if isinstance(state, dict) else 0
     except (OSError, ValueError, TypeError):
         return 0   # begin_state reports the broken state file itself
 
