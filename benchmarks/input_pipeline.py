@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from cnntrain.backend import keras, tf  # noqa: E402
+from cnntrain.backend import keras, tf
 from cnntrain.model.normalization import normalization_layer
 from cnntrain.feed.pipeline import train_dataset
 

@@ -161,7 +161,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pair", choices=sorted(PAIRS), default="cifar10",
                         help="the fast config and the chapter's (default cifar10)")
-    parser.add_argument("--config", action="append", default=[], help="a config to run instead of --pair, optionally with its own overrides: "
+    parser.add_argument("--config", action="append", default=[],
+                        help="a config to run instead of --pair, optionally with its own overrides: "
                              "'FILE --set KEY=VALUE' (repeat; give each its own name=)")
     parser.add_argument("--minutes", type=float, default=60.0, help="wall minutes per config (default 60)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every config")

@@ -20,8 +20,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", os.environ.get("TF_ENABLE_ONEDNN_
 
 def _import_quietly():
     if os.environ.get("CNNTRAIN_DEBUG"):
-        import tensorflow as tf_  # noqa: F401
-        import keras as keras_  # noqa: F401
+        import tensorflow as tf_
+        import keras as keras_
         return tf_, keras_
     # absl writes to file descriptor 2 before Python's logging exists, so only
     # redirecting the descriptor itself silences it.

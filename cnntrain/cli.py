@@ -9,6 +9,7 @@ import sys
 import click
 
 from cnntrain import __version__
+from cnntrain.commands.options import say_error
 from cnntrain.errors import CnntrainError, printable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -25,7 +26,7 @@ class Group(click.Group):
         except CnntrainError as exc:
             if debug:
                 raise
-            click.echo(str(exc) if exc.location else f"error: {exc}", err=True)
+            say_error(exc)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             if debug:

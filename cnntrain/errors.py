@@ -86,6 +86,18 @@ def first_lines_of(exc, n=3) -> str:
     return " ".join(line.strip() for line in lines[:n]) + (" ..." if len(lines) > n else "")
 
 
+class YamlSyntaxError(SpecError):
+    """Text that is not YAML at all (as opposed to YAML that the spec's rules refuse)."""
+
+
+class DataNotFound(CnntrainError):
+    """A data set found nowhere: `summary` says so in one line, the message also lists where it was looked for."""
+
+    def __init__(self, summary: str, looked: str, rest: str = "", **kwargs):
+        super().__init__(f"{summary}; looked at:\n{looked}{rest}", **kwargs)
+        self.summary = summary
+
+
 def plural(count, noun: str) -> str:
     """'1 epoch', '2 epochs': messages and tables count things, and '1 epochs' reads as a slip."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"

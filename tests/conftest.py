@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ["PYTHONPATH"] = os.pathsep.join([_REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
-from helpers.formats import tiny_mnist  # noqa: E402
+from helpers.formats import tiny_mnist  # noqa: E402 - after PYTHONPATH is set for the processes tests start
 from helpers.runs import TINY_SPEC  # noqa: E402
 
 

@@ -235,14 +235,21 @@ def test_fifo_given_to_predict_and_activations(tmp_path, tiny_model):
     assert not (tmp_path / "maps.png").exists()
 
 
-def test_fifo_given_as_the_model(tmp_path):
-    fifo = tmp_path / "model.keras"
-    os.mkfifo(fifo)
+@pytest.mark.parametrize("name", ["model.keras", "model.onnx", "model.tflite", "zero.tflite"])
+def test_fifo_or_device_given_as_the_model(tmp_path, name):
+    # LiteRT and onnxruntime, like zipfile, would wait forever on a FIFO, and read /dev/zero to the end.
+    model = tmp_path / name
+    if name.startswith("zero"):
+        model.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(model)
+    what = "a character device" if name.startswith("zero") else "a FIFO (named pipe)"
     image = write(tmp_path / "digit.png", png())
     with deadline(), unchanged(tmp_path):
-        result = run_cli("predict", image, "--model", fifo)
-    assert result.stderr == (f"{fifo}: is a FIFO (named pipe), not a regular file; a model is read from a "
-                             ".keras file only\n  hint: give the model.keras or best.keras of a run folder\n")
+        result = run_cli("predict", image, "--model", model)
+    assert result.stderr == (f"{model}: is {what}, not a regular file; a model is read from a run folder, a .keras "
+                             "file, an export folder, a .tflite or .onnx file, or a SavedModel folder\n"
+                             "  hint: give the model file itself, not a pipe or a device\n")
     assert result.exit_code == 1
 
 
@@ -266,6 +273,8 @@ def test_class_and_file_names_from_files_are_escaped(tmp_path, monkeypatch):
         "│ a\\x1b[2J.png │ \\x1b]0;pwned\\x07 │      0.3333 │ \\x1b[2J 0.3333, ok 0.3333 │\n"
         "└──────────────┴──────────────────┴─────────────┴───────────────────────────┘\n")
     assert result.stderr == ("model: m.keras\n"
+                             "note: a\\x1b[2J.png: low confidence (\\x1b]0;pwned\\x07 0.3333, under 0.5); the image may "
+                             "not show any of the 3 classes the model knows\n"
                              "b\\x1b]0;pwned\\x07.png: not an image (or a format Pillow cannot read)\n"
                              "  hint: use one of .png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp\n")
     assert result.exit_code == 1
@@ -363,7 +372,7 @@ def test_predict_applies_a_softmax_to_scores_and_says_so(tmp_path, activation, l
     assert result.stderr == (f"note: the model's last layer '{layer}' has {taken} are taken as scores (logits) "
                              "and a softmax over the classes applied\n")
     top = json.loads(result.stdout)["predictions"][0]["top"]
-    scores = keras.Model(model.inputs, model.layers[2].output)(pixels[None, ..., None].astype("float32"))
+    scores = keras.Model(model.inputs[0], model.layers[2].output)(pixels[None, ..., None].astype("float32"))
     expected = softmax(np.asarray(scores)[0])
     got = {t["class"]: t["probability"] for t in top}
     np.testing.assert_allclose([got["a"], got["b"], got["c"]], expected, rtol=1e-4)

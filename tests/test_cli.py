@@ -104,10 +104,10 @@ def trained(tmp_path_factory):
 
 
 def test_runs_lists_the_run(trained):
-    result = run("runs", "--dir", trained["runs"], "--json")
+    result = run("runs", "--runs", trained["runs"], "--json")
     rows = json.loads(result.stdout)
     assert len(rows) == 1 and rows[0]["status"] == "completed" and rows[0]["epochs"] == 3
-    assert run("runs", "--dir", trained["runs"]).exit_code == 0
+    assert run("runs", "--runs", trained["runs"]).exit_code == 0
 
 
 def test_evaluate_the_newest_run(trained):

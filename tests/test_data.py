@@ -506,6 +506,7 @@ def test_download_failure_and_success(tmp_path, monkeypatch):
 
 
 def test_find_dataset_order(tmp_path, monkeypatch):
+    (tmp_path / "env").mkdir()
     monkeypatch.setenv("CNNTRAIN_DATA_DIR", str(tmp_path / "env"))
     fx.write_cifar_dir(tmp_path / "keras" / "datasets" / "cifar-10-batches-py",
                        fx.cifar_members(*fx.cifar_arrays()))

@@ -41,7 +41,7 @@ def test_two_workers_on_loopback_train_one_run(tiny_spec, mnist_dir, tmp_path):
     procs = [start([spec, "--strategy", "multi-worker", "--workers", workers, "--task-index", i, "--out", run,
                     "--quiet", "--connect-timeout", 60], env) for i in (0, 1)]
     results = outputs(procs, timeout=180)
-    for code, out, err in results:
+    for code, _out, err in results:
         assert code == 0, err
     assert {p.name for p in run.iterdir()} == RUN_FILES  # worker 1 cleaned up after itself
     model, meta = model_file.load_model(run / "model.keras")
@@ -76,7 +76,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tiny_spec, mnist_dir, t
     env = {**os.environ, "CNNTRAIN_DATA_DIR": str(mnist_dir)}
     results = outputs([start([spec, "--strategy", "mirrored", "--devices", "cpu:0,cpu:1", "--out", tmp_path / "m"], env),
                     start([spec, "--strategy", "one-device", "--out", tmp_path / "o"], env)], timeout=180)
-    for code, out, err in results:
+    for code, _out, err in results:
         assert code == 0, err
     assert "strategy: mirrored, 2 replica(s); global batch 32 = 2 x 16 per replica" in results[0][2]
     mirrored = json.loads((tmp_path / "m" / "metrics.json").read_text())

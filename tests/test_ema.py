@@ -11,7 +11,7 @@ import pytest
 from helpers.formats import digits
 from helpers.runs import TINY_SPEC
 
-from cnntrain.backend import keras  # noqa: E402  (imports TensorFlow: once, at collection)
+from cnntrain.backend import keras
 from cnntrain.data import splits
 from cnntrain.runs import model_file
 from cnntrain.spec import load_spec

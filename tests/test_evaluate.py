@@ -242,6 +242,20 @@ def test_validation_split_is_the_one_the_run_held_out(tiny_spec, mnist_dir, tmp_
     assert bare.stderr == ("error: --split validation needs the run folder: the validation images are the ones "
                            "its spec.yaml held out\n  hint: evaluate the run folder, not a model file alone\n")
 
+    # spec.yaml edited after the fit: the images drawn again are other ones, refused rather than evaluated.
+    saved = (run / "spec.yaml").read_text()
+    for old_text, new_text, differs in (("seed: 7", "seed: 8", "40 images both times, but other ones"),
+                                        ("validation_split: 0.2", "validation_split: 0.3", "40 images at fit, 60 now"),
+                                        ("limit_train: null", "limit_train: 100",
+                                         "40 images at fit, 20 now")):
+        assert old_text in saved
+        (run / "spec.yaml").write_text(saved.replace(old_text, new_text))
+        edited = run_cli("evaluate", run, "--data-dir", mnist_dir, "--split", "validation")
+        assert (edited.exit_code, edited.stdout, edited.stderr) == (1, "", (
+            f"{run / 'spec.yaml'}: the validation images drawn again from spec.yaml are not the ones the run held "
+            f"out ({differs})\n  hint: spec.yaml or the data changed since the fit (seed, data.validation_split, "
+            "limits): restore them, or evaluate with --split test\n"))
+
 
 def test_a_run_without_validation_images_says_so(tiny_spec, mnist_dir, tmp_path):
     from helpers.cli import run_cli

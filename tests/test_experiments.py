@@ -424,7 +424,7 @@ def test_pruning_stops_a_hopeless_trial(tiny_spec, mnist_dir, tmp_path, pruner):
         "  compile.optimizer.Adam.learning_rate=1.0e-07",
         "      2  FAIL                 -       -         -  compile.optimizer.Adam.learning_rate=1.0e+30",
         f"best: trial 0; its spec is {sweep}/best.yaml (cnntrain fit {sweep}/best.yaml)"]
-    listed = run_cli("runs", "--dir", sweep)
+    listed = run_cli("runs", "--runs", sweep)
     assert listed.exit_code == 0
     assert listed.stdout.endswith("\n\n" + "\n".join(lines) + "\n")
     assert "pruned" in listed.stdout.split("leaderboard")[0]
@@ -531,7 +531,7 @@ def test_mlflow_logs_the_spec_metrics_files_and_model_into_a_temporary_store(tin
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
     result = run_cli("fit", tiny_spec(epochs=2), "--data-dir", mnist_dir, "--out", run,
-                     "--set", "fit.tracking=mlflow", "--set", f"fit.tracking_uri={uri}")
+                     "--set", "fit.tracking=mlflow", "--set", f"fit.tracking_uri={uri}", "--trust-spec")
     assert result.exit_code == 0, result.output
     assert list((tmp_path / "cwd").iterdir()) == []   # nothing in the folder the fit started in (no ./mlruns)
     assert (tmp_path / "store" / "mlartifacts").is_dir()

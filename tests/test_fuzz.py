@@ -459,7 +459,7 @@ def builder_specs(draw, names):
             kind = draw(st.sampled_from(["none", "scalar", "list", "dict", "dict"]))
             args = {"none": lambda: None, "scalar": lambda: draw(SMALL),
                     "list": lambda: draw(st.lists(SMALL, max_size=2)),
-                    "dict": lambda: args_for({}, name, keras.layers)}[kind]()
+                    "dict": lambda: args_for({}, name, keras.layers)}[kind]()  # noqa: B023 - called at once
             items = tree["model"]["layers"]
             items.insert(draw(st.integers(0, len(items))), {name: args} if args is not None else name)
         elif where == "optimizer":
@@ -670,8 +670,10 @@ def test_mutated_specs_through_the_cli(keras_names, tmp_path):
 
 
 # The files a run folder holds that cnntrain reads back; "model.keras:cnntrain.json" is the member.
+# A finished run's damaged copy is also compared, carded and evaluated.
 READ_BACK = {"backup/state.json": ("unfinished", ["fit", "--resume"]), "metrics.json": ("finished", ["runs"]),
-             "eval.json": ("finished", ["runs"]), "model.keras:cnntrain.json": ("finished", ["predict"])}
+             "eval.json": ("finished", ["runs"]), "env.json": ("finished", ["runs"]),
+             "model.keras:cnntrain.json": ("finished", ["predict"])}
 GARBAGE = [b"", b"{", b"[" * 100_000, b"\xff\xfe\x00", b"null", b"NaN", b'{"epochs_done": 1e999}', b"9" * 5000]
 
 
@@ -756,12 +758,17 @@ def test_damaged_run_folders_through_the_cli(made_runs, tmp_path):
         shutil.copytree(made_runs / which, run_dir)
         _write_back(run_dir, name, data)
         with time_limit(60):
-            assert_no_internal_error(run_cli("runs", "--dir", root, "--json"), mutation)
+            assert_no_internal_error(run_cli("runs", "--runs", root, "--json"), mutation)
             if command == ["fit", "--resume"]:
                 assert_no_internal_error(run_cli("fit", "--resume", run_dir, "--data-dir", made_runs / "data",
                                                  "--quiet"), mutation)
             elif command == ["predict"]:
                 assert_no_internal_error(run_cli("predict", image, "--model", run_dir / "model.keras"), mutation)
+            if which == "finished":
+                assert_no_internal_error(run_cli("runs", "--compare", run_dir, made_runs / "finished", "--json",
+                                                 "--out", root / "compare.png"), mutation)
+                assert_no_internal_error(run_cli("card", run_dir, "--data-dir", made_runs / "data"), mutation)
+                assert_no_internal_error(run_cli("evaluate", run_dir, "--data-dir", made_runs / "data"), mutation)
         shutil.rmtree(root)
         tried.append(mutation)
 

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from cnntrain.cli import cli
 from cnntrain.views import tables
+from helpers.cli import without_low_confidence
 from helpers.runs import trained_runs
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -48,14 +49,14 @@ def test_the_newest_run_is_the_last_started_and_commands_say_which(two_runs):
     assert re.search(rf"^model +{re.escape(str(old / 'model.keras'))}$", result.stdout, re.M)
     predicted = run("predict", two_runs["image"], "--runs", two_runs["runs"])
     assert predicted.exit_code == 0, predicted.output
-    assert predicted.stderr == f"model: {new / 'model.keras'}\n"
-    listed = json.loads(run("runs", "--dir", two_runs["runs"], "--json").stdout)
+    assert without_low_confidence(predicted.stderr) == f"model: {new / 'model.keras'}\n"
+    listed = json.loads(run("runs", "--runs", two_runs["runs"], "--json").stdout)
     assert [row["run"] for row in listed] == [str(new), str(old)]
     # The test figures: the old run's from evaluate on all 50 images, the new one's from its fit on 20.
     assert [(row["test_images"], row["test_from"]) for row in listed] == [(20, "fit"), (50, "evaluate")]
     assert listed[1]["test_accuracy"] == json.loads((old / "eval.json").read_text())["accuracy"]
 
-    table = run("runs", "--dir", two_runs["runs"], columns=80).stdout
+    table = run("runs", "--runs", two_runs["runs"], columns=80).stdout
     for row in listed:
         name = "/".join(Path(row["run"]).parts[-2:])
         assert re.search(rf"│ {re.escape(name)} +│ completed │ +1 │ +\d+\.\d\d% │ +\d+\.\d\d% │ "
@@ -147,3 +148,44 @@ def test_piped_evaluation_keeps_every_class_name(tmp_path):
     header = next(line for line in confusion.splitlines() if "true \\ pred" in line)
     assert header.split("┃")[2:-1] == [f" {name} " for name in names]
     assert re.search(r"^│ automobile +│ +[01]\.\d{4} │", result.stdout, re.M), result.stdout
+
+
+def test_written_paths_are_printed_with_their_control_characters_escaped(two_runs, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run\x1b[2J\x1b]0;pwned\x07"
+    shutil.copytree(two_runs["old"], run_dir)
+    result = run("card", run_dir, "--data-dir", two_runs["data"])
+    assert result.exit_code == 0, result.output
+    shown = str(tmp_path / "run\\x1b[2J\\x1b]0;pwned\\x07" / "MODEL_CARD.md")
+    assert (result.stdout, result.stderr) == (f"wrote {shown}\n", "")
+    assert (run_dir / "MODEL_CARD.md").is_file()
+
+
+def test_class_names_with_control_characters_draw_without_a_raw_warning(tmp_path):
+    import warnings
+
+    import numpy as np
+
+    from cnntrain.assess.metrics import metrics_from_probabilities
+    from cnntrain.figures import confusion
+
+    names = ["\x1b]0;pwned\x07", "\x1b[2J"]
+    result = metrics_from_probabilities(np.eye(2)[[0, 1, 1]] * 0.8 + 0.1, np.array([0, 1, 0]), names, top_k=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        confusion.confusion_png(result, tmp_path / "confusion.png")
+    assert [str(w.message) for w in caught if "Glyph" in str(w.message)] == []
+    with Image.open(tmp_path / "confusion.png") as picture:
+        assert picture.format == "PNG"
+
+
+@pytest.mark.parametrize("command", [("lr-find", "SPEC"), ("runs", "--compare", "a", "b")])
+def test_a_picture_out_is_checked_before_any_work(tiny_spec, mnist_dir, tmp_path, command):
+    """lr-find ran the whole range test before it refused --out x.bmp."""
+    args = [tiny_spec(epochs=1) if a == "SPEC" else a for a in command]
+    result = run(*args, "--out", tmp_path / "x.bmp", "--data-dir" if command[0] == "lr-find" else "--json",
+                 *([mnist_dir] if command[0] == "lr-find" else []))
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", (
+        f"{tmp_path / 'x.bmp'}: cannot write the picture: '.bmp' is not a picture format cnntrain writes\n"
+        "  hint: name it .png, .jpg, .webp, .tif, .pdf or .svg\n"))

@@ -130,7 +130,7 @@ def test_a_finished_run_trains_longer_and_its_schedule_goes_on(tiny_spec, mnist_
     assert not (run / folder.BACKUP).exists()
     assert model_file.read_metadata(run / "model.keras")["epoch"] == 4
     # eval.json is of the epoch-2 model: runs shows the fit's test figure of the model as it is now.
-    listed = json.loads(run_cli("runs", "--dir", tmp_path, "--json").stdout)
+    listed = json.loads(run_cli("runs", "--runs", tmp_path, "--json").stdout)
     assert [(row["run"], row["epochs"], row["test_from"]) for row in listed] == [(str(run), 4, "fit")]
 
 
@@ -181,3 +181,15 @@ def test_a_run_killed_while_trained_longer_resumes(tiny_spec, mnist_dir, tmp_pat
     assert rows[:2] == first and [int(r["epoch"]) for r in rows] == list(range(1, 13))
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 12
     assert not (run / folder.BACKUP).exists()
+
+
+def test_resume_looks_for_runs_where_the_spec_puts_them_or_under_runs(tiny_spec, tmp_path):
+    """fit --resume looked under runs/ whatever the spec's output.dir; --runs is every command's option."""
+    spec = tiny_spec(epochs=1)
+    spec.write_text(spec.read_text().replace("  dir: runs", "  dir: mine"))
+    hint = ("  hint: train one first with 'cnntrain fit SPEC', or give the run folder; a finished run is trained "
+            "longer with 'cnntrain fit --resume RUN --epochs N'\n")
+    for args, root in (((spec, "--resume"), "mine"), ((spec, "--resume", "--runs", "other"), "other"),
+                       (("--resume",), "runs")):
+        result = run_cli("fit", *args)
+        assert (result.exit_code, result.stderr) == (1, f"error: no unfinished run found under {root}/\n{hint}"), args

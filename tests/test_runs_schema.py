@@ -112,13 +112,13 @@ def test_runs_lists_a_damaged_run_as_damaged(name, change, message, runs, tmp_pa
     if name == "eval.json":
         (run / name).write_text(json.dumps({"accuracy": 0.5}))
     edit_json(run / name, change)
-    listed = run_cli("runs", "--dir", tmp_path / "r", "--json")
+    listed = run_cli("runs", "--runs", tmp_path / "r", "--json")
     assert listed.exit_code == 0, listed.output
     rows = {row["run"]: row for row in json.loads(listed.stdout)}
     assert rows[str(run)]["status"] == "damaged"
     assert rows[str(run)]["problems"] == [f"{run / name}: {message}"]
     assert rows[str(good)]["status"] == "unfinished (2 epochs)" and rows[str(good)]["problems"] == []
-    table = run_cli("runs", "--dir", tmp_path / "r")
+    table = run_cli("runs", "--runs", tmp_path / "r")
     assert table.exit_code == 0
     assert table.stderr == f"warning: {run / name}: {message}\n"
     assert "damaged" in table.stdout
@@ -128,7 +128,7 @@ def test_intact_runs_are_listed_without_problems(runs, tmp_path):
     """The schemas accept every file cnntrain itself writes (eval.json included)."""
     finished, unfinished = copy_of(runs, "finished", tmp_path), copy_of(runs, "unfinished", tmp_path)
     assert (finished / "eval.json").is_file()
-    listed = run_cli("runs", "--dir", tmp_path / "r", "--json")
+    listed = run_cli("runs", "--runs", tmp_path / "r", "--json")
     rows = {row["run"]: (row["status"], row["problems"]) for row in json.loads(listed.stdout)}
     assert rows == {str(finished): ("completed", []), str(unfinished): ("unfinished (2 epochs)", [])}
     assert listed.stderr == ""
@@ -169,3 +169,25 @@ def test_model_metadata_that_disagrees_with_the_model(what, change, message, run
     result = run_cli("predict", image, "--model", run / "model.keras")
     assert result.exit_code == 1
     assert result.stderr == f"{run / 'model.keras'}:cnntrain.json: {message}\n{DAMAGED}"
+
+
+# What compare and card read back (metrics.json, eval.json, env.json, history.csv) is checked as
+# `runs` checks it: `runs --compare` on the first of these ended in an internal error (exit 70).
+READ_BACK_CASES = [
+    ("metrics.json", '{"test": [1, 2], "best": 3}', "damaged: 'name' is missing"),
+    ("eval.json", '{"accuracy": 0.5, "samples": "many"}', "damaged: 'samples' must be an integer >= 1, received: 'many' (str)"),
+    ("env.json", '{"started": 5}', "damaged: 'started' must be a text, received: 5 (int)"),
+    ("history.csv", "epoch,loss\n1,0.5\n2,lots\n", "damaged: line 3: 'loss' must be a number, received: 'lots'"),
+    ("history.csv", "epoch,loss\n0,0.5\n", "damaged: '[0].epoch' must be an integer >= 1, received: 0 (int)"),
+]
+
+
+@pytest.mark.parametrize("name,text,message", READ_BACK_CASES, ids=[f"{c[0]}: {c[1][:20]}" for c in READ_BACK_CASES])
+def test_compare_and_card_refuse_a_damaged_file(name, text, message, runs, tmp_path):
+    run, other = copy_of(runs, "finished", tmp_path), copy_of(runs, "unfinished", tmp_path)
+    (run / name).write_text(text)
+    expected = f"{run / name}: {message}\n  hint: the file was changed or broken after cnntrain wrote it\n"
+    for args in (["runs", "--compare", run, other], ["card", run, "--data-dir", runs / "data"]):
+        result = run_cli(*args)
+        assert (result.exit_code, result.stdout, result.stderr) == (1, "", expected), args
+    assert not (run / "MODEL_CARD.md").exists()

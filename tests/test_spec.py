@@ -174,3 +174,15 @@ def test_missing_file_and_folder(tmp_path):
     with pytest.raises(SpecError) as info:
         load_spec(tmp_path)
     assert str(info.value) == f"{tmp_path}: is a folder, not a spec file"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("fit.epochs=[1", "--set fit.epochs=[1: the value is not valid YAML (YAML syntax error: expected ',' or ']', "
+     "but got '<stream end>')\n  hint: quote strings with special characters"),
+    # Not a syntax error: the rule's own hint, told apart by the error's type, not its text.
+    ("name=!!python/object:os.system x", "--set name=!!python/object:os.system x: the value is not valid YAML (YAML "
+     "tag 'tag:yaml.org,2002:python/object:os.system' is not allowed)\n  hint: specs are plain YAML: no tags that "
+     "build Python objects"),
+])
+def test_a_set_value_that_is_not_yaml_gets_the_hint_of_its_kind(override, expected):
+    assert error_of(GOOD, [override]) == expected

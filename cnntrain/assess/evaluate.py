@@ -16,7 +16,7 @@ from cnntrain.assess.outputs import probability_model
 from cnntrain.errors import CnntrainError
 from cnntrain.feed.pipeline import eval_dataset
 from cnntrain.runs.atomic import write_json
-from cnntrain.export.runners import resolve_and_load
+from cnntrain.loading.runners import resolve_and_load
 from cnntrain.runs.model_file import check_input_shape, class_names_of
 
 # ---------------------------------------------------------------- the model
@@ -43,7 +43,8 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
     x, fed = test_time.with_views(x, tta), np.concatenate([y] * views)
 
     if getattr(model, "exported", False):  # a .tflite / .onnx / SavedModel runner: plain arrays in
-        probs, logits, note = model.predict(x, batch_size=int(batch_size)), None, None
+        note = probability_model(model, k_classes).note
+        probs, logits = model.predict(x, batch_size=int(batch_size)), None
     else:
         ds = eval_dataset(x, fed, batch_size=int(batch_size))
         scored = probability_model(model, k_classes)
@@ -101,9 +102,9 @@ def _load_data(metadata: dict, *, data_dir, offline, split):
     raise CnntrainError(f"unknown split {split!r}", hint=SPLITS_HINT)
 
 
-def _validation_split(run_dir: Path | None, data):
+def _validation_split(run_dir: Path | None, data, metadata: dict):
     """The images the run's spec held out of `data` for validation (its seed, fraction and limits)."""
-    from cnntrain.data.splits import held_out
+    from cnntrain.data.splits import held_out, same_held_out
     from cnntrain.spec.load import load_spec
 
     if run_dir is None or not (run_dir / "spec.yaml").is_file():
@@ -116,6 +117,7 @@ def _validation_split(run_dir: Path | None, data):
                             f"{spec['data']['validation']!r}{how})",
                             file=str(run_dir / "spec.yaml"), hint="evaluate it with --split test")
     splits = held_out(spec, data)
+    same_held_out(splits, metadata.get("held_out"), run_dir / "spec.yaml")
     return splits.x_val, splits.y_val
 
 
@@ -156,7 +158,7 @@ def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline
     data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline,
                             split="train" if split == "validation" else split)
     if split == "validation":
-        x, y = _validation_split(run_dir, data)
+        x, y = _validation_split(run_dir, data, metadata)
     y = _align_labels(y, getattr(data, "class_names", None), names)
     result = evaluate_model(model, metadata, x, y, batch_size=batch_size, top_k=top_k,
                             tta=test_time.of_model(tta, metadata))

@@ -21,8 +21,8 @@ class Scored:
 
 def probability_model(model, classes: int) -> Scored:
     """The model as a source of class probabilities; CnntrainError when its output cannot be one."""
-    if getattr(model, "exported", False):   # a .tflite / .onnx / SavedModel runner, checked when it was exported
-        return Scored(model, False, None)
+    if getattr(model, "exported", False):   # a .tflite / .onnx / SavedModel runner: its outputs say
+        return Scored(model, False, model.scores_note())
     from cnntrain.backend import keras
 
     out = final_output(model)
@@ -71,5 +71,5 @@ def _with_logits(model):
         else:
             return None
         return keras.Model(model.inputs, [model.outputs[0], logits])
-    except Exception:  # noqa: BLE001 - any model we cannot take apart: Keras clips, so do we
+    except Exception:  # any model we cannot take apart: Keras clips, so do we
         return None

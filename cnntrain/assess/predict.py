@@ -14,10 +14,10 @@ import numpy as np
 
 from cnntrain.assess import tta as test_time
 from cnntrain.assess.outputs import Scored, probability_model
-from cnntrain.data import image_files
+from cnntrain.data import digits, image_files
 from cnntrain.errors import CnntrainError
 from cnntrain.spec.schema import INVERT_CHOICES
-from cnntrain.export.runners import resolve_and_load
+from cnntrain.loading.runners import resolve_and_load
 from cnntrain.runs.model_file import class_names_of, input_shape_of
 
 
@@ -43,14 +43,39 @@ def inverted_note(file, background: str | None) -> str:
     return f"note: {file} {what}; inverted it to match the training images (--invert no to keep it)"
 
 
+# Below this the model gives its other classes together more than its top one: if its
+# probabilities were calibrated, the answer would more likely be wrong than right.
+LOW_CONFIDENCE = 0.5
+
+
+def low_confidence_note(row: dict, classes: int) -> str:
+    """What predict says of an image whose top class is under LOW_CONFIDENCE."""
+    top = row["top"][0]
+    return (f"note: {row['file']}: low confidence ({top['class']} {top['probability']:.4f}, under "
+            f"{LOW_CONFIDENCE}); the image may not show any of the {classes} classes the model knows")
+
+
 def read_for_model(path, shape, mode: str, background: str | None) -> tuple[np.ndarray, bool]:
-    """One file as the model is fed it: read, converted, resized, inverted by `mode`
-    (auto: when its background is the opposite of `background`). (image, inverted)."""
+    """One file as the model is fed it, for predict and activations alike: read, converted,
+    inverted by `mode` (auto: when its background is the opposite of `background`) and brought
+    to the input size. (image, inverted)
+
+    A model trained on one plain ground (`background` not None: MNIST-like) gets a picture of
+    another size as MNIST was made (digits.centred: cropped to the ink, scaled into the 20/28
+    box, centred by mass); one already at the input size is taken as it is, like the training
+    images it may be one of. Other models get the picture resized."""
     h, w, c = shape
-    image = image_files.read_image(path, height=h, width=w, channels=c)
+    own_size = background is not None     # the digit is found in the picture as it is
+    image = image_files.read_image(path, height=None if own_size else h, width=None if own_size else w,
+                                   channels=c)
     flip = mode == "yes" or (mode == "auto" and background is not None
                              and image_files.looks_inverted(image, background))
-    return (image_files.invert(image) if flip else image), bool(flip)
+    if flip:
+        image = image_files.invert(image)
+    if image.shape[:2] != (h, w):   # own_size only
+        digit = digits.centred(image, h, w, background)
+        image = digit if digit is not None else image_files.resized(image, h, w)
+    return image, bool(flip)
 
 
 def _decode(path: Path, shape, mode: str, background: str | None):
@@ -59,8 +84,9 @@ def _decode(path: Path, shape, mode: str, background: str | None):
         return read_for_model(path, shape, mode, background)
     except CnntrainError as exc:
         return exc
-    except Exception as exc:  # noqa: BLE001 - an unexpected decoder failure is still this file's error
-        return CnntrainError(f"cannot read image: {exc}", file=str(path))
+    except Exception as exc:  # an unexpected decoder failure is still this file's error
+        # MemoryError has no text: its name is the reason, never an empty "cannot read image: "
+        return CnntrainError(f"cannot read image: {str(exc).strip() or type(exc).__name__}", file=str(path))
 
 
 def _chunks(items: list, size: int):
@@ -78,7 +104,7 @@ def predict_arrays(scored: Scored, batch: np.ndarray, tta: str = "none") -> np.n
 
 def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, invert="auto",
                   batch_size=256, unsafe=False, tta=None) -> tuple[list[dict], list[CnntrainError], dict]:
-    """Rows [{"file", "top": [{"class", "probability"}], "inverted"}] in input order,
+    """Rows [{"file", "top": [{"class", "probability"}], "inverted", "low_confidence"}] in input order,
     the per-file errors, and {"model", "classes", "tta", ...}. `tta` None: the model's fit.tta."""
     if invert not in INVERT_CHOICES:
         raise CnntrainError(f"unknown invert choice {invert!r}",
@@ -126,8 +152,10 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
                 continue
             probs = predict_arrays(scored, np.stack(good), tta)
             for path, flag, p in zip(files, flags, probs):
-                rows.append({"file": str(path), "top": top_classes(p, names, k), "inverted": flag})
+                rows.append({"file": str(path), "top": top_classes(p, names, k), "inverted": flag,
+                             "low_confidence": bool(p.max() < LOW_CONFIDENCE)})
             del good
     info["predicted"] = len(rows)
     info["inverted"] = sum(1 for r in rows if r["inverted"])
+    info["low_confidence"] = sum(1 for r in rows if r["low_confidence"])
     return rows, errors, info

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from cnntrain.commands.options import (data_options, invert_option, json_option, runs_option, say_model, tta_option,
-                                       unsafe_option)
+from cnntrain.commands.options import (data_options, invert_option, json_option, runs_option, say_error, say_model, say_wrote,
+                                       tta_option, unsafe_option)
 
 
 @click.command()
@@ -32,8 +32,6 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, tta, runs_root
     from cnntrain.views import console, tables
     from cnntrain.assess.evaluate import evaluate_run
 
-    if unsafe:
-        console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     result, written = evaluate_run(target, runs_root=runs_root, data_dir=data_dir, offline=offline, split=split,
                                   top_k=top_k, batch_size=batch_size, unsafe=unsafe, tta=tta)
     if result.get("note"):
@@ -42,7 +40,7 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, tta, runs_root
         click.echo(json.dumps(result, indent=2))
         return
     tables.show_evaluation(console.out, result)
-    console.err.print(f"wrote {console.escape(str(written[0]))} and {console.escape(str(written[1]))}")
+    say_wrote(*written, err=True)
 
 
 @click.command()
@@ -62,17 +60,19 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
     """Classify image files (PNG, JPEG, BMP, GIF, TIFF, WebP), folders of them, or glob
     patterns, with the top-k classes and their probabilities.
 
-    Images are converted and resized to the model's input; the model applies its own
-    preprocessing. A file that cannot be read gets its own error line, the others are
-    still predicted, and the exit status is 1."""
+    Images are converted to the model's input. For a grayscale model trained on one plain
+    ground (MNIST-like), a picture of another size is read as MNIST's digits were made:
+    cropped to its ink, scaled into the middle 20/28 keeping its aspect, centred by its
+    centre of mass; other pictures are resized. The model applies its own preprocessing.
+    A top probability under 0.5 gets a note (--json: "low_confidence"): the image may not
+    be one of the classes. A file that cannot be read gets its own error line, the others
+    are still predicted, and the exit status is 1."""
     from cnntrain.views import console, csvfile, tables
-    from cnntrain.assess.predict import inverted_note, predict_files
+    from cnntrain.assess.predict import inverted_note, low_confidence_note, predict_files
     from cnntrain.assess.tta import label
 
     if model_path and run:
         raise click.UsageError("give --model or --run, not both")
-    if unsafe:
-        console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     rows, errors, info = predict_files(list(inputs), target=model_path or run, runs_root=runs_root, top_k=top_k,
                                        invert=invert, batch_size=batch_size, unsafe=unsafe, tta=tta)
     if not as_json:
@@ -82,6 +82,8 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
     for row in rows:
         if row.get("inverted") and not as_json:
             console.err.print(console.escape(inverted_note(row["file"], info["background"])))
+        if row.get("low_confidence") and not as_json:
+            console.err.print(console.escape(low_confidence_note(row, info["classes"])))
     if csv_path:
         csvfile.predictions_csv(rows, csv_path)
     if as_json:
@@ -90,6 +92,6 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
     elif rows:
         tables.show_predictions(console.out, rows, top_k)
     for error in errors:
-        click.echo(str(error) if error.location else f"error: {error}", err=True)
+        say_error(error)
     if errors:
         sys.exit(1)

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from cnntrain.commands.options import data_options, picture_option, spec_options
+from cnntrain.commands.options import data_options, picture_option, say_wrote, spec_options
 
 
 @click.command()
@@ -47,7 +47,7 @@ def augment(spec, overrides, data_dir, offline, out, images, versions):
     from cnntrain.insight.augment_grid import augment_grid
 
     path, mixed = augment_grid(loaded, out, data_dir=data_dir, offline=offline, images=images, versions=versions)
-    click.echo(f"wrote {path}")
+    say_wrote(path)
     mixes = mix_entries(loaded["augment"])
     if mixes:
         drawn = ", ".join(f"{name} (probability {probability:g})" for _, name, probability in mixes)

@@ -7,13 +7,13 @@ import click
 
 from cnntrain.spec.schema import DEVICES
 
-from cnntrain.commands.options import data_options, json_option, runs_option, spec_options
+from cnntrain.commands.options import data_options, json_option, picture_option, runs_option, say_wrote, spec_options
 
 
 def compare(runs, runs_root, out, as_json):
     """`cnntrain runs --compare RUN RUN...`: called by the runs command."""
     from cnntrain.experiments.compare import compare_runs
-    from cnntrain.views import console, experiments
+    from cnntrain.views import experiments
 
     result = compare_runs(list(runs), runs_root=runs_root, out=out)
     if as_json:
@@ -21,7 +21,7 @@ def compare(runs, runs_root, out, as_json):
         return
     experiments.show_compare(result)
     if result["overlay"]:
-        console.err.print(f"wrote {console.escape(result['overlay'])}")
+        say_wrote(result["overlay"], err=True)
 
 
 @click.command()
@@ -37,7 +37,7 @@ def card(run, runs_root, data_dir, offline, out):
     The data is read again for its checksums and split sizes, never downloaded."""
     from cnntrain.experiments.card import write_card
 
-    click.echo(f"wrote {write_card(run, runs_root=runs_root, data_dir=data_dir, out=out)}")
+    say_wrote(write_card(run, runs_root=runs_root, data_dir=data_dir, out=out))
 
 
 @click.command("lr-find")
@@ -50,8 +50,7 @@ def card(run, runs_root, data_dir, offline, out):
               help="The last learning rate.")
 @click.option("--steps", type=click.IntRange(min=3), default=200, show_default=True,
               help="Training steps over which the rate rises exponentially.")
-@click.option("--out", type=click.Path(dir_okay=False), default="lr-find.png", show_default=True,
-              help="The picture of loss against learning rate.")
+@picture_option("lr-find.png", "The picture of loss against learning rate")
 @json_option("Print the result as JSON.")
 def lr_find(spec, overrides, data_dir, offline, start, end, steps, out, as_json):
     """The learning-rate range test: train SPEC's model on its training split while the
@@ -73,7 +72,7 @@ def lr_find(spec, overrides, data_dir, offline, start, end, steps, out, as_json)
         return
     for line in experiments.lr_find_lines(result, png):
         console.out.print(console.escape(line))
-    console.err.print(f"wrote {console.escape(str(png))}")
+    say_wrote(png, err=True)
 
 
 @click.command()

@@ -9,7 +9,7 @@ import json
 import click
 
 from cnntrain.commands.options import data_options, json_option, runs_option, unsafe_option
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, printable
 from cnntrain.export import DEFAULT_CHECK_IMAGES, FORMATS, QUANTIZE
 
 
@@ -39,10 +39,6 @@ def export(target, fmt, quantize, out, check_images, check_samples, data_dir, of
     difference, accuracy, size and single-image latency (also in export.json); outside the
     tolerance of the format, the exit status is 1."""
     from cnntrain.export import export_model
-    from cnntrain.views import console
-
-    if unsafe:
-        console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
     result = export_model(target, fmt=fmt, quantize=quantize, out=out, runs_root=runs_root, data_dir=data_dir,
                           offline=offline, check_images=check_images, check_samples=check_samples, unsafe=unsafe)
     if as_json:
@@ -69,7 +65,7 @@ def report_lines(result: dict) -> list[str]:
     c, lat, tol = result["check"], result["latency_ms"], result["tolerance"]
     what = result["format"] + ("" if result["quantize"] == "none" else f" {result['quantize']}")
     lines = [
-        f"{what}: {result['file']}",
+        f"{what}: {printable(result['file'])}",   # a folder name may hold control characters
         f"  size       {_size(result['size_bytes'])} (model.keras {_size(result['keras_size_bytes'])})",
         f"  checked on {c['images']:,} images, the {c['source']}",
         f"  agreement  {_percent(c['agreement'])} top-1 ({c['disagreements']} differ), "

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from cnntrain.commands.options import data_options, json_option, spec_options, trust_option
+from cnntrain.commands.options import (data_options, json_option, picture_option, runs_option, spec_options,
+                                       trust_option)
 from cnntrain.errors import CnntrainError, plural
 from cnntrain.spec.schema import DEVICES, STRATEGIES
 
@@ -23,6 +24,8 @@ from cnntrain.spec.schema import DEVICES, STRATEGIES
                    "with --epochs N, train a finished RUN longer, to N epochs in all.")
 @click.option("--init-from", metavar="RUN | MODEL.keras",
               help="Start a new run from the weights of a trained model with the same layers.")
+@runs_option(default=None, help_text="Where --resume and --init-from find a run by name, or the newest one "
+             "(default: the spec's output.dir, else runs).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="Where to train.")
 @click.option("--mixed-precision", is_flag=True,
@@ -43,9 +46,9 @@ from cnntrain.spec.schema import DEVICES, STRATEGIES
               help="Log to <run>/tensorboard for TensorBoard; same as --set fit.tensorboard=true.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final line.")
 @json_option("Print the final metrics as JSON on stdout, nothing else.")
-def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline, out, resume, init_from, device,
-        mixed_precision, threads, jit, deterministic, strategy, devices, workers, task_index, connect_timeout, tensorboard,
-        quiet, as_json):
+def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline, out, resume, init_from, runs_root,
+        device, mixed_precision, threads, jit, deterministic, strategy, devices, workers, task_index, connect_timeout,
+        tensorboard, quiet, as_json):
     """Train the model of SPEC and write a run folder: spec.yaml, model.keras, best.keras,
     history.csv, metrics.json, env.json, curves.png.
 
@@ -62,7 +65,7 @@ def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline
     if resume and init_from:
         raise click.UsageError("give --resume or --init-from, not both")
     if resume:
-        run_dir, loaded, extend = _resumed(resume, spec, overrides)
+        run_dir, loaded, extend = _resumed(resume, spec, overrides, runs_root)
     else:
         if not spec:
             raise click.UsageError("Missing argument 'SPEC' (or use --resume).")
@@ -72,7 +75,7 @@ def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline
     from cnntrain.views import console, reporter
 
     options = training.FitOptions(data_dir=data_dir, offline=offline, out=out, resume=str(run_dir) if run_dir else None,
-                                  extend=extend, init_from=init_from,
+                                  extend=extend, init_from=init_from, runs_root=runs_root,
                                   device=device, mixed_precision=mixed_precision, threads=threads, jit=jit,
                                   deterministic=deterministic,
                                   strategy=strategy, devices=tuple(d.strip() for d in (devices or "").split(",") if d.strip()),
@@ -80,14 +83,15 @@ def fit(spec, overrides, trust_spec, epochs, batch_size, seed, data_dir, offline
     training.fit(loaded, options, reporter.Reporter(console.choose_mode(quiet, as_json)))
 
 
-def _resumed(resume, spec, overrides):
+def _resumed(resume, spec, overrides, runs_root):
     """(run folder, spec, whether the run is finished and is to be trained longer). Only fit.epochs may
     change: a resumed run is the same training, continued."""
     from cnntrain.runs import folder
     from cnntrain.runs.history import read_history
     from cnntrain.spec import load_spec
 
-    run_dir = folder.resolve_run(None if resume == "latest" else resume, unfinished=True)
+    root = runs_root or (load_spec(spec, overrides)["output"]["dir"] if spec else "runs")
+    run_dir = folder.resolve_run(None if resume == "latest" else resume, root, unfinished=True)
     saved = load_spec(run_dir / "spec.yaml")
     wanted = load_spec(spec or run_dir / "spec.yaml", overrides) if spec or overrides else saved
     epochs = wanted["fit"]["epochs"]
@@ -116,15 +120,13 @@ def _resumed(resume, spec, overrides):
 
 @click.command("runs")
 @click.argument("compared", nargs=-1, metavar="[RUN RUN...]")
-@click.option("--dir", "root", default="runs", show_default=True, type=click.Path(file_okay=False),
-              help="Where the run folders are.")
+@runs_option
 @click.option("--compare", is_flag=True, help="Compare the RUNs given: spec differences, key figures side by "
               "side, and their curves overlaid in one PNG (--out).")
-@click.option("--out", type=click.Path(dir_okay=False), default="compare.png", show_default=True,
-              help="With --compare: the overlay PNG.")
+@picture_option("compare.png", "With --compare: the runs' curves overlaid")
 @json_option("Print the table as JSON.")
-def runs_command(compared, root, compare, out, as_json):
-    """The runs under --dir with their key figures, newest first; a run whose files were damaged is
+def runs_command(compared, runs_root, compare, out, as_json):
+    """The runs under --runs with their key figures, newest first; a run whose files were damaged is
     listed as damaged, with what is wrong. With --compare, the RUNs given side by side."""
     from cnntrain.runs.listing import run_rows
     from cnntrain.views import console, tables
@@ -134,14 +136,14 @@ def runs_command(compared, root, compare, out, as_json):
     if compare:
         from cnntrain.commands.experiments import compare as compare_runs
 
-        return compare_runs(compared, root, out, as_json)
-    rows = run_rows(root)
+        return compare_runs(compared, runs_root, out, as_json)
+    rows = run_rows(runs_root)
     if as_json:
         import json
 
         click.echo(json.dumps(rows, indent=2))
     elif not rows:
-        console.err.print(f"no runs under {console.escape(root)}/ yet: train one with 'cnntrain fit SPEC'")
+        console.err.print(f"no runs under {console.escape(runs_root)}/ yet: train one with 'cnntrain fit SPEC'")
     else:
         console.out.print(tables.runs_table(rows, width=console.out.width))
         for problem in (p for row in rows for p in row["problems"]):
@@ -149,4 +151,4 @@ def runs_command(compared, root, compare, out, as_json):
     if not as_json:
         from cnntrain.views.experiments import show_leaderboards
 
-        show_leaderboards(root)
+        show_leaderboards(runs_root)

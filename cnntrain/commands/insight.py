@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import click
 
-from cnntrain.commands.options import invert_option, picture_option, runs_option, say_model, unsafe_option
+from cnntrain.commands.options import invert_option, picture_option, runs_option, say_model, say_wrote, unsafe_option
 from cnntrain.errors import plural
 
 
-def _model_of(target, runs_root, unsafe):
-    from cnntrain.runs.model_file import load_model, resolve_model
+def _model_of(target, runs_root, unsafe, command):
+    from cnntrain.loading.runners import load_keras
 
-    model_file, _ = resolve_model(target, runs_root)
-    loaded = load_model(model_file, unsafe=unsafe)
-    say_model(model_file)
-    return loaded
+    model, metadata, ref = load_keras(target, runs_root, command=command, unsafe=unsafe)
+    say_model(ref.path)
+    return model, metadata
 
 
 @click.command()
@@ -26,10 +25,10 @@ def filters(target, out, runs_root, unsafe):
     from cnntrain.errors import printable
     from cnntrain.insight.maps import filters_figure
 
-    model, _ = _model_of(target, runs_root, unsafe)
+    model, _ = _model_of(target, runs_root, unsafe, "filters")
     info = filters_figure(model, out)
     # The layer's name comes from the model file.
-    click.echo(f"wrote {info['path']}: {plural(info['shown'], 'filter')} of {printable(info['layer'])}")
+    say_wrote(info["path"], detail=f": {plural(info['shown'], 'filter')} of {printable(info['layer'])}")
 
 
 @click.command()
@@ -43,20 +42,21 @@ def filters(target, out, runs_root, unsafe):
 def activations(target, image, out, maps, invert, runs_root, unsafe):
     """IMAGE and the feature maps it produces at every convolution and pooling layer.
 
-    The image is read, resized and inverted exactly as `cnntrain predict` reads it."""
+    The image is read, inverted, cropped and centred or resized exactly as `cnntrain predict`
+    reads it, and drawn as the model receives it."""
     from cnntrain.assess.predict import auto_background, inverted_note, read_for_model
     from cnntrain.insight.maps import activations_figure
     from cnntrain.runs.model_file import input_shape_of
     from cnntrain.views import console
 
-    model, metadata = _model_of(target, runs_root, unsafe)
+    model, metadata = _model_of(target, runs_root, unsafe, "activations")
     shape = input_shape_of(model, metadata)
     background = auto_background(metadata, shape)
     pixels, inverted = read_for_model(image, shape, invert, background)
     if inverted:
         console.err.print(console.escape(inverted_note(image, background)))
     info = activations_figure(model, pixels, out, max_maps=maps)
-    click.echo(f"wrote {info['path']}: {plural(len(info['layers']), 'layer')}")
+    say_wrote(info["path"], detail=f": {plural(len(info['layers']), 'layer')}")
 
 
 @click.command()
@@ -85,7 +85,7 @@ def explain(target, images, out, class_name, top_k, invert, runs_root, unsafe, a
     from cnntrain.runs.model_file import class_names_of, input_shape_of
     from cnntrain.views import console
 
-    model, metadata = _model_of(target, runs_root, unsafe)
+    model, metadata = _model_of(target, runs_root, unsafe, "explain")
     names = class_names_of(model, metadata)
     if class_name is not None and class_name not in names:
         raise CnntrainError(f"--class {class_name!r} is not a class of this model",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from cnntrain.errors import printable
 from cnntrain.spec.schema import INVERT_CHOICES, TTA_CHOICES
 
 SET_HELP = "Override a spec value, e.g. --set fit.epochs=3 (repeatable; the value is YAML)."
@@ -26,16 +27,30 @@ def data_options(f):
     return f
 
 
-def runs_option(f):
-    return click.option("--runs", "runs_root", default="runs", show_default=True, help=RUNS_HELP)(f)
+def runs_option(f=None, *, default: str | None = "runs", help_text: str = RUNS_HELP):
+    """--runs, the one option of every command that finds a run by name or takes the newest one."""
+    def add(f):
+        return click.option("--runs", "runs_root", default=default, show_default=default is not None,
+                            type=click.Path(file_okay=False), help=help_text)(f)
+
+    return add(f) if f is not None else add
 
 
 def unsafe_option(f):
-    return click.option("--unsafe", is_flag=True,
-                        help="Allow model files that contain code (Lambda layers). Only for files you trust.")(f)
+    """--unsafe, and the one warning every command gives when it is used."""
+    def warn(ctx, param, value):
+        if value:
+            from cnntrain.views import console
+
+            console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
+        return value
+
+    return click.option("--unsafe", is_flag=True, callback=warn,
+                        help="Allow model files that contain code (Lambda layers, SavedModels). Only for files you "
+                             "trust.")(f)
 
 
-def picture_option(default: str):
+def picture_option(default: str, what: str = "The picture to write"):
     """--out for a picture: its suffix says the format, checked before any work is done."""
     def check(ctx, param, value):
         from cnntrain.figures import picture_format
@@ -44,7 +59,18 @@ def picture_option(default: str):
         return value
 
     return click.option("--out", type=click.Path(dir_okay=False), default=default, show_default=True,
-                        callback=check, help="The picture to write: .png, .jpg, .webp, .tif, .pdf or .svg.")
+                        callback=check, help=f"{what}: .png, .jpg, .webp, .tif, .pdf or .svg.")
+
+
+def say_wrote(*paths, detail: str = "", err: bool = False) -> None:
+    """Every command that writes files names them in one way: `wrote PATH [and PATH]`, each path (it
+    may come from a file or a folder name) with its control characters shown as \\xNN."""
+    click.echo(f"wrote {' and '.join(printable(str(p)) for p in paths)}{detail}", err=err)
+
+
+def say_error(error) -> None:
+    """One of our errors as the user reads it, on stderr: `FILE:LINE:COL: message` or `error: message`."""
+    click.echo(str(error) if error.location else f"error: {error}", err=True)
 
 
 def say_model(path) -> None:

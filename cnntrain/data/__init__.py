@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, DataNotFound
 from cnntrain.spec.schema import COLOR_MODES, DATASETS
 
 from . import convert, lookup, readers
@@ -91,7 +91,7 @@ def load_dataset(name: str, *, path: str | None = None, data_dir: str | None = N
             raise _not_found(name, cands, path, data_dir, None)
         try:
             cand = lookup.download(name)
-        except Exception as e:  # noqa: BLE001 - urllib, hash and OS errors alike
+        except Exception as e:  # urllib, hash and OS errors alike
             raise _not_found(name, cands, path, data_dir, e) from e
     loaded = _read(name, cand, size, color_mode)
     x_train, x_test = loaded.x_train, loaded.x_test
@@ -111,7 +111,7 @@ def _read(name, cand, size, color_mode) -> readers.Loaded:
     except MemoryError as e:
         raise fail(f"not enough memory to load {name}", cand.path,
                    hint="free memory, or use smaller images (data.image_size)") from e
-    except Exception as e:  # noqa: BLE001 - the contract: only CnntrainError escapes
+    except Exception as e:  # the contract: only CnntrainError escapes
         raise fail(f"cannot be read ({type(e).__name__}: {e})", cand.path) from e
 
 
@@ -122,9 +122,9 @@ def _not_found(name, cands, path, data_dir, error) -> CnntrainError:
                 else f"holds no {name} data in a layout cnntrain reads")
         hint = (_supply(name, "") if name == "image_folder" else
                 f"set data.path to {KNOWN[name].how_to_supply}, or to a folder holding it")
-        return CnntrainError(f"data.path {what}; looked at:\n{looked}", file=path, hint=hint)
+        return DataNotFound(f"data.path {what}", looked, file=path, hint=hint)
     folder = lookup.data_folder(data_dir) or lookup.keras_cache()
-    msg = f"no {name} data found; looked at:\n{looked}\n"
+    msg = "\n"
     if error is None:
         msg += "and offline mode is on, so nothing was downloaded"
     else:
@@ -132,7 +132,7 @@ def _not_found(name, cands, path, data_dir, error) -> CnntrainError:
         where = origins[0] if len(origins) == 1 else \
             f"{os.path.dirname(origins[0])}/ ({len(origins)} files)"
         msg += f"and the download from {where} failed ({type(error).__name__}: {error})"
-    return CnntrainError(msg, hint=_supply(name, folder) + ", or pass --data-dir DIR "
+    return DataNotFound(f"no {name} data found", looked, msg, hint=_supply(name, folder) + ", or pass --data-dir DIR "
                          "(or set CNNTRAIN_DATA_DIR)")
 
 

@@ -83,7 +83,7 @@ def unpickle(data: bytes, where: str, member: str | None = None):
                    "(nothing in it was run)", where,
                    hint="replace it with the original cifar-10-python.tar.gz from "
                         "https://www.cs.toronto.edu/~kriz/cifar.html") from None
-    except Exception as e:  # noqa: BLE001 - a broken pickle can raise almost anything
+    except Exception as e:  # a broken pickle can raise almost anything
         raise fail(f"{prefix}cannot be read as a CIFAR-10 python batch ({type(e).__name__}: {e}); "
                    "the file is truncated or corrupt", where,
                    hint="copy or download cifar-10-python.tar.gz again") from e

@@ -75,7 +75,7 @@ def _upright_size(im: Image.Image) -> tuple[int, int]:
     """(width, height) as shown, after the EXIF orientation that to_pixels applies."""
     try:
         turned = im.getexif().get(0x0112) in (5, 6, 7, 8)   # orientations that swap the sides
-    except Exception:  # noqa: BLE001 - a broken EXIF block is ignored by to_pixels too
+    except Exception:  # a broken EXIF block is ignored by to_pixels too
         turned = False
     return im.size[::-1] if turned else im.size
 
@@ -85,7 +85,7 @@ def probe(item: Item) -> tuple[str, tuple[int, int]]:
     try:
         with _open(item) as im:
             return im.mode, _upright_size(im)
-    except Exception as e:  # noqa: BLE001 - a decoder fed arbitrary bytes can raise anything
+    except Exception as e:  # a decoder fed arbitrary bytes can raise anything
         raise _broken(item, e) from e
 
 
@@ -114,36 +114,52 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return im.convert("RGBA" if "A" in mode else "RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
 
 
+# Visible pixels this light on average (alpha-weighted luma) would vanish on white.
+_LIGHT_INK = 192
+
+
+def _ground_for(rgba: Image.Image) -> int:
+    """255 (white), or 0 where what is visible is itself light: a white digit on a transparent
+    background composited on white was a blank image."""
+    a = np.asarray(rgba, dtype=np.float64)
+    weight = a[..., 3].sum()
+    if weight == 0:
+        return 255
+    luma = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+    return 0 if (luma * a[..., 3]).sum() / weight >= _LIGHT_INK else 255
+
+
 def _flatten_alpha(im: Image.Image) -> Image.Image:
-    if im.mode == "RGBA":
-        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, im).convert("RGB")
-    if im.mode == "LA":
-        white = Image.new("LA", im.size, (255, 255))
-        return Image.alpha_composite(white.convert("RGBA"), im.convert("RGBA")).convert("L")
-    return im
+    if im.mode not in ("RGBA", "LA"):
+        return im
+    rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+    g = _ground_for(rgba)
+    flat = Image.alpha_composite(Image.new("RGBA", im.size, (g, g, g, 255)), rgba)
+    return flat.convert("RGB" if im.mode == "RGBA" else "L")
 
 
-def to_pixels(im: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
+def to_pixels(im: Image.Image, channels: int, size: tuple[int, int] | None) -> np.ndarray:
     """An opened image (its current frame) as the uint8 (H, W, channels) array a model is fed, at
     size (width, height). The one conversion for training images and for predict's files, so the
     same file reaches the model as the same array either way:
     - EXIF orientation is applied (a phone photo reads the way a viewer shows it);
     - transparency (RGBA, LA, a palette with a transparent colour) is composited on white, as
-      an image viewer on a light page shows it;
+      an image viewer on a light page shows it, unless what is visible is light itself (its
+      alpha-weighted mean luma at least 192: a white digit on a transparent background), which
+      white would erase: that is composited on black;
     - 16-bit and 32-bit integer images (I;16, I) are scaled from 0..65535 to 0..255 by
       value / 257, rounded; float images (F) are taken as 0..1 when their maximum is at most 1,
       else as 0..255; both are clipped;
     - palette, CMYK, bilevel and other modes go through Pillow's own conversion to RGB, then
       to L (ITU-R 601-2 luma) for one channel;
-    - the image is resized (bilinear) only if its size differs.
+    - the image is resized (bilinear) only if its size differs (size None: never).
     """
     try:
         im = ImageOps.exif_transpose(im) or im
     except (OSError, ValueError, KeyError, TypeError, SyntaxError):
         pass     # a broken EXIF block: keep the pixels as stored
     im = _flatten_alpha(_to_8bit(im)).convert("L" if channels == 1 else "RGB")
-    if im.size != tuple(size):
+    if size is not None and im.size != tuple(size):
         im = im.resize(tuple(size), Image.Resampling.BILINEAR)
     a = np.array(im, dtype=np.uint8)
     return a[..., None] if a.ndim == 2 else a
@@ -160,7 +176,7 @@ def _decode(item: Item, gray: bool, size: tuple[int, int], resize: bool, first: 
                                     f"'{first.member or first.file}'"), item.file,
                            hint="set data.image_size: [height, width] to resize every image")
             return to_pixels(im, 1 if gray else 3, size)
-    except Exception as e:  # noqa: BLE001 - our own error passes; decoders raise anything
+    except Exception as e:  # our own error passes; decoders raise anything
         if isinstance(e, CnntrainError):
             raise
         raise _broken(item, e) from e

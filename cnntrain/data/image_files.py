@@ -97,9 +97,10 @@ def _not_an_image(path) -> CnntrainError:
                   path, "copy the image to a file and give its path")
 
 
-def read_image(path, *, height: int, width: int, channels: int,
+def read_image(path, *, height: int | None, width: int | None, channels: int,
                max_pixels: int = 50_000_000) -> np.ndarray:
-    """One image file as uint8 (height, width, channels); see the module docstring for the rules."""
+    """One image file as uint8 (height, width, channels), or at its own size when height and width
+    are None; see the module docstring for the rules."""
     if channels not in (1, 3):
         raise CnntrainError(f"cannot read images for a model with {channels} channels",
                             hint="models take 1 (grayscale) or 3 (RGB) channels")
@@ -129,7 +130,7 @@ def read_image(path, *, height: int, width: int, channels: int,
                              f"limit {max_pixels:,}", path, _BOMB_HINT)
             img.seek(0)
             img.load()           # decode everything now, so a truncated file fails here
-            return to_pixels(img, channels, (width, height))
+            return to_pixels(img, channels, None if height is None else (width, height))
     except CnntrainError:
         raise
     except Image.DecompressionBombError as exc:
@@ -147,12 +148,18 @@ def read_image(path, *, height: int, width: int, channels: int,
                      f"the file is damaged or incomplete (Pillow: {exc}); copy or save it again") from None
 
 
+def resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A uint8 (H, W, C) array at (height, width), resized as read_image resizes a file."""
+    a = np.asarray(image)
+    return to_pixels(Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a), a.shape[-1], (width, height))
+
+
 def _gray(image: np.ndarray) -> np.ndarray:
     a = np.asarray(image, dtype=np.float64)
     return a.mean(axis=-1) if a.ndim == 3 else a
 
 
-def _border(gray: np.ndarray) -> np.ndarray:
+def border(gray: np.ndarray) -> np.ndarray:
     """The outer ring of an (..., H, W) array, about 1/14 of the side (2 pixels of 28)."""
     h, w = gray.shape[-2:]
     t = max(1, min(h, w) // 14)
@@ -165,22 +172,19 @@ def _border(gray: np.ndarray) -> np.ndarray:
 def looks_inverted(image: np.ndarray, background: str) -> bool:
     """Whether a uint8 image's background is the opposite of the model's training images.
 
-    The rule: the border (the outer ~1/14 of each side) is the background. It is
-    light when its median is above 127. For a "dark" model (white digit on black,
-    like MNIST) an image is inverted when its border is light and its centre
-    (the middle half) is no lighter than the border: dark strokes on light paper.
-    For a "light" model the same the other way round.
+    The rule: the border (the outer ~1/14 of each side) is the ground, its median the
+    ground's level; the ink is whichever extreme of the image lies further from that level.
+    For a "dark" model (white digit on black, like MNIST) an image is inverted when its ink
+    is darker than its ground: dark strokes on paper of any shade, also a grey sheet below
+    mid-grey, which a fixed threshold (a ground above 127) took for a dark ground. For a
+    "light" model the same the other way round. A plain image has no ink: never inverted.
     """
     if background not in ("dark", "light"):
         raise CnntrainError(f"unknown background {background!r}", hint="use 'dark' or 'light'")
     gray = _gray(image)
-    h, w = gray.shape
-    border = float(np.median(_border(gray)))
-    centre = float(gray[h // 4: h - h // 4, w // 4: w - w // 4].mean())
-    light = border > 127
-    if background == "dark":
-        return light and centre <= border
-    return (not light) and centre >= border
+    ground = float(np.median(border(gray)))
+    darker, lighter = ground - float(gray.min()), float(gray.max()) - ground
+    return darker > lighter if background == "dark" else lighter > darker
 
 
 def invert(image: np.ndarray) -> np.ndarray:
@@ -216,8 +220,8 @@ def background_of(x_train: np.ndarray) -> str | None:
         top = 255.0 if x.dtype == np.uint8 else float(np.iinfo(x.dtype).max)
     else:
         top = 1.0 if float(sample.max()) <= 1.0 else 255.0
-    border = _border(sample)
+    ring = border(sample)
     for name, ground in (("dark", 0.0), ("light", top)):
-        if np.mean(np.abs(border - ground) <= top / 10) >= 0.5:
+        if np.mean(np.abs(ring - ground) <= top / 10) >= 0.5:
             return name
     return None

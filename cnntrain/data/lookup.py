@@ -89,7 +89,7 @@ def in_folder(name: str, root: str, explicit: bool) -> list[Candidate]:
     """Candidates inside one folder. `explicit` (a folder the user named) also
     lets the folder itself be the data: IDX files or batches right in it. Not in
     Keras' cache, where MNIST and Fashion-MNIST IDX files would share names."""
-    j = lambda *p: os.path.join(root, *p)  # noqa: E731
+    j = lambda *p: os.path.join(root, *p)  # noqa: E731 - a short name for the many paths below
     if name == "mnist":
         found = [Candidate("npz", j("mnist.npz")), Candidate("idx", j("mnist"))]
         return found + [Candidate("idx", root)] * explicit

@@ -1,6 +1,7 @@
 """The spec's data section to arrays: the dataset, its limits, the validation split."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,9 @@ class Splits:
     y_test: np.ndarray | None
     class_names: list
     source: str
+    # What identifies the validation images: their count and a digest of their indices in the data
+    # set's training images. A fit records it with the model; `evaluate --split validation` compares.
+    held_out: dict | None = None
 
     @property
     def shape(self):
@@ -57,13 +61,18 @@ def held_out(spec: Spec, data: Dataset) -> Splits:
     seed, so `evaluate --split validation` finds the very images a run held out)."""
     d = spec["data"]
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    index = np.arange(len(x_train))   # of each training image in the data set, for the held-out digest
     if d["limit_train"]:
-        x_train, y_train = _subset(x_train, y_train, d["limit_train"], spec["seed"])
+        index = _subset(len(x_train), d["limit_train"], spec["seed"])
+        x_train, y_train = x_train[index], y_train[index]
     if d["limit_test"] and x_test is not None:
-        x_test, y_test = _subset(x_test, y_test, d["limit_test"], spec["seed"] + 1)
-    x_val = y_val = None
+        keep = _subset(len(x_test), d["limit_test"], spec["seed"] + 1)
+        x_test, y_test = x_test[keep], y_test[keep]
+    x_val = y_val = held = None
     if d["validation"] == "split":
-        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, d["validation_split"], spec["seed"])
+        train_idx, val_idx = validation_indices(y_train, d["validation_split"], spec["seed"])
+        held = {"images": len(val_idx), "digest": hashlib.sha256(index[val_idx].astype("<i8").tobytes()).hexdigest()}
+        x_train, y_train, x_val, y_val = x_train[train_idx], y_train[train_idx], x_train[val_idx], y_train[val_idx]
     elif d["validation"] == "test":
         if x_test is None:
             raise spec.error(("data", "validation"), f"data.validation is 'test' but {data.source} has no test split",
@@ -76,16 +85,30 @@ def held_out(spec: Spec, data: Dataset) -> Splits:
                          f"set model.input_shape: {list(x_train.shape[1:])}, or resize with data.image_size")
     if len(x_train) == 0:
         raise CnntrainError("no training images left after the validation split", file=data.source)
-    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, list(data.class_names), data.source)
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, list(data.class_names), data.source, held)
 
 
-def _subset(x, y, n, seed):
-    """n images drawn at random (seeded), in their original order. Not the first n: image
-    folders and archives come sorted by class, so the first n could all be one class."""
-    if n >= len(x):
-        return x, y
-    keep = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
-    return x[keep], y[keep]
+def same_held_out(splits: Splits, recorded: dict | None, spec_file) -> None:
+    """Refuse validation images drawn again that are not those a fit held out (`recorded`, from the
+    model's metadata): its spec.yaml was edited since (seed, validation_split, limits) or the data changed.
+    A model from before this was recorded has nothing to compare."""
+    if recorded is None or recorded == splits.held_out:
+        return
+    now = splits.held_out or {"images": 0}
+    differs = (f"{recorded['images']:,} images at fit, {now['images']:,} now" if now["images"] != recorded["images"]
+               else f"{now['images']:,} images both times, but other ones")
+    raise CnntrainError(f"the validation images drawn again from spec.yaml are not the ones the run held out "
+                        f"({differs})", file=str(spec_file),
+                        hint="spec.yaml or the data changed since the fit (seed, data.validation_split, limits): "
+                             "restore them, or evaluate with --split test")
+
+
+def _subset(total: int, n: int, seed: int) -> np.ndarray:
+    """The indices of n images of `total` drawn at random (seeded), in their original order. Not the
+    first n: image folders and archives come sorted by class, so the first n could all be one class."""
+    if n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).permutation(total)[:n])
 
 
 def as_images(x) -> np.ndarray:
@@ -113,7 +136,14 @@ def as_labels(y, n: int) -> np.ndarray:
 
 
 def split_validation(x, y, fraction: float, seed: int):
-    """(x_train, y_train, x_val, y_val): a seeded split, stratified per class.
+    """(x_train, y_train, x_val, y_val): a seeded split, stratified per class (validation_indices)."""
+    train_idx, val_idx = validation_indices(y, fraction, seed)
+    x, y = np.asarray(x), np.asarray(y)
+    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+
+
+def validation_indices(y, fraction: float, seed: int):
+    """(train indices, validation indices): a seeded split, stratified per class.
 
     The validation set holds floor(fraction * N + 0.5) examples, spread over the classes in
     proportion to their sizes (largest remainders), and every class keeps at least one
@@ -122,8 +152,7 @@ def split_validation(x, y, fraction: float, seed: int):
     if not 0.0 < float(fraction) < 1.0:
         raise CnntrainError(f"validation fraction must be between 0 and 1 (exclusive), got {fraction}",
                             hint="data.validation_split: 0.1 holds out 10% of the training data")
-    x = np.asarray(x)
-    y_flat = as_labels(y, len(x))
+    y_flat = as_labels(y, len(y))
     n = len(y_flat)
     classes, inverse, counts = np.unique(y_flat, return_inverse=True, return_counts=True)
 
@@ -148,6 +177,4 @@ def split_validation(x, y, fraction: float, seed: int):
     for c in range(len(classes)):
         members = np.flatnonzero(inverse == c)
         val_mask[rng.permutation(members)[:take[c]]] = True
-    train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
-    y = np.asarray(y)
-    return x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+    return np.flatnonzero(~val_mask), np.flatnonzero(val_mask)

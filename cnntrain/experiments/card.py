@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from cnntrain.assess import tta
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, DataNotFound
 from cnntrain.runs import atomic
 from cnntrain.runs.contents import RunContents, read_run
 from cnntrain.runs.folder import resolve_run
@@ -33,8 +33,10 @@ def data_facts(run: RunContents, *, data_dir=None) -> dict:
                                 image_size=tuple(d["image_size"]) if d["image_size"] else None,
                                 color_mode=d["color_mode"])
         parts = splits.prepare(spec, data_dir=data_dir, offline=True)
+    except DataNotFound as exc:
+        return {"missing": exc.summary}
     except CnntrainError as exc:
-        return {"missing": exc.message.splitlines()[0].split("; looked at")[0]}
+        return {"missing": exc.message.splitlines()[0]}
     return {"source": report["source"], "sha256": report["sha256"], "published": report["published"],
             "train": len(parts.x_train), "validation": 0 if parts.x_val is None else len(parts.x_val),
             "test": 0 if parts.x_test is None else len(parts.x_test), "shape": list(parts.shape),

@@ -43,15 +43,14 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
     result["passed"] says whether the figures are within check.TOLERANCES; the files are
     written either way, so a failed export can be looked at.
     """
-    from cnntrain.export import check, formats, runners
+    from cnntrain.export import check, formats
+    from cnntrain.loading import runners
+    from cnntrain.loading.resolve import resolve
     from cnntrain.runs.atomic import write_json
-    from cnntrain.runs.model_file import read_metadata, resolve_model
+    from cnntrain.runs.model_file import read_metadata
 
     formats.check_choice(fmt, quantize)
-    if target is not None and runners.is_exported(target):
-        raise CnntrainError("this is an exported model already; export takes a .keras model or a run folder",
-                            file=str(target))
-    model_file, _run_dir = resolve_model(target, runs_root)
+    model_file = resolve(target, runs_root, keras_for="export").path
     folder = Path(out) if out else default_folder(model_file, fmt, quantize)
     _check_out(folder)
     if not check_images and not read_metadata(model_file).get("dataset"):
@@ -82,7 +81,7 @@ def export_model(target=None, *, fmt: str, quantize: str = "none", out=None, run
                      "output": "class probabilities, one row per image"}
     file_name = _write(keras_runner.model, fmt, quantize, folder, shape, representative, exported_meta)
 
-    exported = runners.load_runner(folder if fmt == "savedmodel" else folder / file_name)
+    exported = runners.load(resolve(folder if fmt == "savedmodel" else folder / file_name), trusted=True)
     figures = check.compare(keras_runner.predict(x), exported.predict(x), y)
     runs_ = check.LATENCY_RUNS if latency_runs is None else int(latency_runs)
     keras_dtype = check.compute_dtype(keras_runner.model)

@@ -20,7 +20,7 @@ import numpy as np
 
 from cnntrain.errors import CnntrainError
 from cnntrain.export.names import FILE_NAMES, FORMATS, INPUT_NAME, QUANTIZE
-from cnntrain.export.optional import need, quiet
+from cnntrain.loading.optional import need, quiet
 
 ONNX_METADATA_KEY = "cnntrain"   # the ONNX model's metadata_props entry holding cnntrain.json
 
@@ -70,7 +70,7 @@ def prepare(model):
 
     try:
         copy = keras.models.clone_model(model, clone_function=clone)
-    except Exception as exc:  # noqa: BLE001 - subclassed models and exotic layers cannot be cloned
+    except Exception as exc:  # subclassed models and exotic layers cannot be cloned
         raise CnntrainError(f"cannot prepare the model for export: {_first_line(exc)}",
                             hint="export works on the Sequential and functional models that cnntrain fit saves") from None
     for new, old in zip(copy.layers, model.layers):
@@ -146,7 +146,7 @@ def _keras_export(model, path: Path, keras_format: str, shape, **kwargs):
         from cnntrain.runs.atomic import write_error
 
         raise write_error(path, exc) from None
-    except Exception as exc:  # noqa: BLE001 - converter errors come as many types
+    except Exception as exc:  # converter errors come as many types
         raise CnntrainError(f"the {keras_format} export failed: {_first_line(exc)}",
                             hint="run again with --debug for the converter's own messages") from None
 

@@ -31,7 +31,7 @@ from typing import Callable
 from cnntrain.backend import keras, tf
 
 try:  # Private paths: used only to seed the layers we do not fuse.
-    from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (  # noqa: E501
+    from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (
         BaseImagePreprocessingLayer as _BaseImageLayer,
     )
     from keras.src.random.seed_generator import SeedGenerator as _SeedGenerator
@@ -248,7 +248,7 @@ if _SeedGenerator is not None:
         our stateless per-batch seed (no variable, nothing shared between parallel
         map calls): reproducible for a seed, different each batch and epoch."""
 
-        def __init__(self, seed):  # noqa: D107 - deliberately no variable
+        def __init__(self, seed):  # deliberately no variable
             self._seed = seed
             self._draws = 0
 
@@ -319,7 +319,7 @@ def build_augmenter(layers: list, seed: int) -> Augmenter:
     if not layers:
         return lambda images, seed=None: images
     if not fusion_enabled():
-        def chained(images, seed=None):  # noqa: ARG001 - Keras' own randomness
+        def chained(images, seed=None):  # seed: Keras' own randomness
             for layer in layers:
                 images = layer(images, training=True)
             return tf.cast(images, tf.float32)  # a mixed-precision policy may differ

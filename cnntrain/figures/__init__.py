@@ -5,6 +5,7 @@ state). Only the modules under figures/ import matplotlib; they draw what others
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from cnntrain.errors import CnntrainError
@@ -44,7 +45,10 @@ def save_png(fig, path) -> Path:
     kind = picture_format(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic.atomic_path(path) as tmp:
+        with atomic.atomic_path(path) as tmp, warnings.catch_warnings():
+            # A class or layer name from a file may hold control characters; matplotlib draws a box for
+            # each and warns with the character itself, which would reach the terminal raw.
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
             fig.savefig(tmp, dpi=DPI, format=kind)
     except OSError as exc:
         raise atomic.write_error(path, exc) from None

@@ -202,7 +202,7 @@ def _layer_shapes(layer, previous: tuple | None) -> tuple[tuple | None, tuple | 
     if out_shape is None and in_shape is not None:
         try:
             out_shape = tuple(layer.compute_output_shape((None, *in_shape))[1:])
-        except Exception:  # noqa: BLE001 - a layer's own failure just means "unknown"
+        except Exception:  # a layer's own failure just means "unknown"
             out_shape = None
     return in_shape, out_shape
 

@@ -126,11 +126,10 @@ def input_shape(spec: Spec, data_shape=None) -> tuple:
 
 
 def build_layers(spec: Spec, path) -> list:
-    """The keras.layers objects of the layer list at `path` (model.layers or augment); in augment, a
-    mix (schema.MIXES) is a (layer, probability) pair, its cnntrain keys kept from its constructor."""
-    items = spec.values
-    for part in path:
-        items = items[part]
+    """The keras.layers objects of the layer list at `path` (model.layers or augment), once the policy
+    allows them all; in augment, a mix (schema.MIXES) is a (layer, probability) pair, its cnntrain keys
+    kept from its constructor."""
+    items = policy.allowed_layers(spec, path)
     mixes = {i: probability for i, _, probability in mix_entries(items)} if path == ("augment",) else {}
     built = []
     for i, name, args in layer_entries(items):
@@ -386,7 +385,7 @@ def build_all(spec: Spec):
     normalize = spec["preprocess"]["normalize"]
     if normalize != "none":
         front = [normalization_layer(normalize, np.zeros((1, *input_shape(spec)), np.uint8))]
-    policy.check_output_dir(spec)
+    policy.check_spec(spec)
     model = build_model(spec, front=front, pretrained=False)
     check_output(spec, model, None)
     build_layers(spec, ("augment",))

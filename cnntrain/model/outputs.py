@@ -32,7 +32,7 @@ def _axes(axis) -> tuple:
 
 def final_output(model) -> Output:
     """What the model's last layer gives: a softmax over the classes, scores (logits), or other."""
-    layer = next((l for l in reversed(model.layers) if type(l).__name__ not in _PASS_THROUGH), None)
+    layer = next((x for x in reversed(model.layers) if type(x).__name__ not in _PASS_THROUGH), None)
     if layer is None:
         return Output("logits", None, "no layers")
     if {"Functional", "Sequential"} & {c.__name__ for c in type(layer).__mro__}:   # a backbone with its top

@@ -1,20 +1,22 @@
 """A run folder read back as values: its spec, figures, history and pictures, for compare and card.
 
-Reading only: nothing here writes. A file that is missing or unreadable reads as empty, since a run
-killed early, or never evaluated, still has the rest worth showing; only a folder that is not a run
-at all is an error.
+Reading only: nothing here writes. A file that is missing reads as empty, since a run killed early,
+or never evaluated, still has the rest worth showing; a file that is there is checked as
+runs/schema.py says (a damaged one is an error naming the file and the field), and a folder that
+is not a run at all is an error.
 """
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnntrain.errors import CnntrainError
+from cnntrain.runs import schema
 from cnntrain.runs.folder import is_run
+from cnntrain.runs.history import read_history
+from cnntrain.spec.load import load_spec
 from cnntrain.spec.schema import dotted
-from cnntrain.spec.yamlmarks import parse_yaml
 
 PICTURES = ("curves.png", "confusion.png")
 
@@ -32,33 +34,13 @@ class RunContents:
 
 
 def optional_json(path: Path) -> dict:
-    """A JSON file of a run, or None when it is not there."""
+    """A JSON file, or {} when it is missing, unreadable or not an object. Left for the sweep's
+    leaderboard and trials (experiments/sweep.py), whose reading another change moves to schema.py."""
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def read_history(path: Path) -> list[dict]:
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, csv.Error):
-        return []
-    out = []
-    for row in rows:
-        parsed = {}
-        for key, text in row.items():
-            if key is None or text in (None, ""):
-                continue
-            try:
-                parsed[key] = int(text) if key == "epoch" else float(text)
-            except ValueError:
-                continue
-        if "epoch" in parsed:
-            out.append(parsed)
-    return out
 
 
 def read_run(path) -> RunContents:
@@ -67,13 +49,12 @@ def read_run(path) -> RunContents:
     if not is_run(path):
         raise CnntrainError("not a run folder (it holds no spec.yaml)", file=str(path),
                             hint="give a folder listed by 'cnntrain runs'")
-    text = (path / "spec.yaml").read_text(encoding="utf-8")
-    spec = parse_yaml(text, str(path / "spec.yaml"))[0]
-    if not isinstance(spec, dict):
-        raise CnntrainError("spec.yaml is not a mapping of sections", file=str(path / "spec.yaml"))
-    return RunContents(path=path, spec=spec, metrics=optional_json(path / "metrics.json"),
-                       env=optional_json(path / "env.json"), evaluation=optional_json(path / "eval.json"),
-                       history=read_history(path / "history.csv"),
+    history = path / "history.csv"
+    return RunContents(path=path, spec=load_spec(path / "spec.yaml").values,
+                       metrics=schema.read_optional(path / "metrics.json", schema.METRICS) or {},
+                       env=schema.read_optional(path / "env.json", schema.ENV) or {},
+                       evaluation=schema.read_optional(path / "eval.json", schema.EVALUATION) or {},
+                       history=read_history(history) if history.exists() else [],
                        pictures=[p for p in PICTURES if (path / p).is_file()])
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from cnntrain import __version__
 from cnntrain.errors import CnntrainError
-from cnntrain.runs import atomic
+from cnntrain.runs import atomic, schema
 from cnntrain.runs.atomic import write_error
 
 BACKUP = "backup"
@@ -209,10 +208,10 @@ def started(run_dir) -> float:
     """When the run started, in seconds since the epoch: env.json's `started`, else when env.json
     (written once, at the start) or spec.yaml was written."""
     run_dir = Path(run_dir)
-    try:
-        stamp = json.loads((run_dir / "env.json").read_text(encoding="utf-8")).get("started")
+    try:   # a damaged env.json only loses the run its place in the order: `runs` says what is wrong
+        stamp = (schema.read_optional(run_dir / "env.json", schema.ENV) or {}).get("started")
         return _dt.datetime.fromisoformat(stamp).timestamp()
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (CnntrainError, ValueError, TypeError, OverflowError):
         pass
     for name in ("env.json", "spec.yaml"):
         with contextlib.suppress(OSError):

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import csv
+import io
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, not_regular
+from cnntrain.runs import schema
 from cnntrain.runs.atomic import write_text
 
 
@@ -26,13 +28,42 @@ def _csv_number(value):
     return f"{value:.6g}"
 
 
+MAX_BYTES = 64 << 20   # a row per epoch: 64 MB is a million epochs of 60 figures
+
+
 def read_history(path) -> list[dict]:
-    """history.csv back as the rows write_history took: the epoch an int, the figures floats."""
+    """history.csv back as the rows write_history took: the epoch an int from 1, the figures floats
+    (an empty cell, a figure an epoch did not have, is left out). A damaged file is a schema.Damaged
+    error naming the line and the column; every reader (fit --resume, compare, card) takes it so."""
+    kind = not_regular(path)
+    if kind:   # open() of a FIFO blocks until something writes to it
+        raise schema.damaged(path, "", f"is {kind}, not a regular file")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in ("", None)}
-                for row in rows]
-    except (OSError, ValueError, TypeError) as exc:
-        raise CnntrainError(f"cannot read the run's history: {exc}", file=str(path),
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise CnntrainError(f"cannot read the run's history: {exc.strerror or exc}", file=str(path),
                             hint="history.csv is written by cnntrain fit, one row per epoch") from None
+    if len(raw) > MAX_BYTES:
+        raise schema.damaged(path, "", f"the file is over {MAX_BYTES >> 20} MB, which no history.csv is")
+    try:
+        table = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise schema.damaged(path, "", f"not a CSV table ({exc})") from None
+    if not table:
+        return []
+    header, rows = table[0], []
+    for line, cells in enumerate(table[1:], 2):
+        if len(cells) > len(header):
+            raise schema.damaged(path, "", f"line {line} holds {len(cells)} cells, the header names {len(header)}")
+        row = {}
+        for key, text in zip(header, cells):
+            if text == "":
+                continue
+            try:
+                row[key] = int(text) if key == "epoch" else float(text)
+            except ValueError:
+                what = "an integer" if key == "epoch" else "a number"
+                raise schema.damaged(path, "", f"line {line}: '{key}' must be {what}, received: {text[:80]!r}") from None
+        rows.append(row)
+    return schema.check(path, rows, schema.HISTORY_ROWS)

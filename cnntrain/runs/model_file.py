@@ -1,4 +1,5 @@
-"""Model files: model.keras with our metadata inside, loaded safely; which file a RUN or MODEL argument means.
+"""Model files: model.keras with our metadata inside, loaded safely (which file a RUN or MODEL
+argument means is cnntrain/loading/resolve.py's).
 
 The metadata (class names, input shape, preprocessing notes) is a JSON member, cnntrain.json,
 inside Keras' own zip: plain `keras.models.load_model` still loads the file.
@@ -9,11 +10,30 @@ import json
 import zipfile
 from pathlib import Path
 
-from cnntrain.errors import CnntrainError, not_regular
+from cnntrain.errors import CnntrainError
 from cnntrain.runs import atomic, schema
-from cnntrain.runs.folder import resolve_run
 
 METADATA = "cnntrain.json"   # stored inside model.keras, beside Keras' own config.json
+UNSAFE_HINT = "load it only if you trust it, with --unsafe"
+# The largest image a model may ask for: predict and evaluate resize every image to it before the
+# model sees it, so a 249-byte file declaring 20000x20000 would cost 4.8 GB per image. 4096 x 4096
+# (ten times the pixels of the largest common classifier input, 600 x 600) is 200 MB of float RGB.
+MAX_INPUT_PIXELS = 4096 * 4096
+
+
+class CodeInModel(CnntrainError):
+    """The model file holds code (a Lambda layer, a SavedModel's graph) and was not trusted to run it:
+    each command says how it may be trusted (fit --init-from cannot be)."""
+
+
+def check_input_size(path, shape):
+    """Refuse a model whose (height, width, channels) input is larger than any image is resized to."""
+    height, width = int(shape[0]), int(shape[1])
+    if height * width > MAX_INPUT_PIXELS:
+        raise CnntrainError(f"the model takes {height}x{width} images; cnntrain resizes images to at most "
+                            f"{MAX_INPUT_PIXELS:,} pixels (4096x4096), so this model is refused before any "
+                            "image is read", file=str(path),
+                            hint="give an image classifier with a smaller input, such as a run's model.keras")
 
 
 def save_model(model, path, metadata: dict):
@@ -102,17 +122,21 @@ def check_metadata(path, model, metadata: dict):
     """The metadata must describe this model: its real input shape and its number of outputs.
     The model's own shape is what is trusted; metadata that disagrees is a damaged file (it could
     otherwise make predict resize a small image to any size it says)."""
-    where = f"{path}:{METADATA}"
     real = [None if d is None else int(d) for d in model.input_shape[1:]]
+    check_described(f"{path}:{METADATA}", metadata, real, int(model.output_shape[-1]))
+
+
+def check_described(where, metadata: dict, real: list, outputs: int, hint: str = schema.DAMAGED_HINT):
+    """Metadata (of a .keras or an exported model) against the model's real input shape and outputs."""
     if "input_shape" in metadata and metadata["input_shape"] != real:
-        raise schema.damaged(where, "input_shape", f"is {metadata['input_shape']}, but the model takes {real}")
+        raise schema.damaged(where, "input_shape", f"is {metadata['input_shape']}, but the model takes {real}", hint)
     if metadata.get("image_size") is not None and metadata["image_size"] != real[:2]:
         # evaluate resizes the data set's images to it: it must be the model's own size
-        raise schema.damaged(where, "image_size", f"is {metadata['image_size']}, but the model takes {real[:2]}")
-    outputs = int(model.output_shape[-1])
+        raise schema.damaged(where, "image_size", f"is {metadata['image_size']}, but the model takes {real[:2]}",
+                             hint)
     if "class_names" in metadata and len(metadata["class_names"]) != outputs:
         raise schema.damaged(where, "class_names", f"names {len(metadata['class_names'])} classes, but the model "
-                             f"outputs {outputs}")
+                             f"outputs {outputs}", hint)
 
 
 def load_model(path, *, unsafe: bool = False):
@@ -124,38 +148,22 @@ def load_model(path, *, unsafe: bool = False):
         model = keras.models.load_model(path, safe_mode=not unsafe, compile=True)
     except Exception as exc:  # Keras raises ValueError, TypeError, OSError ... for bad files
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = None
+        if not unsafe and "vocabulary file" in str(exc):
+            # Keras refuses a lookup layer's vocabulary outside the archive by this text alone (no type of its own).
+            raise CodeInModel("cannot load the model: a layer in it reads a vocabulary file outside the model file, "
+                              "which is not read unless you trust it", file=str(path),
+                              hint=f"the file names a file elsewhere on this machine; {UNSAFE_HINT}") from None
         if not unsafe and ("safe_mode" in str(exc) or "Lambda" in str(exc)):
             # Keras' own text tells a Python programmer about safe_mode=False; say it for the command line.
-            text = "it contains Python code (a Lambda layer), which is not run unless you trust the file"
-            hint = "the file contains code (a Lambda layer); load it only if you trust it, with --unsafe"
-        raise CnntrainError(f"cannot load the model: {text}", file=str(path), hint=hint) from None
+            raise CodeInModel("cannot load the model: it contains Python code (a Lambda layer), which is not run "
+                              "unless you trust the file", file=str(path),
+                              hint=f"the file contains code (a Lambda layer); {UNSAFE_HINT}") from None
+        raise CnntrainError(f"cannot load the model: {text}", file=str(path)) from None
     check_metadata(path, model, metadata)
+    shape = model.input_shape[1:] if isinstance(model.input_shape, tuple) else ()
+    if len(shape) == 3 and shape[0] is not None and shape[1] is not None:
+        check_input_size(path, shape)
     return model, metadata
-
-
-def resolve_model(target: str | None, runs_root="runs") -> tuple[Path, Path | None]:
-    """(model file, run folder or None) for a run folder / run name, a .keras file, or None (newest finished run)."""
-    if target is not None:
-        path = Path(target)
-        kind = not_regular(path)
-        if kind and kind != "a folder":   # zipfile would block on a FIFO until something writes to it
-            raise CnntrainError(f"is {kind}, not a regular file; a model is read from a .keras file only",
-                                file=str(path), hint="give the model.keras or best.keras of a run folder")
-        if path.is_file() or path.suffix == ".keras":
-            if not path.is_file():
-                raise CnntrainError("model file not found", file=str(path))
-            return path, None
-        if path.is_dir() and (path / "model.keras").is_file():
-            return path / "model.keras", path
-    run = resolve_run(target, runs_root, need_model=True)
-    model_file = run / "model.keras"
-    if not model_file.is_file():
-        hint = "the run has not finished; train it to the end with 'cnntrain fit --resume'"
-        if (run / "best.keras").is_file():
-            hint += f", or give its best model: {run / 'best.keras'}"
-        raise CnntrainError("the run folder holds no model.keras", file=str(run), hint=hint)
-    return model_file, run
 
 
 def default_class_names(num_classes: int) -> list[str]:

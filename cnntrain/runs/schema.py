@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, not_regular
 from cnntrain.spec.schema import TTA_CHOICES
 
 DAMAGED_HINT = "the file was changed or broken after cnntrain wrote it"
@@ -128,7 +128,7 @@ class Record(Kind):
 
     what = "an object"
 
-    def __init__(self, fields: dict, rest: Kind | None = Kind(), optional_keys=()):
+    def __init__(self, fields: dict, rest: Kind | None = Kind(), optional_keys=()):  # noqa: B008 - a Kind holds no state
         self.fields, self.rest, self.optional_keys = fields, rest, set(optional_keys)
 
     def problem(self, value, field):
@@ -185,6 +185,7 @@ TEST_FIGURES = Record({"tta": Str(TTA_CHOICES)}, rest=Number(finite=False), opti
 
 # backup/state.json, as train/callbacks.py RunState writes it.
 HISTORY_ROW = Record({"epoch": Int(1)}, rest=Number(finite=False))
+HISTORY_ROWS = List(HISTORY_ROW)   # history.csv, as runs/history.py parses it
 CALLBACK_FIELDS = ("wait", "best", "cooldown_counter", "best_epoch", "stopped_epoch")
 STATE = Record({
     "epochs_done": Int(0), "best": Optional(Number()), "best_epoch": Optional(Int(1)),
@@ -200,8 +201,15 @@ METRICS = Record({
     "parameters": Int(0), "wall_time_s": Number(), "train_images_per_s": Optional(Number()),
 })
 
-# eval.json, as assess/evaluate.py writes it: only what is read back is checked.
-EVALUATION = Record({"accuracy": Number(low=0, high=1)})
+# eval.json, as assess/evaluate.py writes it: what `runs`, compare and card read back.
+_SHARE = Number(low=0, high=1)
+EVALUATION = Record({
+    "accuracy": _SHARE, "samples": Int(1), "loss": Number(finite=False), "top_k": Int(1), "top_k_accuracy": _SHARE,
+    "macro_f1": _SHARE, "split": Str(max_len=100), "tta": Str(TTA_CHOICES),
+    "per_class": List(Record({"class": Str(max_len=1000), "precision": _SHARE, "recall": _SHARE, "f1": _SHARE,
+                              "support": Int(0)})),
+    "most_confused": List(Record({"true": Str(max_len=1000), "predicted": Str(max_len=1000), "count": Int(1)})),
+}, optional_keys=("split", "tta", "most_confused"))
 
 # cnntrain.json inside model.keras: every field may be missing (a plain Keras file has none).
 _SHAPE = List(Int(1), length=3)
@@ -213,15 +221,37 @@ METADATA_FIELDS = {
     "color_mode": Optional(Str()), "one_hot": Bool(), "name": Optional(Str()),
     "cnntrain_version": Str(), "epoch": Int(0), "tta": Str(TTA_CHOICES),
     "label_smoothing": Number(low=0, high=1),
+    "held_out": Optional(Record({"images": Int(1), "digest": Str(max_len=64)}, rest=None)),
 }
 METADATA = Record(METADATA_FIELDS, optional_keys=METADATA_FIELDS)
+
+# An exported model's metadata (the cnntrain.json beside it, an ONNX file's metadata_props): the
+# model.keras metadata and what export adds; predict resizes images and names classes by it.
+EXPORTED_FIELDS = {**METADATA_FIELDS, "format": Str(), "quantize": Str(), "source_model": Str(),
+                   "input": Record({}), "output": Str()}
+EXPORTED = Record(EXPORTED_FIELDS, optional_keys=EXPORTED_FIELDS)
+# export.json: only the Keras model it was exported from is read back (for a hint).
+EXPORT_RECORD = Record({"model": Str()})
+
+# env.json, as train/fit.py writes it: only what is read back is checked.
+ENV = Record({"started": Str(max_len=100)}, optional_keys=("started",))
 
 
 def read(path, schema: Kind, hint: str = DAMAGED_HINT):
     """A JSON file cnntrain wrote, read back and checked."""
     from cnntrain.runs.atomic import read_json
 
+    kind = not_regular(path)
+    if kind:   # open() of a FIFO blocks until something writes to it
+        raise damaged(path, "", f"is {kind}, not a regular file", hint)
     return check(Path(path), read_json(path), schema, hint)
+
+
+def read_optional(path, schema: Kind, hint: str = DAMAGED_HINT):
+    """`read`, or None when the file is not there (a run killed early, a model never evaluated)."""
+    if not Path(path).exists():
+        return None
+    return read(path, schema, hint)
 
 
 def check_resume(path, state: dict, *, epochs: int, monitor: str, callbacks: int) -> dict:

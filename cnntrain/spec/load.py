@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from cnntrain.errors import SpecError, not_regular
+from cnntrain.errors import SpecError, YamlSyntaxError, not_regular
 from cnntrain.spec.schema import DEFAULTS, REQUIRED, dotted
 from cnntrain.spec.validate import validate
 from cnntrain.spec.yamlmarks import MAX_BYTES, dump_yaml, parse_yaml, shorten, show
@@ -66,7 +66,8 @@ def load_spec(path, overrides=()) -> Spec:
         with open(path, "rb") as f:
             raw = f.read(MAX_BYTES + 1)   # bounded: a huge file is not read whole
     except FileNotFoundError:
-        raise SpecError("no such spec file", file=str(path), hint="give the path of a .yaml spec, e.g. configs/mnist.yaml") from None
+        raise SpecError("no such spec file", file=str(path),
+                        hint="give the path of a .yaml spec, e.g. configs/mnist.yaml") from None
     except OSError as exc:
         raise SpecError(f"cannot read the spec: {exc.strerror or exc}", file=str(path)) from None
     if len(raw) > MAX_BYTES:
@@ -146,7 +147,7 @@ def apply_override(spec: Spec, text: str):
         # The spec's own YAML rules: no object tags, bounded nesting and alias expansion.
         value = parse_yaml(raw_value, f"--set {text}")[0] if raw_value.strip() else None
     except SpecError as exc:
-        syntax = exc.message.startswith("YAML syntax error")
+        syntax = isinstance(exc, YamlSyntaxError)
         raise SpecError(f"the value is not valid YAML ({exc.message})", file=f"--set {text}",
                         hint="quote strings with special characters" if syntax or not exc.hint else exc.hint) from None
     node, path = spec.values, ()

@@ -93,7 +93,7 @@ def validate(spec):
         raise spec.error(("fit", "tensorboard"), f"'fit.tensorboard' must be true or false, received: {show(fit['tensorboard'])}")
     if fit["tracking_uri"] is not None and not isinstance(fit["tracking_uri"], str):
         raise spec.error(("fit", "tracking_uri"), f"'fit.tracking_uri' must be a URI, received: "
-                         f"{show(fit['tracking_uri'])}", "e.g. sqlite:///mlflow.db or http://localhost:5000")
+                         f"{show(fit['tracking_uri'])}", "e.g. sqlite:///runs/mlflow.db")
     _fine_tune(spec, fit)
     if not isinstance(v["output"]["dir"], str) or not v["output"]["dir"]:
         raise spec.error(("output", "dir"), f"'output.dir' must be a folder path, received: {show(v['output']['dir'])}")

@@ -9,7 +9,7 @@ import re
 
 import yaml
 
-from cnntrain.errors import SpecError
+from cnntrain.errors import SpecError, YamlSyntaxError
 
 # Limits that keep a hostile or broken spec from hanging the CLI or filling memory. A real spec
 # is a few kilobytes, a dozen levels deep and a few hundred values.
@@ -189,7 +189,7 @@ class _Builder:
             value = self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:
             raise _tag_error(node, self.file) from None
-        except Exception as exc:  # noqa: BLE001 - PyYAML's own converters raise ValueError, KeyError, ...
+        except Exception as exc:  # PyYAML's own converters raise ValueError, KeyError, ...
             kind = node.tag.rsplit(":", 1)[-1]
             reason = str(exc).split(":")[0] if "Exceeds the limit" in str(exc) else str(exc)
             reason = f" ({shorten(reason, 100)})" if isinstance(exc, ValueError) else ""
@@ -238,7 +238,7 @@ def parse_yaml(text: str, file: str = "<spec>"):
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = shorten(exc.problem or exc.context or "invalid YAML")
-        raise SpecError(f"YAML syntax error: {problem}", file=file,
+        raise YamlSyntaxError(f"YAML syntax error: {problem}", file=file,
                         line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None,
                         hint="check the indentation and the ':' after each key on this line or the one above") from None
     except yaml.reader.ReaderError as exc:
@@ -249,7 +249,7 @@ def parse_yaml(text: str, file: str = "<spec>"):
                         column=None if at is None else at - text.rfind("\n", 0, at),
                         hint="remove control characters; save the spec as plain UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"YAML syntax error: {shorten(exc)}", file=file) from None
+        raise YamlSyntaxError(f"YAML syntax error: {shorten(exc)}", file=file) from None
     except RecursionError:
         raise SpecError("the spec is nested too deeply", file=file) from None
     finally:

@@ -38,6 +38,7 @@ class FitOptions:
     resume: str | None = None       # a run folder to continue
     extend: bool = False            # the resumed run is finished: train it longer, to fit.epochs
     init_from: str | None = None    # a run or .keras file whose weights a new run starts from
+    runs_root: str | None = None    # where --init-from finds a run by name (default: the spec's output.dir)
     device: str = "auto"
     mixed_precision: bool = False
     jit: bool = False
@@ -97,7 +98,7 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     data = _load_data(spec, options, reporter)
     steps, logged = _check_training(spec, data, plan, reporter)
     model, front = _build_model(spec, data, steps, plan, options, reporter)
-    initial_weights = start.init_from(model, options.init_from, spec["output"]["dir"], front) \
+    initial_weights = start.init_from(model, options.init_from, options.runs_root or spec["output"]["dir"], front) \
         if options.init_from else None
     if initial_weights:
         reporter.note(f"initial weights: {initial_weights}")
@@ -161,7 +162,7 @@ def _setup(spec, options, kind, reporter):
                                 threads=options.threads)
     # What the spec may do is settled before any slow step and before any folder is made; after the
     # device setup, which must come before anything that could start TensorFlow's runtime.
-    policy.check_output_dir(spec)
+    policy.check_spec(spec)
     build.build_callbacks(spec)
     plan = distribute.make(kind, device_info, devices=list(options.devices) or None,
                            connect_timeout=options.connect_timeout)
@@ -243,6 +244,7 @@ def _metadata(spec, data) -> dict:
         "data_source": os.path.abspath(data.source),   # where it was found: evaluate and resume look there
         "tta": spec["fit"]["tta"],   # evaluate and predict default to it, so evaluate reproduces the test figure
         "label_smoothing": spec["compile"]["label_smoothing"],   # and its loss, against the same smoothed labels
+        "held_out": data.held_out,   # evaluate --split validation checks that it draws these images again
     }
 
 
@@ -314,7 +316,7 @@ def _recorded_data(options) -> str | None:
 def _check_tensorboard(spec):
     # Keras' TensorBoard callback only finds out at the first summary, mid-fit (TBNotInstalledError).
     try:
-        from tensorboard.summary.v2 import scalar  # noqa: F401
+        from tensorboard.summary.v2 import scalar  # noqa: F401 - the import is the check
     except ImportError as exc:
         raise spec.error(("fit", "tensorboard"), f"fit.tensorboard needs the tensorboard package, which "
                          f"cannot be imported ({exc})", "it is one of cnntrain's dependencies: pip install "

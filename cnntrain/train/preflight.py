@@ -145,7 +145,7 @@ def _blame_layers(spec, model, xb):
     for k, layer in enumerate(model.layers):
         try:
             h = layer(h, training=True)
-        except Exception as exc:  # noqa: BLE001 - whatever the layer raises, it is the one at fault
+        except Exception as exc:  # whatever the layer raises, it is the one at fault
             if k < front:
                 raise
             i, name, _ = entries[k - front]

@@ -82,8 +82,14 @@ def init_from(model, target: str, runs_root, front: list) -> str:
 
     The normalization at the front is this data's own and is kept; the optimizer starts afresh.
     """
-    path, _ = model_file.resolve_model(target, runs_root)
-    source, _ = model_file.load_model(path)
+    from cnntrain.loading.runners import load_keras
+
+    try:
+        source, _, ref = load_keras(target, runs_root, command="fit --init-from")
+    except model_file.CodeInModel as exc:   # fit has no --unsafe: the weights of such a model never start a run
+        raise CnntrainError(exc.message, file=exc.file, hint="--init-from takes only models without code; "
+                            "start from a model without Lambda layers") from None
+    path = ref.path
     ours = [layer for layer in model.layers if layer.weights and layer not in front]
     theirs = [layer for layer in source.layers if layer.weights and not isinstance(layer, keras.layers.Normalization)]
     hint = "--init-from needs a model with the same layers: a run of a spec with the same model: section"

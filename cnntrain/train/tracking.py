@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError
+from cnntrain.model import policy
 from cnntrain.runs.contents import flatten
 
 MAX_PARAM = 500   # characters of a spec value as an MLflow parameter or an HParams value
@@ -51,7 +52,7 @@ class HParams(keras.callbacks.Callback):
 def import_mlflow(spec):
     try:
         import mlflow
-        import mlflow.keras  # noqa: F401
+        import mlflow.keras
     except ImportError:
         raise spec.error(("fit", "tracking"), "fit.tracking is 'mlflow' but MLflow is not installed",
                          "pip install 'cnntrain[track]' (or: pip install mlflow), or set fit.tracking: none") from None
@@ -65,6 +66,7 @@ def default_uri(spec) -> str:
 def with_mlflow(fit_once, spec, options, reporter) -> Path:
     """`fit_once` inside an MLflow run: the spec (as parameters and as spec.yaml), the metrics per epoch
     through mlflow.keras.MlflowCallback, then the run folder's files, the model among them."""
+    policy.check_spec(spec)   # before MLflow makes its store or reaches a server
     mlflow = import_mlflow(spec)
     uri = default_uri(spec)
     artifacts = None
@@ -79,7 +81,7 @@ def with_mlflow(fit_once, spec, options, reporter) -> Path:
             mlflow.create_experiment(spec["name"], artifact_location=artifacts)
         mlflow.set_experiment(spec["name"])
         active = mlflow.start_run()
-    except Exception as exc:  # noqa: BLE001 - MLflow raises its own, SQLAlchemy's and OS errors
+    except Exception as exc:  # MLflow raises its own, SQLAlchemy's and OS errors
         raise CnntrainError(f"cannot start an MLflow run at {uri}: {str(exc).splitlines()[0][:300]}",
                             hint="check fit.tracking_uri (sqlite:///FILE or http://HOST:PORT)") from None
     status = "FAILED"

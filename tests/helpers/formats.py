@@ -164,3 +164,38 @@ def tiny_mnist(folder):
     x_test, y_test = digits(50, seed=2)
     np.savez(folder / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return x_test, y_test
+
+
+SHAPES = ("ring", "upright bar", "lying bar", "cross")
+
+
+def draw_shape(draw, label: int, box, width: int, fill):
+    """Shape `label` of SHAPES, drawn with Pillow inside box (left, top, right, bottom)."""
+    left, top, right, bottom = box
+    mid_x, mid_y = (left + right) // 2, (top + bottom) // 2
+    if label == 0:
+        draw.ellipse(box, outline=fill, width=width)
+    elif label == 1:
+        draw.line([(mid_x, top), (mid_x, bottom)], fill=fill, width=width)
+    elif label == 2:
+        draw.line([(left, mid_y), (right, mid_y)], fill=fill, width=width)
+    else:
+        draw.line([(mid_x, top), (mid_x, bottom)], fill=fill, width=width)
+        draw.line([(left, mid_y), (right, mid_y)], fill=fill, width=width)
+
+
+def shapes(n, seed=0):
+    """n MNIST-like 28x28 images of the SHAPES (labels 0-3): white strokes on black, about 20
+    pixels across near the middle, of varied size, place and stroke, so a tiny model learns them."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % len(SHAPES)
+    x = np.zeros((n, 28, 28), np.uint8)
+    for i, label in enumerate(y):
+        im = Image.new("L", (28, 28), 0)
+        half, dx, dy = int(rng.integers(7, 11)), int(rng.integers(-2, 3)), int(rng.integers(-2, 3))
+        draw_shape(ImageDraw.Draw(im), int(label), (14 + dx - half, 14 + dy - half, 13 + dx + half, 13 + dy + half),
+                   int(rng.integers(2, 4)), 255)
+        x[i] = np.asarray(im)
+    return x, y.astype(np.uint8)

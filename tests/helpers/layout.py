@@ -2,10 +2,12 @@
 
 Imports go one way, from the top layer down:
 
-    cli, commands -> views -> assess, experiments, export, insight, train -> model, feed -> data, spec, runs, figures -> errors, backend
+    cli, commands -> views -> assess, experiments, export, insight, train -> model, feed, loading
+        -> data, spec, runs, figures -> errors, backend
 
 A module may import its own package and any package of a lower layer, never one of a higher
-layer; the module graph has no cycle (imports inside functions count); no module is over
+layer; neither the module graph nor the package graph (packages of one layer may import each
+other) has a cycle (imports inside functions count); no module is over
 MAX_LINES lines; only views/ and figures/ import rich or matplotlib (computation never draws or
 prints). Exit status 1 with one line per breach.
 """
@@ -19,7 +21,7 @@ MAX_LINES = 400
 LAYERS = [
     {"errors", "backend", "__init__", "__main__"},
     {"data", "spec", "runs", "figures"},
-    {"model", "feed"},
+    {"model", "feed", "loading"},
     {"assess", "experiments", "export", "insight", "train"},
     {"views"},
     {"commands", "cli"},
@@ -124,6 +126,24 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def package_edges(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph seen from the packages: 'assess' -> 'export' when a module of assess imports one of export."""
+    out: dict[str, set[str]] = {}
+    for module, targets in edges.items():
+        out.setdefault(top_part(module), set()).update(top_part(t) for t in targets if top_part(t) != top_part(module))
+    return out
+
+
+def _witnesses(cycle: list[str], edges) -> str:
+    """The module imports that make each step of a package cycle, so the breach says what to move."""
+    steps = []
+    for a, b in zip(cycle, cycle[1:]):
+        found = sorted(f"{m} imports {t}" for m, ts in edges.items() if top_part(m) == a
+                       for t in ts if top_part(t) == b)
+        steps.append(found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
+    return " (" + "; ".join(steps) + ")"
+
+
 def breaches(root: Path | None = None) -> list[str]:
     edges, paths = graph(root)
     out = []
@@ -139,6 +159,8 @@ def breaches(root: Path | None = None) -> list[str]:
                 out.append(f"{module} imports {name}: only views/ and figures/ may")
     for cycle in cycles(edges):
         out.append("import cycle: " + " -> ".join(cycle))
+    for cycle in cycles(package_edges(edges)):
+        out.append("package cycle: " + " -> ".join(cycle) + _witnesses(cycle, edges))
     for module, path in sorted(paths.items()):
         lines = len(path.read_text(encoding="utf-8").splitlines())
         if lines > MAX_LINES:
@@ -152,7 +174,8 @@ def main() -> int:
         print(line)
     if not found:
         edges, _ = graph()
-        print(f"layout OK: {len(edges)} modules, {sum(map(len, edges.values()))} imports, no cycle, "
+        print(f"layout OK: {len(edges)} modules, {sum(map(len, edges.values()))} imports, no cycle of modules "
+              "or packages, "
               f"none against the direction, none over {MAX_LINES} lines")
     return 1 if found else 0
 

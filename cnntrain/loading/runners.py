@@ -1,88 +1,62 @@
 """One small object for every kind of model file: .keras, .tflite, .onnx, a SavedModel folder.
 
-    runner = load_runner("runs/mnist/.../export/tflite-int8")
+    runner = load(resolve("runs/mnist/.../export/tflite-int8"))
     runner.predict(uint8_images)       # (N, classes) float32 probabilities
     runner.input_shape                 # (None, height, width, channels), as Keras says it
     runner.class_names
 
-The metadata of an exported model (class names, input shape, normalization, data set) is the
-cnntrain.json beside the file, or, for ONNX, the same text in the file's metadata_props.
-A file without it still runs; its classes are then named 0..N-1.
+A SavedModel is a TensorFlow program (its ops can read and write files, at load and when run): it
+is loaded only with --unsafe, as a .keras file with a Lambda layer. An unknown .tflite is tried in a
+child process first (probe.py). Every load and run failure of LiteRT and onnxruntime is our error.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from cnntrain.errors import CnntrainError
-from cnntrain.export.names import METADATA
-from cnntrain.export.optional import need, quiet
+from cnntrain.loading import probe, sidecar
+from cnntrain.loading.optional import need, quiet
+from cnntrain.loading.resolve import KERAS, ONNX, SAVED_MODEL, TFLITE, ModelRef, resolve
 from cnntrain.runs import model_file
+from cnntrain.runs.model_file import UNSAFE_HINT, CodeInModel
 
-EXPORTED_SUFFIXES = (".tflite", ".onnx")
-SAVED_MODEL = "saved_model.pb"
-_IN_FOLDER = ("model.tflite", "model.onnx")   # what an export folder of ours holds
-
-
-def exported_file(path) -> Path | None:
-    """The exported model that `path` names (a .tflite / .onnx file, a SavedModel folder, or an
-    export folder holding model.tflite / model.onnx), or None for anything else."""
-    path = Path(path)
-    if path.suffix.lower() in EXPORTED_SUFFIXES:
-        return path
-    if path.is_dir():
-        if (path / SAVED_MODEL).is_file():
-            return path
-        for name in _IN_FOLDER:
-            if (path / name).is_file():
-                return path / name
-    return None
+SAVED_MODEL_REFUSED = ("cannot load the model: a SavedModel is a TensorFlow program whose operations run when it is "
+                       "loaded and called (they can read and write files), which is not done unless you trust it")
 
 
-def is_exported(path) -> bool:
-    return exported_file(path) is not None
+def load(ref: ModelRef, *, unsafe: bool = False, trusted: bool = False) -> "Runner":
+    """The runner of any model file. `trusted`: a file this process has just written (export's own
+    check), neither refused as a SavedModel nor probed."""
+    if ref.kind == KERAS:
+        return KerasRunner(ref.path, unsafe=unsafe)
+    if ref.kind == SAVED_MODEL:
+        if not (unsafe or trusted):
+            raise CodeInModel(SAVED_MODEL_REFUSED, file=str(ref.path), hint=f"the folder is a program; {UNSAFE_HINT}")
+        return SavedModelRunner(ref.path)
+    if ref.kind == ONNX:
+        return OnnxRunner(ref.path)
+    return TFLiteRunner(ref.path, probed=trusted)
 
 
 def resolve_and_load(target, runs_root="runs", *, unsafe=False):
-    """(model, metadata, model file, run folder or None) for what predict and evaluate are given:
-    an exported model (a runner that predicts like the Keras model), or else a run / .keras file
-    as runs.model_file resolves and loads it."""
-    exported = exported_file(target) if target is not None else None
-    if exported is not None:
-        runner = load_runner(exported)
-        return runner, runner.metadata, exported, None
-    path, run_dir = model_file.resolve_model(target, runs_root)
-    model, metadata = model_file.load_model(path, unsafe=unsafe)
-    return model, metadata, path, run_dir
+    """(model, metadata, model file, run folder or None) for what predict and evaluate are given: a
+    Keras model as Keras loads it, or a runner that predicts like one for any other kind."""
+    ref = resolve(target, runs_root)
+    if ref.kind == KERAS:
+        model, metadata = model_file.load_model(ref.path, unsafe=unsafe)
+        return model, metadata, ref.path, ref.run_dir
+    runner = load(ref, unsafe=unsafe)
+    return runner, runner.metadata, ref.path, None
 
 
-def load_runner(path, *, unsafe: bool = False) -> "Runner":
-    path = Path(path)
-    exported = exported_file(path)
-    if exported is None:
-        return KerasRunner(path, unsafe=unsafe)
-    if not exported.exists():
-        raise CnntrainError("model file not found", file=str(exported))
-    if exported.is_dir():
-        return SavedModelRunner(exported)
-    if exported.suffix.lower() == ".onnx":
-        return OnnxRunner(exported)
-    return TFLiteRunner(exported)
-
-
-def read_sidecar(path: Path) -> dict:
-    """The cnntrain.json beside an exported file (inside a SavedModel folder), or {}."""
-    path = Path(path)
-    sidecar = (path if path.is_dir() else path.parent) / METADATA
-    if not sidecar.is_file():
-        return {}
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CnntrainError(f"cannot read the model's metadata: {exc}", file=str(sidecar)) from None
-    return data if isinstance(data, dict) else {}
+def load_keras(target, runs_root="runs", *, command: str, unsafe: bool = False):
+    """(Keras model, metadata, ModelRef) for a command that takes the model apart (its name, `command`,
+    is in the error for any other kind of model)."""
+    ref = resolve(target, runs_root, keras_for=command)
+    model, metadata = model_file.load_model(ref.path, unsafe=unsafe)
+    return model, metadata, ref
 
 
 class Runner:
@@ -90,6 +64,7 @@ class Runner:
 
     kind = "?"
     exported = True   # evaluate_model feeds arrays to these rather than a tf.data pipeline
+    onnx_props = False   # whether the metadata came from the file's own metadata_props
 
     def __init__(self, path: Path, metadata: dict, input_shape, num_classes: int):
         self.path = Path(path)
@@ -103,13 +78,13 @@ class Runner:
         if num_classes < 1:
             raise CnntrainError("the model's output is not one row of class probabilities per image",
                                 file=str(self.path), hint="export the model with 'cnntrain export'")
+        model_file.check_input_size(self.path, shape[1:])
+        if self.exported:   # a .keras file's metadata was checked as it was loaded
+            sidecar.check_against(self.path, self.metadata, shape[1:], int(num_classes), self.onnx_props)
         self.input_shape = (None, *shape[1:])
         self.output_shape = (None, int(num_classes))
-        names = self.metadata.get("class_names") or [str(i) for i in range(num_classes)]
-        if len(names) != num_classes:
-            raise CnntrainError(f"the model outputs {num_classes} classes but its metadata names {len(names)}",
-                                file=str(self.path), hint="export the model again with 'cnntrain export'")
-        self.class_names = [str(c) for c in names]
+        self.class_names = [str(c) for c in self.metadata.get("class_names") or range(num_classes)]
+        self._softmax = False
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -126,12 +101,33 @@ class Runner:
         x = x.astype(np.float32, copy=False)
         if len(x) == 0:
             return np.zeros((0, self.output_shape[1]), np.float32)
-        parts = [self._run(x[i:i + batch_size]) for i in range(0, len(x), int(batch_size))]
+        try:
+            parts = [self._run(x[i:i + batch_size]) for i in range(0, len(x), int(batch_size))]
+        except CnntrainError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - LiteRT, onnxruntime and TensorFlow each raise their own types
+            raise _failed(self.path, f"cannot run the {self.kind} model", exc) from None
         out = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
         if out.shape != (len(x), self.output_shape[1]):
             raise CnntrainError(f"the model produced outputs shaped {out.shape}; expected "
                                 f"({len(x)}, {self.output_shape[1]}) class probabilities", file=str(self.path))
-        return out
+        return _softmax(out) if self._softmax else out
+
+    def scores_note(self) -> str | None:
+        """None when the model outputs a distribution over its classes; else a softmax is applied to
+        what it outputs from now on, and the note says so (as for a .keras model ending in scores).
+        An exported file has no layers to look at: its outputs for two images are."""
+        probe_images = np.stack([np.zeros(self.image_shape, np.float32), np.full(self.image_shape, 255, np.float32)])
+        out = self.predict(probe_images)
+        classes = self.output_shape[1]
+        sums = out.sum(axis=1)
+        # an int8 output is rounded to 1/256 per class: its rows sum to 1 within half a step per class
+        if np.all(np.isfinite(out)) and out.min() >= -1e-6 and np.all(np.abs(sums - 1) <= 0.01 + classes / 512):
+            return None
+        self._softmax = True
+        return (f"the model's outputs are not probabilities over the {classes} classes (a row sums to "
+                f"{_figure(sums[np.argmax(np.abs(sums - 1))])}): they are taken as scores (logits) and a softmax "
+                "over the classes applied")
 
     def predict_on_batch(self, x):   # Keras' name, which predict.predict_arrays calls
         return self.predict(x, batch_size=max(1, len(x)))
@@ -140,12 +136,21 @@ class Runner:
         raise NotImplementedError
 
 
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _figure(value) -> str:
+    return f"{value:.6g}"
+
+
+def _failed(path, what, exc) -> CnntrainError:
+    return CnntrainError(f"{what} ({probe.reason(path, exc)})", file=str(path), hint=probe.HINT)
+
+
 def _cannot_read(path, what, exc) -> CnntrainError:
-    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    if f"{path} failed:" in text:   # onnxruntime: "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from PATH failed:WHY"
-        text = text.split(f"{path} failed:", 1)[1].strip()
-    return CnntrainError(f"not a readable {what} model file ({text})", file=str(path),
-                         hint="give a model written by 'cnntrain export', or a run's model.keras")
+    return _failed(path, f"not a readable {what} model file", exc)
 
 
 class KerasRunner(Runner):
@@ -171,23 +176,32 @@ class TFLiteRunner(Runner):
 
     kind = "tflite"
 
-    def __init__(self, path):
-        interpreter_class = _interpreter_class()
+    def __init__(self, path, *, probed: bool = False):
+        interpreter_class = probe.interpreter_class()
+        if not probed:   # LiteRT can crash the process on a malformed file: a child finds out first
+            probe.tflite(path)
         try:
             with quiet():
                 self.interpreter = interpreter_class(model_path=str(path))
-        except (ValueError, RuntimeError, OSError) as exc:
+            inputs = self.interpreter.get_input_details()
+            outputs = self.interpreter.get_output_details()
+        except Exception as exc:  # noqa: BLE001 - LiteRT raises ValueError, RuntimeError and others
             raise _cannot_read(path, "TFLite", exc) from None
-        inputs = self.interpreter.get_input_details()
-        outputs = self.interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise CnntrainError(f"the TFLite model has {len(inputs)} inputs and {len(outputs)} outputs; cnntrain "
                                 "runs models with one image input and one output", file=str(path))
         self._in, self._out = inputs[0], outputs[0]
+        self._logits = self._quantized_logits()
+        if self._logits is not None:   # read again keeping the logits, which the arena would reuse
+            try:
+                with quiet():
+                    self.interpreter = interpreter_class(model_path=str(path), experimental_preserve_all_tensors=True)
+            except Exception as exc:  # noqa: BLE001 - as above
+                raise _cannot_read(path, "TFLite", exc) from None
         signature = [int(d) for d in self._in.get("shape_signature", self._in["shape"])]
         self._dynamic = signature[0] == -1
         out_shape = [int(d) for d in self._out["shape"]]
-        super().__init__(path, read_sidecar(path), [None, *signature[1:]],
+        super().__init__(path, sidecar.read_sidecar(path), [None, *signature[1:]],
                          out_shape[-1] if len(out_shape) == 2 else 0)
         self._batch = None
 
@@ -208,21 +222,30 @@ class TFLiteRunner(Runner):
             self._batch = 1
         self.interpreter.set_tensor(self._in["index"], _quantize(x, self._in))
         self.interpreter.invoke()
+        if self._logits is not None:
+            return _softmax(_dequantize(self.interpreter.get_tensor(self._logits["index"]), self._logits))
         return _dequantize(self.interpreter.get_tensor(self._out["index"]), self._out)
 
+    def _quantized_logits(self) -> dict | None:
+        """The int8 logits of a softmax computed in int8 at the graph's end, or None.
 
-def _interpreter_class():
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-        return Interpreter
-    except ImportError:
-        pass
-    try:
-        from cnntrain.backend import tf
-        return tf.lite.Interpreter
-    except (ImportError, AttributeError):
-        raise CnntrainError("running a .tflite model needs the optional package ai-edge-litert",
-                            hint="pip install 'cnntrain[export]'") from None
+        An int8 softmax holds probabilities in steps of 1/256: a confident class reads 0.9961 and
+        the next ones 0, tied in an arbitrary order. Its input, dequantized, gives the real figures
+        (within the quantization of the logits) and the order of every class."""
+        try:
+            ops = [op for op in self.interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
+            tensors = {t["index"]: t for t in self.interpreter.get_tensor_details()}
+        except (AttributeError, ValueError, RuntimeError):   # a runtime without the op list
+            return None
+        made_by = {int(t): op for op in ops for t in op["outputs"]}
+        op = made_by.get(int(self._out["index"]))
+        if op is not None and op["op_name"] == "DEQUANTIZE":
+            op = made_by.get(int(op["inputs"][0]))
+        if op is None or op["op_name"] != "SOFTMAX" or len(op["inputs"]) != 1:
+            return None
+        logits = tensors.get(int(op["inputs"][0]))
+        quantized = logits is not None and np.dtype(logits["dtype"]).kind in "iu" and logits["quantization"][0] > 0
+        return logits if quantized else None
 
 
 def _quantize(x, detail):
@@ -252,7 +275,7 @@ class OnnxRunner(Runner):
             options = ort.SessionOptions()
             options.log_severity_level = 3
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        except Exception as exc:  # onnxruntime raises its own exception types
             raise _cannot_read(path, "ONNX", exc) from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
@@ -265,13 +288,9 @@ class OnnxRunner(Runner):
         self._dtype = np.uint8 if self._input.type == "tensor(uint8)" else np.float32
         shape = [d if isinstance(d, int) else None for d in self._input.shape]
         out = [d if isinstance(d, int) else None for d in outputs[0].shape]
-        metadata = read_sidecar(path)
         props = self.session.get_modelmeta().custom_metadata_map or {}
-        if "cnntrain" in props:
-            try:
-                metadata = {**metadata, **json.loads(props["cnntrain"])}
-            except ValueError:
-                pass
+        self.onnx_props = sidecar.ONNX_KEY in props
+        metadata = sidecar.onnx_metadata(path, props)
         super().__init__(path, metadata, shape, out[-1] if len(out) == 2 and out[-1] else 0)
         self._fixed = shape[0] if isinstance(shape[0], int) else None
 
@@ -290,7 +309,7 @@ class SavedModelRunner(Runner):
         try:
             with quiet():
                 loaded = tf.saved_model.load(str(path))
-        except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types for a bad folder
+        except Exception as exc:  # TensorFlow raises many types for a bad folder
             raise _cannot_read(path, "SavedModel", exc) from None
         self._loaded = loaded
         signature = getattr(loaded, "signatures", {}).get("serving_default")
@@ -305,7 +324,7 @@ class SavedModelRunner(Runner):
         (self._output, out_spec), = outputs.items()
         self._fn = signature
         self._tf = tf
-        super().__init__(path, read_sidecar(path), list(spec.shape),
+        super().__init__(path, sidecar.read_sidecar(path), list(spec.shape),
                          int(out_spec.shape[-1]) if out_spec.shape.rank == 2 and out_spec.shape[-1] else 0)
 
     def _run(self, x):
