@@ -19,6 +19,7 @@ import importlib
 import inspect
 import os
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,7 +187,10 @@ def backbone(spec, item: Entry, shape: tuple, load: bool):
                          "weights is imagenet, null (random) or the path of a .weights.h5 or .h5 file")
     args = {**item.args, "input_shape": shape, "weights": weights if load and not local else None}
     try:
-        with _guarded_download(spec, item):
+        with _guarded_download(spec, item), warnings.catch_warnings():
+            # Keras warns that the 224x224 weights are loaded for any other input size: that is
+            # what a backbone on small images is for, and the warning is no action for the user.
+            warnings.simplefilter("ignore", UserWarning)
             model = item.function(**args)
     except SpecError:
         raise
