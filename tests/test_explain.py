@@ -20,9 +20,10 @@ COLOURS = {"red": (230, 30, 30), "green": (30, 230, 30), "blue": (30, 30, 230)}
 NAMES = [*COLOURS, "plain"]
 
 
-def patches(n, size, patch, seed, centred_on=None, classes=len(NAMES)):
+def patches(n, size, patch, seed, centred_on=None, classes=4):
     """n images (size x size RGB), their classes and the (top, left) of each one's square;
-    `centred_on`: the squares cover one of these points (a coarse map's cell centres)."""
+    `centred_on`: the squares cover one of these points (a coarse map's cell centres); `classes`:
+    the first of NAMES drawn."""
     rng = np.random.default_rng(seed)
     x = rng.integers(90, 150, (n, size, size, 3), dtype=np.uint8)
     y = np.arange(n) % classes

@@ -221,7 +221,7 @@ def _load_file(spec, item: Entry, model, weights: str, shape):
     if problem is None:
         try:
             model.load_weights(weights)
-        except Exception as exc:  # noqa: BLE001 - Keras' own mismatch errors
+        except Exception as exc:  # Keras' own mismatch errors
             problem = f"weights Keras cannot load into it ({first_lines_of(exc)})"
     if problem is not None:
         raise spec.error(("model", "layers", item.index, item.name, "weights"), f"{item.name}: the weights in "
@@ -268,7 +268,7 @@ def _guarded_download(spec, item: Entry):
                 pass   # unwritable: Keras' own error says so
         try:
             return real(fname, origin, *args, cache_subdir=cache_subdir, cache_dir=cache_dir, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - urllib, hash and OS errors alike
+        except Exception as exc:  # urllib, hash and OS errors alike
             raise _missing(spec, item, where, origin, f"the download failed ({type(exc).__name__}: "
                            f"{first_lines_of(exc)})") from None
 
