@@ -69,7 +69,8 @@ def _register():
     from cnntrain.commands import assess, check, data, experiments, export, fit, insight
 
     for command in (check.check, check.summary, fit.fit, assess.evaluate, assess.predict, fit.runs_command,
-                    data.data, data.augment, insight.filters, insight.activations, export.export):
+                    data.data, data.augment, insight.filters, insight.activations, insight.explain,
+                    export.export):
         cli.add_command(command)
     cli.add_command(experiments.card)
     cli.add_command(experiments.lr_find)

@@ -82,6 +82,14 @@ class FolderLocked(CnntrainError):
     """Another cnntrain process holds the folder's lock (a fit, a sweep, an export)."""
 
 
+def first_lines_of(exc, n=3) -> str:
+    """The first `n` lines of an exception's text, as quoted in our messages."""
+    text = str(exc).strip() or type(exc).__name__
+    text = text.replace(".__init__()", "")
+    lines = text.splitlines()
+    return " ".join(line.strip() for line in lines[:n]) + (" ..." if len(lines) > n else "")
+
+
 class YamlSyntaxError(SpecError):
     """Text that is not YAML at all (as opposed to YAML that the spec's rules refuse)."""
 

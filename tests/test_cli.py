@@ -61,7 +61,7 @@ def test_check_error_is_one_message_and_exit_1(tmp_path):
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr == (f"{spec}:14:7: unknown layer 'Conv2d'\n  hint: did you mean 'Conv2D'? Layer names "
-                             "are keras.layers class names (case matters).\n")
+                             "are keras.layers class names or keras.applications model names (case matters).\n")
 
 
 def test_check_reports_a_bad_override():

@@ -18,7 +18,7 @@ from cnntrain.backend import keras
 from cnntrain.data import splits
 from cnntrain.errors import CnntrainError
 from cnntrain.feed import pipeline
-from cnntrain.model import build, gradient_scale, normalization
+from cnntrain.model import backbones, build, gradient_scale, normalization
 from cnntrain.spec import Spec
 
 SMOOTHING = 0.98     # of the loss's exponential average
@@ -113,7 +113,8 @@ def lr_find(spec: Spec, *, data_dir=None, offline=False, start=1e-7, end=10.0, s
     one_hot = build.uses_one_hot(spec)
     plain, _ = _optimizer_path(spec)
     norm = normalization.normalization_layer(spec["preprocess"]["normalize"], data.x_train)
-    model = build.build_model(spec, shape=data.shape, front=[norm] if norm is not None else [])
+    with backbones.offline(offline):
+        model = build.build_model(spec, shape=data.shape, front=[norm] if norm is not None else [])
     build.check_output(spec, model, len(data.class_names))
     optimizer = build.build_optimizer(plain, math.ceil(len(data.x_train) / batch))
     gradient_scale.attach(spec, optimizer, model.trainable_variables)

@@ -300,6 +300,9 @@ def describe(model) -> list[LayerRow]:
                 channels = math.prod(in_shape[a] for a in _bn_axes(layer, in_shape))
                 if channels and params % channels == 0:
                     formula = f"{params // channels} x {channels} = {params:,} ({trainable:,} trainable)"
+            elif type(layer).__name__ == "Functional":   # a nested model: a backbone
+                macs = sum(r.macs for r in describe(layer))
+                formula = f"{len(layer.layers)} layers: {trainable:,} trainable, {params - trainable:,} frozen"
             else:
                 size = _reshaping_size(layer, kind, in_shape, out_shape)
         rf = _update_rf(rf, layer, kind, in_shape, out_shape)

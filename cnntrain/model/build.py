@@ -12,7 +12,8 @@ import re
 
 from cnntrain.backend import keras
 from cnntrain.data.catalog import DATASET_CLASSES, DATASET_SHAPES
-from cnntrain.model import arguments, dirac, naming, outputs, policy, whitening  # noqa: F401 (dirac: registers its initializer)
+from cnntrain.errors import first_lines_of
+from cnntrain.model import arguments, backbones, dirac, naming, outputs, policy, whitening  # noqa: F401 (dirac: registers its initializer)
 from cnntrain.model.normalization import normalization_layer
 from cnntrain.spec import Spec, layer_entries, mix_entries
 from cnntrain.spec.schema import MIX_DEFAULTS
@@ -38,12 +39,13 @@ def lookup_class(spec: Spec, path, name: str, module, base, what: str):
     obj = getattr(module, name, None) if not name.startswith("_") else None
     if isinstance(obj, type) and issubclass(obj, base) and obj is not base:  # the base class is abstract
         return obj
-    names = _public_classes(module, base)
+    extra = backbones.names() if module is keras.layers and tuple(path[:2]) == ("model", "layers") else []
+    names = _public_classes(module, base) + extra
     same = [n for n in names if n.lower() == name.lower()]
     close = same or difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     module_name = module.__name__.replace("keras.api.", "keras.").replace("keras._tf_keras.", "")
     hint = f"did you mean '{close[0]}'? " if close else ""
-    hint += f"{what.capitalize()} names are {module_name} class names (case matters)."
+    hint += f"{what.capitalize()} names are {module_name} class names{backbones.OR_NAMES * bool(extra)} (case matters)."
     raise spec.error(path, f"unknown {what} '{name}'", hint, key=True)
 
 
@@ -78,14 +80,6 @@ def construct(spec: Spec, path, name, args, module, base, what: str):
         return cls(args)
     except Exception as exc:  # Keras raises ValueError, TypeError and others for bad arguments
         raise spec.error(path, f"{name}: {first_lines_of(exc)}", _arg_hint(cls, name, exc)) from None
-
-
-def first_lines_of(exc, n=3) -> str:
-    """The first `n` lines of an exception's text, as quoted in our messages."""
-    text = str(exc).strip() or type(exc).__name__
-    text = text.replace(".__init__()", "")
-    lines = text.splitlines()
-    return " ".join(line.strip() for line in lines[:n]) + (" ..." if len(lines) > n else "")
 
 
 def _arg_hint(cls, name, exc):
@@ -127,13 +121,14 @@ def build_layers(spec: Spec, path) -> list:
     for i, name, args in layer_entries(items):
         if i in mixes and isinstance(args, dict):
             args = {k: v for k, v in args.items() if k not in MIX_DEFAULTS}
-        layer = construct(spec, path + (i,), name, args, keras.layers, keras.layers.Layer, "layer")
+        make = backbones.entry if path == ("model", "layers") and backbones.is_backbone(name) else construct
+        layer = make(spec, path + (i,), name, args, keras.layers, keras.layers.Layer, "layer")
         built.append((layer, mixes[i]) if i in mixes else layer)
     return built
 
 
-def build_model(spec: Spec, *, shape=None, front=()) -> "keras.Sequential":
-    """The spec's Sequential model, built; `front` layers (normalization) go first."""
+def build_model(spec: Spec, *, shape=None, front=(), pretrained=True) -> "keras.Sequential":
+    """The spec's Sequential model, built; `front` layers (normalization) go first; backbones.front's `load`."""
     shape = input_shape(spec, shape)
     model = keras.Sequential(name=re.sub(r"[^A-Za-z0-9_]", "_", spec["name"]))
     model.add(keras.Input(shape=shape, name="image"))
@@ -143,6 +138,9 @@ def build_model(spec: Spec, *, shape=None, front=()) -> "keras.Sequential":
         model.add(layer)
     for (i, name, _), layer in zip(entries, layers):
         before = model.output_shape if model.layers else (None, *shape)
+        if isinstance(layer, backbones.Entry):   # the backbone and the layers that feed it what it expects
+            backbones.add(spec, model, layer, before[1:], first=len(model.layers) == len(front), load=pretrained)
+            continue
         try:
             model.add(layer)
         except Exception as exc:
@@ -161,8 +159,8 @@ def _shape(shape) -> str:
 
 def check_output(spec: Spec, model, num_classes: int | None):
     """The last layer must give one score per class."""
-    if num_classes is None:
-        num_classes = DATASET_CLASSES.get(spec["data"]["dataset"])
+    num_classes = DATASET_CLASSES.get(spec["data"]["dataset"]) if num_classes is None else num_classes
+    backbones.check_top(spec, model, num_classes)
     out = model.output_shape
     last = len(spec["model"]["layers"]) - 1
     if len(out) != 2:
@@ -376,7 +374,7 @@ def build_all(spec: Spec):
     if normalize != "none":
         front = [normalization_layer(normalize, np.zeros((1, *input_shape(spec)), np.uint8))]
     policy.check_spec(spec)
-    model = build_model(spec, front=front)
+    model = build_model(spec, front=front, pretrained=False)
     check_output(spec, model, None)
     build_layers(spec, ("augment",))
     build_callbacks(spec)

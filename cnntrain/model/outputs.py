@@ -35,6 +35,8 @@ def final_output(model) -> Output:
     layer = next((x for x in reversed(model.layers) if type(x).__name__ not in _PASS_THROUGH), None)
     if layer is None:
         return Output("logits", None, "no layers")
+    if {"Functional", "Sequential"} & {c.__name__ for c in type(layer).__mro__}:   # a backbone with its top
+        return final_output(layer)
     rank = len(model.output_shape)
     if type(layer).__name__ == "Softmax":
         axes = _axes(layer.axis)

@@ -52,6 +52,7 @@ DEFAULTS = {
         "tta": "none",           # none | flip | flip_translate: test-time augmentation of fit's final test
                                  # figure and the default of evaluate/predict for this run's model
         "precision": "float32",  # float32 | mixed | auto (fit --mixed-precision: mixed); see PRECISIONS
+        "fine_tune": None,       # {at_epoch: N, learning_rate: x, layers: all | K}: backbones frozen until epoch N
     },
     "output": {
         "dir": "runs",           # run folders go to DIR/<name>/<timestamp>/
@@ -62,6 +63,8 @@ DEFAULTS = {
 # they come after the image layers, take Keras' arguments plus MIX_DEFAULTS' keys, and each batch
 # gets at most one of them (timm's switch), so their probabilities sum to at most 1.
 MIXES = ("MixUp", "CutMix")
+# fit.fine_tune's keys and defaults (at_epoch and learning_rate are required).
+FINE_TUNE_DEFAULTS = {"at_epoch": REQUIRED, "learning_rate": REQUIRED, "layers": "all"}
 MIX_DEFAULTS = {
     "probability": 1.0,          # the fraction of training batches this mix is applied to
 }

@@ -8,7 +8,7 @@ import difflib
 import math
 import re
 
-from cnntrain.spec.schema import CHOICES, MAX_SEED, MIX_DEFAULTS, MIXES, dotted
+from cnntrain.spec.schema import CHOICES, FINE_TUNE_DEFAULTS, MAX_SEED, MIX_DEFAULTS, MIXES, REQUIRED, dotted
 from cnntrain.spec.yamlmarks import show
 
 
@@ -100,6 +100,7 @@ def validate(spec):
     if fit["tracking_uri"] is not None and not isinstance(fit["tracking_uri"], str):
         raise spec.error(("fit", "tracking_uri"), f"'fit.tracking_uri' must be a URI, received: "
                          f"{show(fit['tracking_uri'])}", "e.g. sqlite:///runs/mlflow.db")
+    _fine_tune(spec, fit)
     if not isinstance(v["output"]["dir"], str) or not v["output"]["dir"]:
         raise spec.error(("output", "dir"), f"'output.dir' must be a folder path, received: {show(v['output']['dir'])}")
 
@@ -121,6 +122,37 @@ def _class_weight(spec, value) -> None:
     if not any(value.values()):
         raise spec.error(_WEIGHT_PATH, f"'{dotted(_WEIGHT_PATH)}' weighs every class 0, so nothing would be learned",
                          "give at least one class a weight above 0")
+
+
+_TUNE = ("fit", "fine_tune")
+_TUNE_EXAMPLE = "e.g. fine_tune: {at_epoch: 5, learning_rate: 0.00001, layers: all}"
+
+
+def _fine_tune(spec, fit) -> None:
+    """{at_epoch, learning_rate, layers}, each checked; the defaults filled in."""
+    value = fit["fine_tune"]
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise spec.error(_TUNE, f"'fit.fine_tune' must be a mapping, received: {show(value)}", _TUNE_EXAMPLE)
+    for key in value:
+        if key not in FINE_TUNE_DEFAULTS:
+            close = difflib.get_close_matches(str(key), list(FINE_TUNE_DEFAULTS), n=1)
+            raise spec.error(_TUNE + (key,), f"'fit.fine_tune' has no key '{key}'",
+                             (f"did you mean '{close[0]}'? " if close else "") + _TUNE_EXAMPLE, key=True)
+    for key, default in FINE_TUNE_DEFAULTS.items():
+        if key not in value and default is REQUIRED:
+            raise spec.error(_TUNE, f"'fit.fine_tune' needs '{key}'", _TUNE_EXAMPLE)
+        value.setdefault(key, default)
+    _int(spec, _TUNE + ("at_epoch",), value["at_epoch"], 1)
+    rate = value["learning_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        raise spec.error(_TUNE + ("learning_rate",), f"'fit.fine_tune.learning_rate' must be a number above 0, "
+                         f"received: {show(rate)}", "a tenth to a hundredth of the first phase's, e.g. 0.00001")
+    layers = value["layers"]
+    if layers != "all" and (isinstance(layers, bool) or not isinstance(layers, int) or layers < 1):
+        raise spec.error(_TUNE + ("layers",), f"'fit.fine_tune.layers' must be all or a number of layers >= 1, "
+                         f"received: {show(layers)}", "all unfreezes whole backbones; K their last K layers")
 
 
 _SCALE_PATH = ("compile", "gradient_scale")

@@ -17,12 +17,12 @@ import numpy as np
 from cnntrain import __version__
 from cnntrain.data import balance, image_files, lookup, splits
 from cnntrain.feed import pipeline
-from cnntrain.model import build, dirac, gradient_scale, normalization, policy, whitening
+from cnntrain.model import backbones, build, dirac, gradient_scale, normalization, policy, whitening
 from cnntrain.runs import atomic, folder
 from cnntrain.backend import keras, tf
 from cnntrain.errors import CnntrainError, plural
 from cnntrain.spec import Spec
-from cnntrain.train import devices, distribute, preflight, start
+from cnntrain.train import devices, distribute, finetune, preflight, start
 from cnntrain.train.finish import finish
 from cnntrain.train.ema import EmaWeights
 from cnntrain.train.callbacks import EpochSeeds, NanGuard, RunState, Throughput
@@ -125,11 +125,13 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
                          ema=ema)
         if extending:
             start.continue_finished(model, run_dir, saver, spec, reporter)
-        callbacks = [ema, EpochSeeds(spec["seed"]), guard, meter, saver, *options.callbacks, *user_callbacks,
+        callbacks = [ema, EpochSeeds(spec["seed"]), guard, meter, *finetune.callbacks(spec), saver, *options.callbacks,
+                     *user_callbacks,
                      reporter.callback(steps, spec["fit"]["epochs"]), *_tensorboard(spec, run_dir)]
         train_ds, val_ds = _datasets(spec, data, plan, state["epochs_done"])
         with _multi_worker_fixes(model, train_ds, plan):
-            _train(spec, model, train_ds, val_ds, steps, callbacks, saver, run_dir)
+            _train(spec, model, (train_ds, lambda first: _datasets(spec, data, plan, first)[0]), val_ds, steps,
+                   callbacks, saver, run_dir, options.jit)
             result = finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, reporter,
                             plan)
     if not plan.is_chief:
@@ -210,11 +212,12 @@ def _check_training(spec, data, plan, reporter):
 
 def _build_model(spec, data, steps, plan, options, reporter):
     """The compiled model with its optimizer built, and its front (the normalization, if any)."""
-    with plan.strategy.scope():
+    with plan.strategy.scope(), backbones.offline(options.offline):
         norm = normalization.normalization_layer(spec["preprocess"]["normalize"], data.x_train)
         front = [norm] if norm is not None else []
         model = build.build_model(spec, shape=data.shape, front=front)
         build.check_output(spec, model, len(data.class_names))
+        finetune.freeze(spec, model)
         optimizer = build.build_optimizer(spec, steps)
         gradient_scale.attach(spec, optimizer, model.trainable_variables)
         model.compile(optimizer=optimizer, loss=build.build_loss(spec),
@@ -222,6 +225,8 @@ def _build_model(spec, data, steps, plan, options, reporter):
         model.optimizer.build(model.trainable_variables)
         whitened = whitening.whiten(model, data.x_train)
         dirac.settle(model)
+        if finetune.phase(spec, finetune.resumed_epochs(options.resume)) == 2:
+            finetune.enter_phase_two(spec, model, steps, options.jit)   # before its optimizer state is loaded
     for name, images in whitened:
         reporter.note(f"PatchWhitening: the kernel of {name} from the patches of {images:,} training images")
     plan.joined()
@@ -294,13 +299,20 @@ def _datasets(spec, data, plan, first_epoch: int):
     return train_ds, val_ds
 
 
-def _train(spec, model, train_ds, val_ds, steps, callbacks, saver, run_dir):
+def _train(spec, model, train, val_ds, steps, callbacks, saver, run_dir, jit=False):
+    """`train`: the training stream from the first epoch to train, and the stream from any epoch
+    (fine-tuning's second phase starts one of its own, as its resumed fit would)."""
     initial = saver.state["epochs_done"]
     if initial >= spec["fit"]["epochs"]:
         return
+    train_ds, stream_from = train
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=spec["fit"]["epochs"], initial_epoch=initial,
-                  steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
+        for first, end, tune in finetune.phases(spec, initial):
+            if tune:
+                finetune.enter_phase_two(spec, model, steps, jit)
+                train_ds = stream_from(first)
+            model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=first,
+                      steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
     except KeyboardInterrupt:
         for callback in callbacks:
             getattr(callback, "close", lambda: None)()  # leave the terminal clean

@@ -32,7 +32,7 @@ def preflight(spec: Spec, *, shape=None, num_classes=None, steps_per_epoch=1) ->
     rng = np.random.default_rng(spec["seed"])
     x = rng.integers(0, 256, (_BATCH, *shape), dtype=np.uint8)
     norm = normalization.normalization_layer(spec["preprocess"]["normalize"], x)
-    model = build.build_model(spec, shape=shape, front=[norm] if norm is not None else [])
+    model = build.build_model(spec, shape=shape, front=[norm] if norm is not None else [], pretrained=False)
     build.check_output(spec, model, num_classes)
     classes = int(num_classes or model.output_shape[-1])
     y = np.arange(_BATCH) % classes

@@ -1,0 +1,255 @@
+"""Backbones: keras.applications models as entries of model.layers, through the CLI on tiny MNIST."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cnntrain.backend import keras
+from helpers.cli import run_cli
+
+# MobileNetV2 at alpha 0.35 on 32x32 images is the cheapest backbone Keras has.
+BACKBONE = "MobileNetV2: {include_top: false, weights: null, alpha: 0.35, pooling: avg}"
+
+
+def spec_file(tmp_path, backbone=BACKBONE, *, normalize="none", before="", after="    - Dense: {units: 10, activation: softmax}\n",
+              extra=""):
+    path = tmp_path / "backbone.yaml"
+    path.write_text(f"""\
+name: backbone
+seed: 3
+data: {{dataset: mnist, validation_split: 0.2}}
+preprocess: {{normalize: {normalize}}}
+model:
+  input_shape: [28, 28, 1]
+  layers:
+{before}    - {backbone}
+{after}compile:
+  optimizer: {{Adam: {{learning_rate: 0.001}}}}
+fit: {{batch_size: 50, epochs: 1}}
+{extra}""")
+    return path
+
+
+def test_summary_has_a_backbone_row_with_its_trainable_and_frozen_parameters_and_macs(tmp_path):
+    result = run_cli("summary", spec_file(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["layers"]
+    assert [(r["name"], r["type"], r["output_shape"]) for r in rows[:3]] == [
+        ("mobilenetv2_resize", "Resizing", [32, 32, 1]),
+        ("mobilenetv2_input", "Conv2D", [32, 32, 3]),
+        ("mobilenetv2_0.35_32", "Functional", [1280])]
+    assert [(r["type"], r["output_shape"]) for r in rows[3:]] == [("Dense", [10])]
+    adapter, backbone = rows[1], rows[2]
+    assert adapter["params"] == 6 and adapter["trainable"] == 0
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None,
+                                           pooling="avg")
+    frozen = model.count_params() - backbone["trainable"]
+    assert backbone["params"] == model.count_params() == 410208
+    assert backbone["formula"] == f"{len(model.layers)} layers: {backbone['trainable']:,} trainable, {frozen:,} frozen"
+    moving = sum(w.numpy().size for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+                 for w in (layer.moving_mean, layer.moving_variance))
+    assert frozen == moving == 14080
+
+
+def test_a_backbone_row_counts_the_macs_of_every_layer_inside():
+    from cnntrain.insight.layers import describe
+
+    # The MobileNetV2 paper's Table 3: 300M multiply-adds at 224x224 (the 1000-class top included).
+    inner = keras.applications.MobileNetV2(input_shape=(224, 224, 3), weights=None)
+    row, = describe(keras.Sequential([keras.Input((224, 224, 3)), inner]))
+    assert row.macs == 300_774_272
+
+
+def test_the_input_adapter_is_the_family_preprocess_input_on_gray_copied_to_rgb(tmp_path):
+    from cnntrain.spec import load_spec
+    from cnntrain.model import build
+
+    model = build.build_model(load_spec(spec_file(tmp_path)), pretrained=False)
+    images = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1)).astype("float32")
+    resized = model.get_layer("mobilenetv2_resize")(images)
+    adapted = np.asarray(model.get_layer("mobilenetv2_input")(resized))
+    expected = keras.applications.mobilenet_v2.preprocess_input(np.repeat(np.asarray(resized), 3, axis=-1))
+    np.testing.assert_allclose(adapted, expected, atol=1e-5)
+
+
+def test_the_model_file_loads_in_plain_keras(tmp_path):
+    from cnntrain.model import build
+    from cnntrain.spec import load_spec
+
+    model = build.build_model(load_spec(spec_file(tmp_path)), pretrained=False)
+    model.save(tmp_path / "model.keras")
+    plain = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert [type(layer).__name__ for layer in plain.layers] == ["Resizing", "Conv2D", "Functional", "Dense"]
+    assert not plain.get_layer("mobilenetv2_input").trainable
+    x = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.slow   # three minutes here: tracing MobileNetV2 for fit, evaluate and predict
+def test_fit_evaluate_predict_and_the_model_loads_in_plain_keras(tmp_path, mnist_dir):
+    run = tmp_path / "run"
+    result = run_cli("fit", spec_file(tmp_path), "--data-dir", mnist_dir, "--out", run)
+    assert result.exit_code == 0, result.output
+    evaluated = run_cli("evaluate", run, "--data-dir", mnist_dir)
+    assert evaluated.exit_code == 0, evaluated.output
+    image = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(image)
+    predicted = run_cli("predict", image, "--run", run)
+    assert predicted.exit_code == 0, predicted.output
+    plain = keras.models.load_model(run / "model.keras")
+    assert [type(layer).__name__ for layer in plain.layers] == ["Resizing", "Conv2D", "Functional", "Dense"]
+    assert not plain.get_layer("mobilenetv2_input").trainable
+    exported = run_cli("export", run, "--format", "tflite", "--data-dir", mnist_dir, "--out", tmp_path / "tflite")
+    assert exported.exit_code == 0, exported.output
+    for command in ("filters", "activations"):
+        drawn = run_cli(command, run, *([image] if command == "activations" else []), "--out", tmp_path / f"{command}.png")
+        assert drawn.exit_code == 0, drawn.output
+
+
+@pytest.mark.parametrize("backbone, before, after, normalize, at, message", [
+    ("MobileNetv2: {weights: null}", "", "", "none", "8:7",
+     "unknown layer 'MobileNetv2'\n  hint: did you mean 'MobileNetV2'? Layer names are keras.layers class names "
+     "or keras.applications model names (case matters)."),
+    ("MobileNetV2: {weights: null, alpha: 0.35}", "", "", "none", "8:20",
+     "MobileNetV2: include_top: true gives its own classifier of 1000 classes, but the data has 10\n  hint: set "
+     "include_top: false, pooling: avg and end with Dense: {units: 10, activation: softmax}; or classes: 10 "
+     "with weights: null"),
+    (BACKBONE, "    - Flatten\n", None, "none", "9:7",
+     "MobileNetV2 takes images (height, width, channels) but receives (batch, 784) from the layers above\n  hint: "
+     "move MobileNetV2 above Flatten; end it with pooling: avg (or a GlobalAveragePooling2D after it) before the "
+     "Dense layers"),
+    (BACKBONE, "    - MaxPooling2D: {pool_size: 2}\n", None, "none", "9:7",
+     "MobileNetV2 needs an input of at least 32x32, receives 14x14 from the layers above\n  hint: list it first "
+     "in model.layers (the images are then resized up to 32x32), or put '- Resizing: {height: 32, width: 32}' "
+     "right above it"),
+    (BACKBONE, "", None, "standardize", "4:25",
+     "preprocess.normalize: standardize and MobileNetV2 (model.layers item 1) would both normalize the images: "
+     "MobileNetV2 takes 0-255 pixels and applies keras.applications.mobilenet_v2.preprocess_input\n  hint: set "
+     "preprocess.normalize: none"),
+    ("MobileNetV2: {weights: null, alpha: 0.35, include_top: false, input_shape: [32, 32, 3]}", "", None, "none",
+     "8:69", "MobileNetV2: cnntrain sets 'input_shape' from the layers above it\n  hint: leave it out: the images "
+     "are resized up to the backbone's minimum size where they are smaller"),
+])
+def test_bad_backbone_entries_are_spec_errors_at_their_line(tmp_path, backbone, before, after, normalize, at,
+                                                           message):
+    kwargs = {} if after is None else {"after": after}
+    path = spec_file(tmp_path, backbone, normalize=normalize, before=before, **kwargs)
+    result = run_cli("check", path)
+    assert result.exit_code == 1
+    assert result.stderr == f"{path}:{at}: {message}\n"
+
+
+def _weights_file(tmp_path, include_top: bool) -> str:
+    path = tmp_path / ("top.weights.h5" if include_top else "notop.weights.h5")
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=include_top,
+                                           weights=None, pooling="avg", classes=10)
+    model.save_weights(path)
+    return str(path)
+
+
+def test_a_local_weights_file_is_loaded(tmp_path):
+    weights = _weights_file(tmp_path, include_top=False)
+    from cnntrain.model import build
+    from cnntrain.spec import load_spec
+
+    spec = load_spec(spec_file(tmp_path, BACKBONE.replace("weights: null", f"weights: {weights}")))
+    model = build.build_model(spec)
+    saved = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None,
+                                           pooling="avg")
+    saved.load_weights(weights)
+    for got, want in zip(model.get_layer(saved.name).get_weights(), saved.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_weights_file_of_the_other_variant_is_an_error_naming_both(tmp_path):
+    weights = _weights_file(tmp_path, include_top=True)
+    path = spec_file(tmp_path, BACKBONE.replace("weights: null", f"weights: {weights}"))
+    result = run_cli("check", path)
+    assert result.exit_code == 1
+    assert result.stderr == (f"{path}:8:50: MobileNetV2: the weights in {weights} do not fit this MobileNetV2 "
+                             "(include_top: false, input 32x32x3); the file holds the weights of a model with its "
+                             "top (include_top: true, classes: 10)\n  hint: use the file saved from the same "
+                             "constructor arguments and input size\n")
+
+
+def test_imagenet_offline_names_the_file_keras_wants_and_where(tmp_path, mnist_dir):
+    path = spec_file(tmp_path, BACKBONE.replace("weights: null", "weights: imagenet"))
+    result = run_cli("fit", path, "--data-dir", mnist_dir, "--offline", "--out", tmp_path / "run")
+    assert result.exit_code == 1
+    wanted = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+    assert result.stderr.endswith(
+        f"{path}:8:50: MobileNetV2: the imagenet weights are not in Keras' cache and offline mode is on, so nothing "
+        f"was downloaded\n  hint: download https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+        f"{wanted} and put it at {tmp_path / 'keras' / 'models' / wanted} (or set weights: null, or the path of a "
+        "weights file)\n")
+    assert not (tmp_path / "run").exists()
+
+
+FINE_TUNE = "  fine_tune: {at_epoch: 2, learning_rate: 0.0001, layers: 5}\n"
+
+
+def test_fine_tune_freezes_then_thaws_the_last_layers_but_not_batchnorm(tmp_path):
+    from cnntrain.model import build
+    from cnntrain.spec import load_spec
+    from cnntrain.train import finetune
+
+    path = spec_file(tmp_path)
+    path.write_text(path.read_text().replace("fit: {batch_size: 50, epochs: 1}\n", "fit:\n  epochs: 4\n" + FINE_TUNE))
+    spec = load_spec(path)
+    model = build.build_model(spec, pretrained=False)
+    finetune.freeze(spec, model)
+    backbone = model.get_layer("mobilenetv2_0.35_32")
+    assert backbone.trainable_weights == []
+    assert len(model.trainable_variables) == 2   # the Dense head's kernel and bias
+    finetune.enter_phase_two(spec, model, steps=4, jit=False)
+    thawed = [layer.name for layer in backbone.layers if layer.trainable_weights]
+    # Of the last five layers only Conv_1 has weights and is no BatchNormalization.
+    assert [type(layer).__name__ for layer in backbone.layers[-5:]].count("BatchNormalization") == 2
+    assert thawed == ["Conv_1"]
+    assert len(model.trainable_variables) == 3 and len(model.optimizer.variables) > 2
+
+
+def test_fine_tune_without_a_backbone_is_an_error_at_its_line(tiny_spec, mnist_dir, tmp_path):
+    spec = tiny_spec(epochs=2)
+    spec.write_text(spec.read_text().replace("fit:\n", "fit:\n" + FINE_TUNE))
+    result = run_cli("fit", spec, "--data-dir", mnist_dir, "--out", tmp_path / "run")
+    assert result.exit_code == 1
+    line = spec.read_text().splitlines().index(FINE_TUNE.rstrip()) + 1
+    assert result.stderr.endswith(
+        f"{spec}:{line}:14: fit.fine_tune unfreezes the model's backbones, and it has none\n  hint: list a "
+        "keras.applications model in model.layers (e.g. '- MobileNetV2: {include_top: false, weights: imagenet, "
+        "pooling: avg}'), or leave fit.fine_tune out\n")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow   # two MobileNetV2 fits of four epochs
+def test_a_fit_stopped_in_phase_two_resumes_in_phase_two_as_the_uninterrupted_run(tmp_path, mnist_dir,
+                                                                                 monkeypatch):
+    from cnntrain.errors import CnntrainError
+    from cnntrain.train import fit
+    from helpers.runs import history
+
+    spec = spec_file(tmp_path)
+    spec.write_text(spec.read_text().replace("fit: {batch_size: 50, epochs: 1}\n",
+                                             "fit:\n  batch_size: 50\n  epochs: 4\n" + FINE_TUNE))
+    whole = run_cli("fit", spec, "--data-dir", mnist_dir, "--deterministic", "--out", tmp_path / "whole")
+    assert whole.exit_code == 0, whole.output
+    run = tmp_path / "run"
+
+    def stop(*args, **kwargs):   # after epoch 3's commit: a kill there leaves the same folder
+        raise CnntrainError("stopped")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fit, "finish", stop)
+        stopped = run_cli("fit", spec, "--data-dir", mnist_dir, "--deterministic", "--epochs", 3, "--out", run)
+    assert stopped.exit_code == 1
+    resumed = run_cli("fit", "--resume", run, "--data-dir", mnist_dir, "--deterministic", "--epochs", 4)
+    assert resumed.exit_code == 0, resumed.output
+    drop = ("seconds",)
+    rows = [{k: v for k, v in r.items() if k not in drop} for r in history(run)]
+    assert [float(r["phase"]) for r in rows] == [1, 1, 2, 2]
+    assert rows == [{k: v for k, v in r.items() if k not in drop} for r in history(tmp_path / "whole")]
