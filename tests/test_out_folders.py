@@ -174,6 +174,23 @@ def test_an_export_killed_while_converting_leaves_no_model_and_is_swept(model, t
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_an_export_stopped_while_it_was_published_is_not_used(model, tmp_path):
+    """A kill between the moves into place left a mix of two exports and no export.json, which
+    predict then used without a word."""
+    out = tmp_path / "out"
+    assert export(model, out).exit_code == 0
+    (out / "export.json").unlink()
+    image = sorted((model.parent / "images").rglob("*.png"))[0]
+    message = (f"{out}: holds no finished export: export.json, which an export writes last, is missing (an export "
+               f"into this folder was stopped or failed)\n  hint: export the model into it again: cnntrain export "
+               f"MODEL --out {out}\n")
+    for given in (out, out / "model.tflite"):
+        result = run_cli("predict", image, "--model", given)
+        assert (result.exit_code, result.stdout, result.stderr) == (1, "", message), given
+    assert export(model, out).exit_code == 0
+    assert run_cli("predict", image, "--model", out).exit_code == 0
+
+
 # ---------------------------------------------------------------- sweep --out and what a sweep reads back
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from cnntrain.errors import CnntrainError, FolderLocked
 from cnntrain.export.names import EXPORT_JSON
+from cnntrain.loading.sidecar import MANIFEST
 from cnntrain.runs import atomic, folder
 
-MANIFEST = ".cnntrain-export"
 STAGING = ".export-staging"
 _REPLACED = ".replaced"          # inside the staging folder: what the publish displaced, deleted with it
 INFRA = (MANIFEST, folder.LOCK, STAGING)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnntrain.errors import CnntrainError, not_regular
+from cnntrain.loading import sidecar
 from cnntrain.runs.folder import resolve_run
 
 KERAS, TFLITE, ONNX, SAVED_MODEL = "keras", "tflite", "onnx", "savedmodel"
@@ -57,8 +58,11 @@ def _find(target, runs_root) -> ModelRef:
     if kind is None and (path.suffix.lower() in SUFFIXES or path.is_file()):
         if not path.is_file():
             raise CnntrainError("model file not found", file=str(path))
+        if path.suffix.lower() != ".keras":
+            sidecar.refuse_unfinished(path)
         return ModelRef(path, SUFFIXES.get(path.suffix.lower(), KERAS))
     if path.is_dir():
+        sidecar.refuse_unfinished(path)
         if (path / SAVED_MODEL_FILE).is_file():
             return ModelRef(path, SAVED_MODEL)
         for name in IN_EXPORT_FOLDER:

@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cnntrain.errors import CnntrainError
 from cnntrain.runs import schema
 from cnntrain.runs.model_file import METADATA, check_described
 
 EXPORT_JSON = "export.json"   # the export's record beside the model: it names the .keras exported
+# An export folder's manifest: written first, export.json last, so a folder holding the manifest and no
+# export.json holds an export that was killed or failed part way (its files may be a mix of two exports).
+MANIFEST = ".cnntrain-export"
 ONNX_KEY = "cnntrain"         # the metadata_props entry export writes
 HINT = "the exported model's metadata was changed after export; export the model again with 'cnntrain export'"
 
@@ -18,6 +22,16 @@ HINT = "the exported model's metadata was changed after export; export the model
 def folder_of(path) -> Path:
     path = Path(path)
     return path if path.is_dir() else path.parent
+
+
+def refuse_unfinished(path) -> None:
+    """A CnntrainError when `path` (an exported file, or its folder) lies in an export folder whose
+    export did not finish: what is there was never published as a whole."""
+    folder = folder_of(path)
+    if (folder / MANIFEST).is_file() and not (folder / EXPORT_JSON).is_file():
+        raise CnntrainError(f"holds no finished export: {EXPORT_JSON}, which an export writes last, is missing (an "
+                            "export into this folder was stopped or failed)", file=str(folder),
+                            hint=f"export the model into it again: cnntrain export MODEL --out {folder}")
 
 
 def read_sidecar(path) -> dict:
