@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers.cli import modules_after, run_cli as run
+from helpers.formats import picture_size
 from helpers.runs import trained_runs
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -143,10 +144,10 @@ def test_filters_and_activations_pictures(trained, tmp_path):
     run_dir = next(trained["runs"].glob("tiny/*"))
     result = run("filters", run_dir, "--out", tmp_path / "f.png")
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "f.png").size[0] > 100
+    assert picture_size(tmp_path / "f.png")[0] > 100
     result = run("activations", run_dir, trained["image"], "--out", tmp_path / "a.png")
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "a.png").size[0] > 100
+    assert picture_size(tmp_path / "a.png")[0] > 100
 
 
 def test_activations_sees_the_image_exactly_as_predict_does(trained, tmp_path):
@@ -175,7 +176,7 @@ def test_augment_grid(trained, tmp_path):
                  "--versions", 3)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"wrote {tmp_path / 'g.png'}\n"
-    width, height = Image.open(tmp_path / "g.png").size
+    width, height = picture_size(tmp_path / "g.png")
     assert width > height  # 4 columns, 2 rows
 
 

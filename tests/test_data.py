@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,8 +133,8 @@ def test_idx_wrong_magic(tmp_path):
 def test_idx_fewer_bytes_than_header(tmp_path):
     paths = fx.write_idx_set(tmp_path, *fx.mnist_arrays(), gz=False)
     p = paths["t10k-images-idx3-ubyte"]
-    data = open(p, "rb").read()
-    open(p, "wb").write(data[:-100])
+    data = Path(p).read_bytes()
+    Path(p).write_bytes(data[:-100])
     e = load_error("mnist", path=str(tmp_path))
     assert e.file == p
     assert e.message == ("holds 3036 bytes of data but its header says 4 x 28 x 28 = 3136 bytes; "
@@ -143,8 +144,8 @@ def test_idx_fewer_bytes_than_header(tmp_path):
 def test_idx_truncated_gz(tmp_path):
     paths = fx.write_idx_set(tmp_path, *fx.mnist_arrays(), gz=True)
     p = paths["train-images-idx3-ubyte"]
-    data = open(p, "rb").read()
-    open(p, "wb").write(data[: len(data) - 40])
+    data = Path(p).read_bytes()
+    Path(p).write_bytes(data[: len(data) - 40])
     e = load_error("mnist", path=str(tmp_path))
     assert e.file == p
     assert e.message.startswith("the gzip stream is truncated or corrupt (EOFError: ")
@@ -342,7 +343,7 @@ def test_image_folder_many_files_in_parallel(tmp_path):
     assert ds.x_train[:, 0, 0, 0].tolist() == list(range(150)) * 2
     # A broken file among many: the pool stops and names it.
     bad = os.path.join(root, "b", "120.png")
-    open(bad, "wb").write(b"\x89PNG\r\n\x1a\n broken")
+    Path(bad).write_bytes(b"\x89PNG\r\n\x1a\n broken")
     e = load_error("image_folder", path=root)
     assert e.file == bad
 
@@ -363,7 +364,7 @@ def test_image_folder_resize(tmp_path):
 def test_image_folder_empty_class(tmp_path):
     root = fx.write_image_tree(tmp_path / "e", _rgb_tree())
     os.makedirs(os.path.join(root, "train", "emu"))
-    open(os.path.join(root, "train", "emu", ".DS_Store"), "wb").write(b"x")
+    Path(root, "train", "emu", ".DS_Store").write_bytes(b"x")
     e = load_error("image_folder", path=root)
     assert e.file == os.path.join(root, "train", "emu")
     assert e.message == (f"class folder '{e.file}' holds no images; expected files ending in "
@@ -533,7 +534,7 @@ def test_verify_reports_checksums(tmp_path):
                         x_test=x_te, y_test=y_te)
     report = verify_dataset("mnist", data_dir=str(tmp_path), offline=True)
     import hashlib
-    sha = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     assert report["sha256"] == {path: sha}
     assert report["published"][path]["match"] is False
     assert report["published"][path]["expected"].startswith("731c5ac6")

@@ -85,7 +85,7 @@ def test_every_epoch_ends_with_the_average_and_training_goes_on_from_the_trained
 
 def test_validation_figures_are_the_averages(ema_spec, tmp_path):
     run, probe = _fit(ema_spec(), tmp_path, "run")
-    rows = list(csv.DictReader(open(run / "history.csv")))
+    rows = list(csv.DictReader((run / "history.csv").read_text().splitlines()))
     model, _ = model_file.load_model(run / "model.keras")
     data = splits.prepare(ema_spec(), data_dir=str(tmp_path / "data"))
     loss = model.evaluate(data.x_val.astype("float32"), data.y_val, verbose=0, return_dict=True)["loss"]

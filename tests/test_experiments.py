@@ -5,10 +5,9 @@ import textwrap
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from helpers.cli import run_cli
-from helpers.formats import digits
+from helpers.formats import digits, picture_size
 from helpers.runs import TINY_SPEC
 
 
@@ -68,7 +67,7 @@ def test_compare_shows_spec_differences_figures_and_writes_one_overlay(two_runs,
                 line("images/s", f"{ma['train_images_per_s']:,.0f}", f"{mb['train_images_per_s']:,.0f}")]
     assert result.stdout == "\n".join(expected) + "\n"
     assert result.stderr == f"wrote {tmp_path / 'cmp.png'}\n"
-    assert Image.open(tmp_path / "cmp.png").size == (1100, 400)
+    assert picture_size(tmp_path / "cmp.png") == (1100, 400)
 
 
 def test_compare_json_and_its_mistakes(two_runs, tmp_path):
@@ -276,7 +275,7 @@ def test_lr_find_suggests_a_rate_inside_its_range_as_a_set_line(tiny_spec, mnist
     applied = load_spec(spec, [found["set"].removeprefix("--set ")])
     assert applied["compile"]["optimizer"] == {"Adam": {"learning_rate": float(value)}}
     assert float(value) == pytest.approx(found["steepest"], rel=0.05)
-    assert Image.open(tmp_path / "lr.png").size == (650, 420)
+    assert picture_size(tmp_path / "lr.png") == (650, 420)
 
     result = run_cli("lr-find", spec, "--data-dir", mnist_dir, "--steps", "60", "--start", "1e-5", "--end", "1",
                      "--out", tmp_path / "lr2.png")

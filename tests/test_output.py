@@ -1,5 +1,6 @@
 """What the commands print and write: full tables when piped or narrow, which run or model they used,
 one format for accuracies with the number of images, pictures in the format their name says."""
+import io
 import json
 import re
 from pathlib import Path
@@ -105,7 +106,7 @@ def test_a_narrow_terminal_folds_and_never_cuts_numbers():
 
     model = build.build_all(load_spec(CONFIGS / "mnist.yaml"))
     rows = layers.describe(model)
-    console = Console(width=80, record=True, color_system=None, file=open("/dev/null", "w"))
+    console = Console(width=80, record=True, color_system=None, file=io.StringIO())
     console.print(tables.model_table(rows, layers.totals(rows), "mnist"))  # without a width to fit: folded
     console.print(tables.model_table(rows, layers.totals(rows), "fitted", width=80))
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -16,28 +16,30 @@ def read(path: str, name: str, n_classes: int):
     """Returns (x_train, y_train, x_test, y_test) of data set `name`; the test pair may be None, None."""
     try:
         # allow_pickle=False: an npz of pixels never needs pickle, and one that asks
-        # for it could run code.
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise fail("holds a single .npy array; expected an .npz archive in Keras' layout: "
-                       f"{_LAYOUT}", path,
-                       hint="write it with np.savez(path, x_train=..., y_train=..., "
-                            "x_test=..., y_test=...)")
-        with z:
-            keys = set(z.files)
-            missing = [k for k in ("x_train", "y_train") if k not in keys]
-            has_test = ("x_test" in keys, "y_test" in keys)
-            if has_test[0] != has_test[1]:
-                missing.append("y_test" if has_test[0] else "x_test")
-            if missing:
-                raise fail(f"key '{missing[0]}' is missing; received keys {sorted(keys)}, "
-                           f"expected Keras' npz layout: {_LAYOUT}", path,
+        # for it could run code. The file is opened here: np.load leaves its own handle open
+        # when the archive turns out truncated.
+        with open(path, "rb") as handle:
+            z = np.load(handle, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise fail("holds a single .npy array; expected an .npz archive in Keras' layout: "
+                           f"{_LAYOUT}", path,
                            hint="write it with np.savez(path, x_train=..., y_train=..., "
                                 "x_test=..., y_test=...)")
-            wanted = [k for k in ("x_train", "y_train", "x_test", "y_test") if k in keys]
-            for k in wanted:
-                _claimed(z, k, path, name)
-            arrays = {k: _member(z, k, path) for k in wanted}
+            with z:
+                keys = set(z.files)
+                missing = [k for k in ("x_train", "y_train") if k not in keys]
+                has_test = ("x_test" in keys, "y_test" in keys)
+                if has_test[0] != has_test[1]:
+                    missing.append("y_test" if has_test[0] else "x_test")
+                if missing:
+                    raise fail(f"key '{missing[0]}' is missing; received keys {sorted(keys)}, "
+                               f"expected Keras' npz layout: {_LAYOUT}", path,
+                               hint="write it with np.savez(path, x_train=..., y_train=..., "
+                                    "x_test=..., y_test=...)")
+                wanted = [k for k in ("x_train", "y_train", "x_test", "y_test") if k in keys]
+                for k in wanted:
+                    _claimed(z, k, path, name)
+                arrays = {k: _member(z, k, path) for k in wanted}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise fail(f"cannot be read as a .npz archive ({type(e).__name__}: {e}); the file is "
                    "truncated, corrupt, or not an npz", path,

@@ -199,3 +199,9 @@ def shapes(n, seed=0):
                    int(rng.integers(2, 4)), 255)
         x[i] = np.asarray(im)
     return x, y.astype(np.uint8)
+
+
+def picture_size(path) -> tuple[int, int]:
+    """(width, height) of a picture a command wrote, its file closed again."""
+    with Image.open(path) as picture:
+        return picture.size
