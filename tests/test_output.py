@@ -134,19 +134,26 @@ def test_a_narrow_terminal_folds_and_never_cuts_numbers():
     assert "(images/s, time: left out to fit the terminal; --json shows them)" in runs
 
 
-def test_piped_evaluation_keeps_every_class_name(tmp_path):
+def objects_model(tmp_path, names, test_images: int):
+    """A part-trained 8x8 model.keras of the classes `names`, with a folder of PNGs (train/ and
+    test/, one subfolder per class) as its data set: evaluate's tables with long class names."""
     from cnntrain.runs import model_file
     from helpers.models import metadata, part_trained, synthetic
 
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     folder = tmp_path / "objects"
-    for split, (x, y) in (("train", synthetic(20, 1)), ("test", synthetic(60, 2))):
+    for split, (x, y) in (("train", synthetic(20, 1)), ("test", synthetic(test_images, 2))):
         for i, (pixels, label) in enumerate(zip(x, y)):
             (folder / split / names[label]).mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels[..., 0]).save(folder / split / names[label] / f"{i}.png")
     model = tmp_path / "objects.keras"
     model_file.save_model(part_trained(3), model, metadata(names, dataset="image_folder", data_path=str(folder),
                                                            image_size=[8, 8], color_mode="grayscale"))
+    return model
+
+
+def test_piped_evaluation_keeps_every_class_name(tmp_path):
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    model = objects_model(tmp_path, names, 60)
     result = run("evaluate", model, columns=80)
     assert result.exit_code == 0, result.output
     assert "…" not in result.stdout
@@ -240,19 +247,9 @@ def in_a_terminal(args) -> str:
 
 
 def test_the_confusion_matrix_on_a_real_terminal_keeps_every_count_and_name(tmp_path):
-    from cnntrain.runs import model_file
-    from helpers.models import metadata, part_trained, synthetic
-
     names = [f"{name}_with_a_long_name" for name in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                                                      "horse", "ship", "truck")]
-    folder = tmp_path / "objects"
-    for split, (x, y) in (("train", synthetic(20, 1)), ("test", synthetic(400, 2))):
-        for i, (pixels, label) in enumerate(zip(x, y)):
-            (folder / split / names[label]).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels[..., 0]).save(folder / split / names[label] / f"{i}.png")
-    model = tmp_path / "objects.keras"
-    model_file.save_model(part_trained(3), model, metadata(names, dataset="image_folder", data_path=str(folder),
-                                                           image_size=[8, 8], color_mode="grayscale"))
+    model = objects_model(tmp_path, names, 400)
     text = in_a_terminal(["evaluate", model])
     confusion = json.loads((tmp_path / "objects.eval.json").read_text())["confusion"]
     assert max(max(row) for row in confusion) >= 10   # counts of two digits or more, which a cut would shorten
