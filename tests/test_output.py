@@ -296,3 +296,28 @@ def test_the_confusion_pictures_labels_stay_inside_it(tmp_path):
     assert pixels.shape == (700, 700)
     edges = {"left": pixels[:, 0], "right": pixels[:, -1], "top": pixels[0], "bottom": pixels[-1]}
     assert {side: int((line < 250).sum()) for side, line in edges.items()} == dict.fromkeys(edges, 0)
+
+
+@pytest.mark.parametrize(("width", "expected"), [
+    (100, "epoch 1/2  accuracy 17.78%  loss 1.6167  val_accuracy 60.00%  val_loss 1.2971  1.2s"),
+    (80, "epoch 1/2 accuracy 17.78% loss 1.6167 val_accuracy 60.00% val_loss 1.2971 1.2s"),
+    (40, "epoch 1/2 accuracy 17.78% loss 1.6167\n  val_accuracy 60.00% val_loss 1.2971\n  1.2s"),
+])
+def test_an_epoch_line_fits_the_terminal_without_breaking_a_figure(width, expected):
+    """At 80 columns the epoch line was 81 characters, and the terminal broke '1.2s' into '1' and '.2s'."""
+    from cnntrain.views.console import fields_line
+
+    fields = ["epoch 1/2", "accuracy 17.78%", "loss 1.6167", "val_accuracy 60.00%", "val_loss 1.2971", "1.2s"]
+    assert fields_line(fields, width) == expected
+
+
+def test_a_note_is_folded_between_words_on_a_terminal():
+    """At 80 columns fit's data line broke 'classes' into 'classe' and 's'."""
+    from cnntrain.views.console import fitted
+
+    text = "data: flowers: 135 train, 15 validation, 40 test images of [64, 64, 3], 5 classes"
+    assert fitted(text, 100) == text
+    assert fitted(text, 80) == ("data: flowers: 135 train, 15 validation, 40 test images of [64, 64, 3], 5\n"
+                                "  classes")
+    assert fitted("data: /a/very/long/path/to/the/images: 5 classes", 20) == \
+        "data:\n  /a/very/long/path/to/the/images:\n  5 classes"

@@ -1,6 +1,8 @@
 """The two consoles: results on stdout, messages and progress on stderr (figures are formatted by runs.numbers)."""
 from __future__ import annotations
 
+import textwrap
+
 from rich.console import Console, ConsoleDimensions
 from rich.markup import escape as _markup_escape
 
@@ -30,6 +32,32 @@ def escape(text) -> str:
     literally: control characters written as \\xNN (rich passes ESC through to the terminal),
     then '[' escaped so it is never read as markup. Every view prints such text through here."""
     return _markup_escape(printable(text))
+
+
+def fitted(text: str, width: int = UNBOUNDED) -> str:
+    """A message folded between words to `width`, continuation lines indented: a terminal would
+    otherwise break it anywhere, mid-word or mid-number. A word longer than the line (a long
+    path) is kept whole."""
+    if len(text) <= width:
+        return text
+    return textwrap.fill(text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+
+
+def fields_line(fields: list[str], width: int = UNBOUNDED) -> str:
+    """Fields ("accuracy 97.10%", "1.2s") as one line, two spaces apart, fitted to `width` without
+    cutting one: one space apart if that fits, else folded between fields (continuation lines
+    indented), so a terminal never breaks a figure in two."""
+    for gap in ("  ", " "):
+        line = gap.join(fields)
+        if len(line) <= width:
+            return line
+    lines = [fields[0]]
+    for field in fields[1:]:
+        if len(lines[-1]) + 1 + len(field) <= width:
+            lines[-1] += " " + field
+        else:
+            lines.append("  " + field)
+    return "\n".join(lines)
 
 
 def choose_mode(quiet: bool, as_json: bool) -> str:

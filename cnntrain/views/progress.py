@@ -7,12 +7,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cnntrain.backend import keras
 from cnntrain.runs.numbers import figure, is_validation
-from cnntrain.views.console import err
+from cnntrain.views.console import err, fields_line
 
 
-def _figures(logs: dict, validation: bool = False) -> str:
+def _figures(logs: dict, validation: bool = False) -> list[str]:
     keys = [k for k in logs if is_validation(k) == validation]
-    return "  ".join(f"{k} {figure(k, float(logs[k]))}" for k in keys if k != "learning_rate")
+    return [f"{k} {figure(k, float(logs[k]))}" for k in keys if k != "learning_rate"]
 
 
 class EpochLines(keras.callbacks.Callback):
@@ -26,8 +26,9 @@ class EpochLines(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        err.print(f"epoch {epoch + 1}/{self.epochs}  {_figures(logs or {})}  {_figures(logs or {}, validation=True)}  "
-                  f"{time.perf_counter() - self.start:.1f}s")
+        fields = [f"epoch {epoch + 1}/{self.epochs}", *_figures(logs or {}), *_figures(logs or {}, validation=True),
+                  f"{time.perf_counter() - self.start:.1f}s"]
+        err.print(fields_line(fields, err.size.width))
 
 
 class LiveBar(EpochLines):
@@ -48,7 +49,7 @@ class LiveBar(EpochLines):
         self.task = self.progress.add_task(f"epoch {epoch + 1}/{self.epochs}", total=self.steps, figures="")
 
     def on_train_batch_end(self, batch, logs=None):
-        self.progress.update(self.task, completed=batch + 1, figures=_figures(logs or {}))
+        self.progress.update(self.task, completed=batch + 1, figures="  ".join(_figures(logs or {})))
 
     def on_epoch_end(self, epoch, logs=None):
         self.progress.remove_task(self.task)
