@@ -84,9 +84,9 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
         _say_capped(top_k, info["top_k"], info["classes"])
     for row in rows:
         if row.get("inverted") and not as_json:
-            console.err.print(console.escape(inverted_note(row["file"], info["background"])))
+            console.note(inverted_note(row["file"], info["background"]))
         if row.get("low_confidence") and not as_json:
-            console.err.print(console.escape(low_confidence_note(row, info["classes"])))
+            console.note(low_confidence_note(row, info["classes"]))
     if csv_path:
         csvfile.predictions_csv(rows, csv_path)
     if as_json:

@@ -54,7 +54,7 @@ def activations(target, image, out, maps, invert, runs_root, unsafe):
     background = auto_background(metadata, shape)
     pixels, inverted = read_for_model(image, shape, invert, background, metadata.get("resize", "stretch"))
     if inverted:
-        console.err.print(console.escape(inverted_note(image, background)))
+        console.note(inverted_note(image, background))
     info = activations_figure(model, pixels, out, max_maps=maps)
     say_wrote(info["path"], detail=f": {plural(len(info['layers']), 'layer')}")
 
@@ -100,7 +100,7 @@ def explain(target, images, out, class_name, top_k, invert, runs_root, unsafe, a
         stems.add(stem)
         pixels, inverted = read_for_model(image, shape, invert, background)
         if inverted:
-            console.err.print(console.escape(inverted_note(image, background)))
+            console.note(inverted_note(image, background))
         info = explain_figure(model, pixels, names, Path(out) / f"{stem}.png", top_k=top_k,
                               class_index=None if class_name is None else names.index(class_name))
         results.append({"image": str(image), **info})

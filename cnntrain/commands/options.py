@@ -65,7 +65,10 @@ def picture_option(default: str, what: str = "The picture to write"):
 def say_wrote(*paths, detail: str = "", err: bool = False) -> None:
     """Every command that writes files names them in one way: `wrote PATH [and PATH]`, each path (it
     may come from a file or a folder name) with its control characters shown as \\xNN."""
-    click.echo(f"wrote {' and '.join(printable(str(p)) for p in paths)}{detail}", err=err)
+    from cnntrain.views import console
+
+    text = f"wrote {' and '.join(printable(str(p)) for p in paths)}{detail}"
+    click.echo(console.fitted(text, (console.err if err else console.out).size.width), err=err)
 
 
 def say_error(error) -> None:

@@ -43,6 +43,11 @@ def fitted(text: str, width: int = UNBOUNDED) -> str:
     return textwrap.fill(text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
 
 
+def note(text: str) -> None:
+    """A message to the user on stderr (`note: ...`), printed literally and folded to a terminal."""
+    err.print(fitted(escape(text), err.size.width))
+
+
 def fields_line(fields: list[str], width: int = UNBOUNDED) -> str:
     """Fields ("accuracy 97.10%", "1.2s") as one line, two spaces apart, fitted to `width` without
     cutting one: one space apart if that fits, else folded between fields (continuation lines
