@@ -15,6 +15,7 @@ from helpers.cli import run_cli
 
 from cnntrain.data import load_dataset
 from cnntrain.data.decode import to_pixels
+from cnntrain.data.rows import Rows
 from cnntrain.errors import CnntrainError
 
 
@@ -299,33 +300,58 @@ def _entries(tmp_path):
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+class Heard:
+    """A decode's progress as load_dataset reports it: how many images were decoded (0: a cache hit)."""
+
+    def __init__(self):
+        self.total, self.decoded, self.finished = None, 0, False
+
+    def start(self, total):
+        self.total = total
+
+    def advance(self, count):
+        self.decoded += count
+
+    def done(self):
+        self.finished = True
+
+
+def _load(root, **kwargs):
+    heard = Heard()
+    data = load_dataset("image_folder", path=root, progress=heard, **kwargs)
+    return data, heard.decoded
+
+
 def test_second_load_comes_from_the_cache_and_a_change_rebuilds_it(tmp_path):
     root = fx.write_image_tree(tmp_path / "c", _wide_tree())
-    first = load_dataset("image_folder", path=root)
-    assert not isinstance(first.x_train, np.memmap) and len(_entries(tmp_path)) == 1
-    again = load_dataset("image_folder", path=root)
-    assert isinstance(again.x_train, np.memmap)
+    first, decoded = _load(root)
+    assert isinstance(first.x_train, np.ndarray) and decoded == 8 and len(_entries(tmp_path)) == 1
+    again, decoded = _load(root)
+    assert decoded == 0 and isinstance(again.x_train, np.ndarray)   # auto: a small split in memory
     np.testing.assert_array_equal(again.x_train, first.x_train)
     assert (again.class_names, again.y_train.tolist()) == (first.class_names, first.y_train.tolist())
-    assert not isinstance(load_dataset("image_folder", path=root, cache="none").x_train, np.memmap)
+    on_disk, decoded = _load(root, cache="disk")
+    assert decoded == 0 and isinstance(on_disk.x_train, Rows)
+    np.testing.assert_array_equal(on_disk.x_train[np.arange(8)], first.x_train)
+    assert _load(root, cache="none")[1] == 8
     # Another image_size, and a changed file, are other entries: never the old pixels.
-    assert not isinstance(load_dataset("image_folder", path=root, image_size=(4, 4)).x_train, np.memmap)
+    assert _load(root, image_size=(4, 4))[1] == 8
     Image.fromarray(np.full((6, 12, 3), 7, np.uint8)).save(os.path.join(root, "a", "0.png"))
-    changed = load_dataset("image_folder", path=root)
-    assert not isinstance(changed.x_train, np.memmap) and (changed.x_train[0] == 7).all()
+    changed, decoded = _load(root)
+    assert decoded == 8 and (changed.x_train[0] == 7).all()
     assert len(_entries(tmp_path)) == 3
 
 
 def test_a_damaged_cache_entry_is_rebuilt(tmp_path):
     root = fx.write_image_tree(tmp_path / "d", _wide_tree())
-    first = load_dataset("image_folder", path=root)
+    first = np.asarray(_load(root, cache="disk")[0].x_train)
     (entry,) = _entries(tmp_path)
     array = tmp_path / "cnntrain-cache" / entry / "x_train.npy"
     array.write_bytes(array.read_bytes()[:-10])
-    rebuilt = load_dataset("image_folder", path=root)
-    assert not isinstance(rebuilt.x_train, np.memmap)
-    np.testing.assert_array_equal(rebuilt.x_train, first.x_train)
-    assert isinstance(load_dataset("image_folder", path=root).x_train, np.memmap)
+    rebuilt, decoded = _load(root, cache="disk")
+    assert decoded == 8
+    np.testing.assert_array_equal(np.asarray(rebuilt.x_train), first)
+    assert _load(root, cache="disk")[1] == 0
 
 
 def test_data_cache_shows_and_clears(tmp_path):
@@ -342,48 +368,58 @@ def test_data_cache_shows_and_clears(tmp_path):
     assert _entries(tmp_path) == []
 
 
-def test_a_fit_killed_while_the_cache_is_written_never_uses_it(tmp_path):
+def test_a_fit_killed_while_it_decodes_into_the_cache_never_uses_it(tmp_path, monkeypatch):
     import signal
     import subprocess
     import sys
     import time
 
     from helpers.procs import reaped
+    from helpers.runs import history
 
     files = {f"{c}/{i}.png": fx.image_bytes(_pixels(i, (96, 96, 3)), "PNG") for c in ("a", "b") for i in range(400)}
     root = fx.write_image_tree(tmp_path / "big", files)
     spec = tmp_path / "big.yaml"
-    spec.write_text(FOLDER_SPEC.format(path=root).replace("on_broken: skip", "on_broken: error"))
-    args = [sys.executable, "-m", "cnntrain", "fit", str(spec), "--out", str(tmp_path / "run"), "--quiet"]
+    spec.write_text(FOLDER_SPEC.format(path=root).replace("on_broken: skip", "on_broken: error, cache: disk"))
+    args = [sys.executable, "-m", "cnntrain", "fit", str(spec), "--out", str(tmp_path / "killed"), "--quiet"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cache = tmp_path / "cnntrain-cache"
     with reaped(proc):
         deadline = time.time() + 300
-        while time.time() < deadline and not any(n.startswith(".tmp-") for n in _entries(tmp_path)):
+        # The images' file appears in the temporary folder as the decode begins to fill it.
+        while time.time() < deadline and not list(cache.glob(".tmp-*/x_train.npy")):
             assert proc.poll() is None, proc.stderr.read().decode()
             time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     left = _entries(tmp_path)
     assert len(left) == 1 and left[0].startswith(".tmp-")   # half written, under its temporary name
-    result = run_cli("fit", spec, "--out", tmp_path / "run", "--quiet")
+    result = run_cli("fit", spec, "--out", tmp_path / "refit", "--quiet", "--deterministic")
     assert result.exit_code == 0, result.output
-    assert len(_entries(tmp_path)) == 2   # the whole entry beside the killed one's leftovers
-    assert isinstance(load_dataset("image_folder", path=root, image_size=(8, 8), resize="pad").x_train, np.memmap)
+    (entry,) = _entries(tmp_path)   # the killed build's folder removed, not used
+    assert not entry.startswith(".tmp-")
+    # The same fit on a clean cache: the same history, to the last digit.
+    monkeypatch.setenv("CNNTRAIN_CACHE_DIR", str(tmp_path / "clean-cache"))
+    clean = run_cli("fit", spec, "--out", tmp_path / "clean", "--quiet", "--deterministic")
+    assert clean.exit_code == 0, clean.output
+    refit, fresh = ([{k: v for k, v in r.items() if k != "seconds"} for r in history(tmp_path / run)]
+                    for run in ("refit", "clean"))
+    assert refit == fresh and len(refit) == 1
 
 
 def test_batches_streamed_from_the_cache_are_the_in_memory_ones(tmp_path):
     from cnntrain.feed import pipeline
 
     root = fx.write_image_tree(tmp_path / "p", _wide_tree(n=5))
-    in_memory = load_dataset("image_folder", path=root)
-    mapped = load_dataset("image_folder", path=root)
-    assert isinstance(mapped.x_train, np.memmap)
+    in_memory = load_dataset("image_folder", path=root, cache="memory")
+    on_disk = load_dataset("image_folder", path=root, cache="disk")
+    assert isinstance(in_memory.x_train, np.ndarray) and isinstance(on_disk.x_train, Rows)
     kwargs = {"batch_size": 3, "augment": [], "seed": 5, "epochs": 2}
     a = list(pipeline.train_dataset(in_memory.x_train, in_memory.y_train, **kwargs).as_numpy_iterator())
-    b = list(pipeline.train_dataset(mapped.x_train, mapped.y_train, **kwargs).as_numpy_iterator())
+    b = list(pipeline.train_dataset(on_disk.x_train, on_disk.y_train, **kwargs).as_numpy_iterator())
     assert len(a) == len(b) == 8
     for (xa, ya), (xb, yb) in zip(a, b):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
-    evaluated = list(pipeline.eval_dataset(mapped.x_train, mapped.y_train, batch_size=4).as_numpy_iterator())
+    evaluated = list(pipeline.eval_dataset(on_disk.x_train, on_disk.y_train, batch_size=4).as_numpy_iterator())
     np.testing.assert_array_equal(np.concatenate([e[0] for e in evaluated]), in_memory.x_train.astype(np.float32))

@@ -15,7 +15,7 @@ import numpy as np
 from cnntrain.errors import CnntrainError, DataNotFound
 from cnntrain.spec.schema import CACHES, COLOR_MODES, DATASETS, ON_BROKEN_CHOICES, RESIZE_CHOICES
 
-from . import balance, cache, convert, lookup, readers
+from . import balance, cache, convert, decode, lookup, readers, rows
 from .folder import ImageOptions
 from .catalog import KNOWN
 from .checks import fail
@@ -91,13 +91,15 @@ def find_dataset(name: str, *, path: str | None = None,
 def load_dataset(name: str, *, path: str | None = None, data_dir: str | None = None,
                  offline: bool = False, image_size: tuple[int, int] | None = None,
                  color_mode: str | None = None, resize: str = "stretch", on_broken: str = "error",
-                 labels: str | None = None, cache: str = "auto") -> Dataset:
+                 labels: str | None = None, cache: str = "auto", progress=None) -> Dataset:
     """Reads a data set from the first place that has it (see `find_dataset`),
     downloading it into Keras' cache as a last resort unless `offline`.
     `image_size` (height, width) resizes by the rule `resize` (stretch, pad, crop); `color_mode`
     "rgb"/"grayscale" converts; `on_broken` "skip" leaves unreadable image files out. `labels`, a
     CSV of filename,label[,split] rows (image_folder only), lists the images instead of `path`.
-    `cache` "auto" keeps decoded images in the decoded-image cache (data/cache.py), "none" not."""
+    `cache` (data.cache: auto, disk, memory, none) says whether decoded images are kept in the
+    decoded-image cache (data/cache.py) and whether they are read from it into memory or a batch at
+    a time (see _cached). `progress` (start(total), advance(count), done()) hears a decode's progress."""
     _check_name(name)
     size = _check_options(image_size, color_mode, resize, on_broken, cache)
     cache_choice = cache   # the name `cache` is the module's in the helpers below
@@ -106,7 +108,7 @@ def load_dataset(name: str, *, path: str | None = None, data_dir: str | None = N
         if name != "image_folder":
             raise CnntrainError(f"data.labels is for your own images; {name} has its own labels",
                                 file=labels, hint="set data.dataset: image_folder, or leave data.labels out")
-        return _cached(name, lookup.Candidate("labels", labels), options, cache_choice)
+        return _cached(name, lookup.Candidate("labels", labels), options, cache_choice, progress)
     if name == "image_folder" and not path:
         raise CnntrainError("image_folder needs a path (or data.labels); received none",
                             hint="set data.path to a folder of train/<class>/<image> "
@@ -120,39 +122,87 @@ def load_dataset(name: str, *, path: str | None = None, data_dir: str | None = N
             cand = lookup.download(name)
         except Exception as e:  # urllib, hash and OS errors alike
             raise _not_found(name, cands, path, data_dir, e) from e
-    return _cached(name, cand, options, cache_choice)
+    return _cached(name, cand, options, cache_choice, progress)
 
 
-def _cached(name, cand, options: ImageOptions, choice: str) -> Dataset:
+# data.cache: auto keeps a split in memory up to this size and reads a larger one from the cache a
+# batch at a time; below it, one array in memory feeds TensorFlow faster than reads from a file.
+IN_MEMORY_BYTES = 1 << 30
+
+
+def _cached(name, cand, options: ImageOptions, choice: str, progress=None) -> Dataset:
     """The data set from the decoded-image cache where it holds it, else read (and kept there when
-    it was decoded from image files)."""
+    it was decoded from image files). data.cache (`choice`): auto and memory keep small splits,
+    memory every split, in memory; disk, and auto above IN_MEMORY_BYTES, read them from the cache
+    file a batch at a time (rows.Rows); a split that is to stay on disk is decoded straight into
+    its cache file, so the decode never holds it all."""
     source = cand.path if not cand.path.endswith(os.sep) else cand.path[:-1]
     files = [] if cand.kind == "image_dir" else [cand.path]
-    entry = None
-    if choice != "none" and cand.kind in ("image_dir", "archive", "labels"):
-        entry = cache.key(name, cand.kind, cand.path, options)
+    if choice == "none" or cand.kind not in ("image_dir", "archive", "labels"):
+        return _arrays(_read(name, cand, options, decode.Output(progress=progress)), options, source)
+    entry = cache.key(name, cand.kind, cand.path, options)
+    hit = cache.load(entry)
+    if hit is None:
+        try:
+            build = cache.Build(entry)
+        except OSError:   # a cache that cannot be written costs only the reuse
+            return _arrays(_read(name, cand, options, decode.Output(progress=progress)), options, source)
+        try:
+            def into(split, shape):
+                big = int(np.prod(shape, dtype=np.int64)) > IN_MEMORY_BYTES
+                return build.into(split, shape) if choice == "disk" or (choice == "auto" and big) \
+                    else decode.InMemory(shape)
+
+            loaded = _read(name, cand, options, decode.Output(into, progress))
+            arrays = (loaded.x_train, loaded.y_train, loaded.x_test, loaded.y_test, loaded.classes, loaded.skipped)
+            try:
+                build.commit(*arrays)
+            except OSError as e:
+                committed = e
+            else:
+                committed = None
+        finally:
+            build.close()
         hit = cache.load(entry)
-        if hit is not None:
-            return Dataset(*hit[:5], source, files, hit[5])
-    loaded = _read(name, cand, options)
+        if hit is None and any(isinstance(a, rows.Writer) for a in arrays):
+            raise fail(f"the decoded images cannot be kept in the cache {cache.root()} "
+                       f"({getattr(committed, 'strerror', None) or committed})", cand.path,
+                       hint="free disk space there, point CNNTRAIN_CACHE_DIR at a larger disk, or set "
+                            "data.cache: memory")
+        if hit is None:
+            hit = arrays
+        else:   # a split decoded into memory stays there, its cache file is the next fit's
+            hit = tuple(a if k in (0, 2) and isinstance(a, np.ndarray) else h
+                        for k, (a, h) in enumerate(zip(arrays, hit)))
+    x_train, y_train, x_test, y_test, classes, skipped = hit
+    x_train, x_test = (_placed(x, choice) for x in (x_train, x_test))
+    return Dataset(x_train, y_train, x_test, y_test, classes, source, files, skipped)
+
+
+def _placed(x, choice: str):
+    """A split from the cache, in memory or left on disk as data.cache says."""
+    if isinstance(x, rows.Rows) and (choice == "memory" or (choice == "auto" and x.nbytes <= IN_MEMORY_BYTES)):
+        return np.asarray(x)
+    return x
+
+
+def _arrays(loaded: readers.Loaded, options: ImageOptions, source: str) -> Dataset:
     x_train, x_test = loaded.x_train, loaded.x_test
     if not loaded.decoded:
         x_train = convert.apply(x_train, options.image_size, options.color_mode, options.resize)
         x_test = convert.apply(x_test, options.image_size, options.color_mode, options.resize)
-    elif entry is not None:
-        cache.store(entry, x_train, loaded.y_train, x_test, loaded.y_test, loaded.classes, loaded.skipped)
-    return Dataset(x_train, loaded.y_train, x_test, loaded.y_test, loaded.classes,
-                   source, loaded.files, loaded.skipped)
+    return Dataset(x_train, loaded.y_train, x_test, loaded.y_test, loaded.classes, source, loaded.files,
+                   loaded.skipped)
 
 
-def _read(name, cand, options: ImageOptions) -> readers.Loaded:
+def _read(name, cand, options: ImageOptions, output: decode.Output) -> readers.Loaded:
     try:
-        return readers.read(name, cand, options)
+        return readers.read(name, cand, options, output)
     except CnntrainError:
         raise
     except MemoryError as e:
         raise fail(f"not enough memory to load {name}", cand.path,
-                   hint="free memory, or use smaller images (data.image_size)") from e
+                   hint="free memory, use smaller images (data.image_size), or set data.cache: disk") from e
     except Exception as e:  # the contract: only CnntrainError escapes
         raise fail(f"cannot be read ({type(e).__name__}: {e})", cand.path) from e
 

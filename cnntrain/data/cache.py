@@ -5,12 +5,15 @@ Where: $CNNTRAIN_CACHE_DIR, else $XDG_CACHE_HOME/cnntrain, else ~/.cache/cnntrai
 user's data folder. One folder per entry, named by a key over what decides the pixels: every source
 file's path, size and modification time, image_size, color_mode, resize and on_broken, and this
 module's FORMAT. An entry is written into a temporary folder and renamed into place whole, so a
-fit killed while it decodes leaves no entry, only a temporary folder the next build removes. An
-entry is checked before use (its manifest, each array's header, shape and byte size); a damaged one
-is removed and built again, never trusted.
+fit killed while it decodes leaves no entry, only a temporary folder the next build removes (the
+builder holds a lock on it: a folder whose lock is free is a dead build's). The images are written
+there block by block as they are decoded (rows.Writer), never all held in memory. An entry is
+checked before use (its manifest, each array's header, shape and byte size); a damaged one is
+removed and built again, never trusted. Its images are read as rows.Rows: a batch at a time.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -20,13 +23,13 @@ import uuid
 
 import numpy as np
 
-from . import labels_csv
+from . import labels_csv, rows
 
-FORMAT = 1
+FORMAT = 2   # 2: every array's header is rows.HEADER_BYTES long
 MANIFEST = "manifest.json"
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 _TMP = ".tmp-"
-_STALE_TMP_S = 24 * 3600   # a temporary folder this old is a killed build's, not a running one's
+_LOCK = ".building"
 
 
 def root() -> str:
@@ -74,9 +77,23 @@ def key(name: str, kind: str, path: str, options) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _open_npy(path: str):
+    """(offset of the data, shape, dtype) of a .npy file whose size is exactly what its header says."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(f))
+        offset = f.tell()
+    if fortran or dtype.hasobject:
+        raise ValueError(f"{path} is not a plain C-ordered array")
+    if os.path.getsize(path) != offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        raise ValueError(f"{path} is {os.path.getsize(path):,} bytes, not what its header says")
+    return offset, shape, dtype
+
+
 def load(entry: str):
     """(x_train, y_train, x_test, y_test, classes, skipped) of a complete, sound entry, or None. The
-    arrays are memory-mapped (read-only); a damaged entry is removed."""
+    images are rows.Rows, read when indexed; the labels arrays; a damaged entry is removed."""
     folder = os.path.join(root(), entry)
     if not os.path.isdir(folder):
         return None
@@ -89,10 +106,12 @@ def load(entry: str):
             if shape is None:
                 arrays[name] = None
                 continue
-            a = np.load(os.path.join(folder, f"{name}.npy"), mmap_mode="r", allow_pickle=False)
-            if list(a.shape) != shape or a.dtype != np.dtype(manifest["dtypes"][name]):
-                raise ValueError(f"{name} is {a.shape} {a.dtype}, the manifest says {shape}")
-            arrays[name] = a
+            path = os.path.join(folder, f"{name}.npy")
+            offset, got, dtype = _open_npy(path)
+            if list(got) != shape or dtype != np.dtype(manifest["dtypes"][name]):
+                raise ValueError(f"{name} is {got} {dtype}, the manifest says {shape}")
+            arrays[name] = (rows.Rows(path, offset, got, dtype) if name.startswith("x_")
+                            else np.load(path, allow_pickle=False))
         classes, skipped = list(manifest["classes"]), list(manifest["skipped"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         shutil.rmtree(folder, ignore_errors=True)   # damaged: built again by the caller
@@ -100,41 +119,96 @@ def load(entry: str):
     return (*(arrays[n] for n in _ARRAYS), classes, skipped)
 
 
-def store(entry: str, x_train, y_train, x_test, y_test, classes, skipped) -> None:
-    """Writes an entry whole or not at all. A cache that cannot be written costs only the reuse."""
-    base = root()
-    tmp = os.path.join(base, f"{_TMP}{entry}-{uuid.uuid4().hex[:8]}")
-    try:
+class Build:
+    """An entry being written: `into` gives decode.Output the files the images are decoded into,
+    `commit` writes the rest and renames the folder into place; `close` removes what is left of it.
+    Raises OSError where the cache cannot be written at all."""
+
+    def __init__(self, entry: str):
+        base = root()
         os.makedirs(base, exist_ok=True)
         _clean_stale(base)
-        os.makedirs(tmp)
+        self.entry, self.tmp = entry, os.path.join(base, f"{_TMP}{entry}-{uuid.uuid4().hex[:8]}")
+        os.makedirs(self.tmp)
+        self._lock = os.open(os.path.join(self.tmp, _LOCK), os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.writers: dict[str, rows.Writer] = {}
+
+    def into(self, split: str, shape) -> rows.Writer:
+        self.writers[split] = rows.Writer(os.path.join(self.tmp, f"{split}.npy"), shape)
+        return self.writers[split]
+
+    def commit(self, x_train, y_train, x_test, y_test, classes, skipped) -> None:
         arrays = dict(zip(_ARRAYS, (x_train, y_train, x_test, y_test)))
+        shapes = {}
         for name, a in arrays.items():
-            if a is not None:
-                with open(os.path.join(tmp, f"{name}.npy"), "wb") as f:
-                    np.save(f, np.ascontiguousarray(a), allow_pickle=False)
+            if isinstance(a, rows.Writer):
+                a.close()
+            elif a is not None:
+                with open(os.path.join(self.tmp, f"{name}.npy"), "wb") as f:
+                    f.write(rows.header(a.shape, a.dtype))
+                    f.write(np.ascontiguousarray(a).data.cast("B"))
                     f.flush()
                     os.fsync(f.fileno())
+            shapes[name] = None if a is None else [list(a.shape), str(a.dtype)]
         manifest = {"format": FORMAT, "classes": list(classes), "skipped": list(skipped),
-                    "shapes": {n: (None if a is None else list(a.shape)) for n, a in arrays.items()},
-                    "dtypes": {n: (None if a is None else str(a.dtype)) for n, a in arrays.items()}}
-        with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
+                    "shapes": {n: (v and v[0]) for n, v in shapes.items()},
+                    "dtypes": {n: (v and v[1]) for n, v in shapes.items()}}
+        with open(os.path.join(self.tmp, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f)
             f.flush()
             os.fsync(f.fileno())
-        os.rename(tmp, os.path.join(base, entry))   # whole, or (another process won) not at all
+        final = os.path.join(root(), self.entry)
+        os.rename(self.tmp, final)   # whole, or (another process won) not at all
+        self.tmp = final
+        os.remove(os.path.join(final, _LOCK))
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w._closer()
+        os.close(self._lock)
+        if os.path.basename(self.tmp).startswith(_TMP):   # not committed
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def store(entry: str, x_train, y_train, x_test, y_test, classes, skipped) -> None:
+    """Writes an entry of arrays in memory whole or not at all. A cache that cannot be written
+    costs only the reuse."""
+    try:
+        build = Build(entry)
+    except OSError:
+        return
+    try:
+        build.commit(x_train, y_train, x_test, y_test, classes, skipped)
     except OSError:
         pass
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        build.close()
 
 
 def _clean_stale(base: str) -> None:
-    now = time.time()
+    """Removes the temporary folders of builds that died (killed, or the machine went down)."""
     for name in os.listdir(base):
-        path = os.path.join(base, name)
-        if name.startswith(_TMP) and now - os.path.getmtime(path) > _STALE_TMP_S:
-            shutil.rmtree(path, ignore_errors=True)
+        if name.startswith(_TMP) and not _building(os.path.join(base, name)):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
+def _building(folder: str) -> bool:
+    """Whether a live process holds the build lock of this temporary folder."""
+    try:
+        fd = os.open(os.path.join(folder, _LOCK), os.O_RDWR)
+    except OSError:   # no lock file: a build older than locks, or one just starting
+        try:
+            return time.time() - os.path.getmtime(folder) < 3600
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def entries() -> list[dict]:
@@ -160,7 +234,7 @@ def entries() -> list[dict]:
 
 def clear() -> tuple[int, int]:
     """Removes every entry and temporary folder: (folders removed, bytes freed)."""
-    rows = entries()
-    for row in rows:
+    found = entries()
+    for row in found:
         shutil.rmtree(os.path.join(root(), row["entry"]), ignore_errors=True)
-    return len(rows), sum(r["bytes"] for r in rows)
+    return len(found), sum(r["bytes"] for r in found)

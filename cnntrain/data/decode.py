@@ -244,37 +244,86 @@ class Decoded:
     skipped: list[str]
 
 
+class InMemory:
+    """Where decode_all puts pixels by default: one array, each block a view into it."""
+
+    def __init__(self, shape):
+        self.array = np.empty(shape, dtype=np.uint8)
+
+    def block(self, lo: int, hi: int) -> np.ndarray:
+        return self.array[lo:hi]
+
+    def put(self, lo: int, block: np.ndarray) -> None:
+        pass   # written in place
+
+    def keep(self, kept: np.ndarray | None) -> np.ndarray:
+        out = self.array
+        if kept is None:
+            return out
+        for j, i in enumerate(kept):   # in place: a second array would double the peak memory
+            if i != j:
+                out[j] = out[i]
+        return out[:len(kept)]
+
+
+@dataclass
+class Output:
+    """Where decoded pixels go and who hears how far the decode is. `into(split, shape)` gives a
+    target with block(lo, hi), put(lo, block) and keep(kept or None: all) (InMemory, or rows.Writer writing
+    the cache file); `progress` has start(total), advance(count) and done(), called from the
+    decoding threads."""
+    into: object = None
+    progress: object = None
+
+    def target(self, split: str, shape):
+        return InMemory(shape) if self.into is None else self.into(split, shape)
+
+
+# A block's rows are decoded into one buffer and then written: its bytes bound the memory each
+# decoding thread holds, whatever the number of images.
+BLOCK_BYTES = 8 << 20
+
+
 def decode_all(items: list[Item], color_mode: str, size: tuple[int, int], resize: str | None,
                reference: Item, *, source: str, on_broken: str = "error",
-               guessed: bool = False) -> Decoded:
-    """All items as uint8 (N, H, W, C) at size (width, height), by the data.resize rule `resize`.
-    Without one, an image of another size is an error naming `reference`, whose size it is.
+               guessed: bool = False, target=None, progress=None) -> Decoded:
+    """All items as uint8 (N, H, W, C) at size (width, height), by the data.resize rule `resize`,
+    into `target` (an Output's; default one array in memory), block by block on every core.
+    Without a resize rule, an image of another size is an error naming `reference`, whose size it is.
     Every unreadable file is found before one error names them all (on_broken: error) or they
     are left out (skip). A `guessed` color mode meeting both grayscale and colour files is an
     error whose hint names data.color_mode: the guess would have converted some of them."""
     gray = color_mode == "grayscale"
-    out = np.empty((len(items), size[1], size[0], 1 if gray else 3), dtype=np.uint8)
+    shape = (len(items), size[1], size[0], 1 if gray else 3)
+    out = target if target is not None else InMemory(shape)
     single = np.zeros(len(items), dtype=bool)
     broken: dict[int, CnntrainError] = {}
     stop = threading.Event()
 
     def run(lo: int, hi: int):
+        block = out.block(lo, hi)
         for i in range(lo, hi):
             if stop.is_set():
                 return
             try:
-                out[i], single[i] = _decode(items[i], gray, size, resize, reference)
+                block[i - lo], single[i] = _decode(items[i], gray, size, resize, reference)
             except BrokenImageError as e:
                 broken[i] = e
+        out.put(lo, block)
+        if progress is not None:
+            progress.advance(hi - lo)
 
     n, k = len(items), workers()
+    row_bytes = int(np.prod(shape[1:]))
+    step = max(1, min(max(64, n // (k * 16)), BLOCK_BYTES // row_bytes))
+    blocks = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
     if n < 256 or k == 1:
-        run(0, n)
+        for lo, hi in blocks:
+            run(lo, hi)
     else:
-        step = max(64, n // (k * 16))
         pool = ThreadPoolExecutor(max_workers=k, thread_name_prefix="cnntrain-decode")
         try:
-            futures = [pool.submit(run, lo, min(lo + step, n)) for lo in range(0, n, step)]
+            futures = [pool.submit(run, lo, hi) for lo, hi in blocks]
             for f in futures:
                 try:
                     f.result()
@@ -282,19 +331,18 @@ def decode_all(items: list[Item], color_mode: str, size: tuple[int, int], resize
                     stop.set()
                     raise
         finally:
+            stop.set()   # a Ctrl-C here leaves the queued blocks undone, not decoded in the background
             pool.shutdown(wait=True, cancel_futures=True)
     if broken and on_broken != "skip":
         raise _all_broken(items, broken, source)
     kept = None
     if broken:
         kept = np.array([i for i in range(n) if i not in broken], dtype=np.int64)
-        for j, i in enumerate(kept):   # in place: a second array would double the peak memory
-            if i != j:
-                out[j] = out[i]
-        out, single = out[:len(kept)], single[kept]
+        single = single[kept]
+    pixels = out.keep(kept)
     if guessed and single.any() and not single.all():
         raise _mixed(items if kept is None else [items[i] for i in kept], single, color_mode, source)
-    return Decoded(out, kept, [items[i].name for i in sorted(broken)])
+    return Decoded(pixels, kept, [items[i].name for i in sorted(broken)])
 
 
 _SKIP = "or set data.on_broken: skip to train without them"

@@ -20,7 +20,7 @@ from cnntrain.errors import not_regular
 
 from . import checks, decode
 from .checks import fail
-from .decode import Item
+from .decode import Item, Output
 
 _EXTS = ", ".join(decode.IMAGE_EXTENSIONS)
 
@@ -162,7 +162,7 @@ class ImageOptions:
     on_broken: str = "error"                     # data.on_broken: error | skip
 
 
-def load(root: Node, make: Callable[[str], Item], where, options: ImageOptions, name):
+def load(root: Node, make: Callable[[str], Item], where, options: ImageOptions, name, output: Output = Output()):
     """Decodes a planned layout of data set `name`: (x_train, y_train, x_test, y_test, classes, skipped).
     A built-in data set's counts, classes and image size are checked before decoding."""
     classes, train, test = plan(root, where)
@@ -170,13 +170,14 @@ def load(root: Node, make: Callable[[str], Item], where, options: ImageOptions, 
     checks.classes(name, classes, file)
     checks.claimed(name, "train", len(train), None, file, "holds")
     checks.claimed(name, "test", len(test or ()), None, file, "its test split holds")
-    return decode_splits(classes, train, test, make, file, options, name)
+    return decode_splits(classes, train, test, make, file, options, name, output)
 
 
 def decode_splits(classes, train, test, make: Callable[[str], Item], file: str, options: ImageOptions,
-                  name="image_folder"):
+                  name="image_folder", output: Output = Output()):
     """[(name, label)] of the training (and test, or None) split, decoded: (x_train, y_train,
-    x_test, y_test, classes, skipped names). `make` turns a name into its Item; `file` is blamed."""
+    x_test, y_test, classes, skipped names). `make` turns a name into its Item; `file` is blamed;
+    `output` says where the pixels go and who hears the progress."""
     train_items = [make(p) for p, _ in train]
     color_mode, guessed = options.color_mode, options.color_mode is None
     if guessed:
@@ -193,32 +194,39 @@ def decode_splits(classes, train, test, make: Callable[[str], Item], file: str, 
     resize = options.resize if options.image_size is not None else None
     on_broken = options.on_broken
 
-    def run(items, pairs):
-        got = decode.decode_all(items, color_mode, size, resize, reference, source=file,
-                                on_broken=on_broken, guessed=guessed)
+    def run(split, items, pairs):
+        shape = (len(items), size[1], size[0], 1 if color_mode == "grayscale" else 3)
+        got = decode.decode_all(items, color_mode, size, resize, reference, source=file, on_broken=on_broken,
+                                guessed=guessed, target=output.target(split, shape), progress=output.progress)
         y = np.fromiter((y for _, y in pairs), dtype=np.int64, count=len(pairs))
         return got.pixels, (y if got.kept is None else y[got.kept]), got.skipped
 
-    x_train, y_train, skipped = run(train_items, train)
+    if output.progress is not None:
+        output.progress.start(len(train) + len(test or ()))
+    x_train, y_train, skipped = run("x_train", train_items, train)
     del train_items
     if test is None:
-        return x_train, y_train, None, None, classes, skipped
-    x_test, y_test, skipped_test = run([make(p) for p, _ in test], test)
-    return x_train, y_train, x_test, y_test, classes, skipped + skipped_test
+        x_test = y_test = None
+    else:
+        x_test, y_test, skipped_test = run("x_test", [make(p) for p, _ in test], test)
+        skipped += skipped_test
+    if output.progress is not None:
+        output.progress.done()
+    return x_train, y_train, x_test, y_test, classes, skipped
 
 
-def read_dir(root: str, options: ImageOptions = ImageOptions(), name="image_folder"):
+def read_dir(root: str, options: ImageOptions = ImageOptions(), name="image_folder", output: Output = Output()):
     def where(rel):
         path = os.path.join(root, *rel.split("/")) if rel else root
         return path, f"'{path}'"
 
     return load(scan(root), lambda rel: Item(os.path.join(root, *rel.split("/")), os.path.join(
-        root, *rel.split("/"))), where, options, name)
+        root, *rel.split("/"))), where, options, name, output)
 
 
 def read_members(archive: str, files: dict[str, bytes], dirs: Iterable[str],
-                 options: ImageOptions = ImageOptions(), name="image_folder"):
+                 options: ImageOptions = ImageOptions(), name="image_folder", output: Output = Output()):
     def where(rel):
         return archive, f"'{rel or '.'}' (in the archive)"
 
-    return load(tree(files, dirs), lambda rel: Item(files[rel], archive, rel), where, options, name)
+    return load(tree(files, dirs), lambda rel: Item(files[rel], archive, rel), where, options, name, output)

@@ -26,8 +26,9 @@ def _decoded(x_train, y_train, x_test, y_test, classes, skipped, files) -> Loade
     return Loaded(x_train, y_train, x_test, y_test, classes, files, True, skipped)
 
 
-def read(name: str, cand: Candidate, options: folder.ImageOptions) -> Loaded:
-    loaded = _read(name, cand, options)
+def read(name: str, cand: Candidate, options: folder.ImageOptions, output: decode.Output = decode.Output()) -> Loaded:
+    """The arrays of `cand`; image files are decoded to `output` (decode.Output: where, and the progress)."""
+    loaded = _read(name, cand, options, output)
     image_size, color_mode = options.image_size, options.color_mode
     # The readers bounded what they allocated; this checks what came out is the data set
     # named (an image folder's size and colour are the user's to change with the options).
@@ -41,7 +42,7 @@ def read(name: str, cand: Candidate, options: folder.ImageOptions) -> Loaded:
     return loaded
 
 
-def _read(name: str, cand: Candidate, options: folder.ImageOptions) -> Loaded:
+def _read(name: str, cand: Candidate, options: folder.ImageOptions, output: decode.Output) -> Loaded:
     known = KNOWN.get(name)
     n_classes = len(known.classes) if known else 0
     if cand.kind == "npz":
@@ -57,18 +58,18 @@ def _read(name: str, cand: Candidate, options: folder.ImageOptions) -> Loaded:
         *arrays, files = cifar.read_dir(cand.path)
         return Loaded(*arrays, files, False)
     if cand.kind == "image_dir":
-        return _decoded(*folder.read_dir(cand.path, options, name), [])
+        return _decoded(*folder.read_dir(cand.path, options, name, output), [])
     if cand.kind == "archive":
-        return read_archive(cand.path, name, options)
+        return read_archive(cand.path, name, options, output)
     if cand.kind == "labels":
-        return _decoded(*labels_csv.read(cand.path, options), [cand.path])
+        return _decoded(*labels_csv.read(cand.path, options, output), [cand.path])
     raise fail(f"is not a format cnntrain reads for {name}; expected "
                + ("a .npz file, IDX files, or a folder holding them"
                   if name in ("mnist", "fashion_mnist") else "a folder or a .tar.gz archive"),
                cand.path)
 
 
-def read_archive(path: str, name: str, options: folder.ImageOptions) -> Loaded:
+def read_archive(path: str, name: str, options: folder.ImageOptions, output: decode.Output = decode.Output()) -> Loaded:
     """CIFAR-10 python batches or an image-folder layout, in one pass through the
     archive: batches are unpickled as they stream past, images kept as bytes."""
     allow_batches = name == "cifar10"
@@ -100,7 +101,7 @@ def read_archive(path: str, name: str, options: folder.ImageOptions) -> Loaded:
     if parts:
         return Loaded(*cifar.assemble(parts, path), [path], False)
     if pictures:
-        return _decoded(*folder.read_members(path, pictures, dirs, options, name), [path])
+        return _decoded(*folder.read_members(path, pictures, dirs, options, name, output), [path])
     raise fail("holds no images" + (" and no CIFAR-10 python batches" if allow_batches else "")
                + f"; expected {'cifar-10-batches-py/data_batch_1 ... or ' if allow_batches else ''}"
                "train/<class>/<image> members", path)

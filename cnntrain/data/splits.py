@@ -8,6 +8,7 @@ import numpy as np
 
 from cnntrain.data import Dataset, image_options, load_dataset
 from cnntrain.data.catalog import DATASET_TRAIN_IMAGES
+from cnntrain.data.rows import Rows
 from cnntrain.errors import CnntrainError
 from cnntrain.spec import Spec
 
@@ -64,15 +65,16 @@ def held_out(spec: Spec, data: Dataset) -> Splits:
     index = np.arange(len(x_train))   # of each training image in the data set, for the held-out digest
     if d["limit_train"]:
         index = _subset(len(x_train), d["limit_train"], spec["seed"])
-        x_train, y_train = x_train[index], y_train[index]
+        x_train, y_train = take(x_train, index), y_train[index]
     if d["limit_test"] and x_test is not None:
         keep = _subset(len(x_test), d["limit_test"], spec["seed"] + 1)
-        x_test, y_test = x_test[keep], y_test[keep]
+        x_test, y_test = take(x_test, keep), y_test[keep]
     x_val = y_val = held = None
     if d["validation"] == "split":
         train_idx, val_idx = validation_indices(y_train, d["validation_split"], spec["seed"])
         held = {"images": len(val_idx), "digest": hashlib.sha256(index[val_idx].astype("<i8").tobytes()).hexdigest()}
-        x_train, y_train, x_val, y_val = x_train[train_idx], y_train[train_idx], x_train[val_idx], y_train[val_idx]
+        x_train, y_train, x_val, y_val = (take(x_train, train_idx), y_train[train_idx], take(x_train, val_idx),
+                                          y_train[val_idx])
     elif d["validation"] == "test":
         if x_test is None:
             raise spec.error(("data", "validation"), f"data.validation is 'test' but {data.source} has no test split",
@@ -104,6 +106,12 @@ def same_held_out(splits: Splits, recorded: dict | None, spec_file) -> None:
                              "restore them, or evaluate with --split test")
 
 
+def take(x, index):
+    """The images at `index`: copied from an array, or, from images on disk (rows.Rows), the same
+    file indexed anew, nothing read: a validation split of 100,000 cached images costs 800 KB."""
+    return x.subset(index) if isinstance(x, Rows) else x[index]
+
+
 def _subset(total: int, n: int, seed: int) -> np.ndarray:
     """The indices of n images of `total` drawn at random (seeded), in their original order. Not the
     first n: image folders and archives come sorted by class, so the first n could all be one class."""
@@ -113,7 +121,10 @@ def _subset(total: int, n: int, seed: int) -> np.ndarray:
 
 
 def as_images(x) -> np.ndarray:
-    """`x` as (N, height, width, channels); a (N, H, W) grayscale stack gains its channel axis."""
+    """`x` as (N, height, width, channels); a (N, H, W) grayscale stack gains its channel axis.
+    Images on disk (rows.Rows, always 4-D) stay there."""
+    if isinstance(x, Rows):
+        return x
     x = np.asarray(x)
     if x.ndim == 3:  # (N, H, W) greyscale, as MNIST ships
         x = x[..., np.newaxis]

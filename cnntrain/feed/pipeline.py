@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnntrain.backend import tf
+from cnntrain.data.rows import Rows
 from cnntrain.data.splits import as_images, as_labels
 from cnntrain.errors import CnntrainError
 from cnntrain.feed import mix
@@ -32,7 +33,7 @@ def _checked(x, y, batch_size, num_classes):
 def _gatherer(x: np.ndarray, y: np.ndarray, num_classes: int | None, class_weight=None, streamed=False):
     # The arrays become two eager tensors captured by the map function (not graph
     # constants), and the pipeline moves only indices until a batch is gathered: the
-    # shuffle buffer holds N integers, not N images. Memory-mapped images (the decoded-image
+    # shuffle buffer holds N integers, not N images. Images on disk (rows.Rows, the decoded-image
     # cache) are `streamed` instead: each batch's rows are read from the file, so the images
     # never all sit in memory.
     images = None if streamed else tf.constant(x)
@@ -73,7 +74,7 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
     class, adds each image's class weight as a third element, the sample weight of the loss (a
     mixed image keeps its own, unmixed class's weight).
     """
-    streamed = isinstance(x, np.memmap)
+    streamed = isinstance(x, Rows)
     x, y = _checked(x, y, batch_size, num_classes)
     n, batch = len(x), int(batch_size)
     gather = _gatherer(x, y, num_classes, class_weight, streamed)
@@ -119,7 +120,7 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
 
 def eval_dataset(x, y, *, batch_size: int, num_classes: int | None = None) -> tf.data.Dataset:
     """(images, labels) batches in order, float32 0-255, no augmentation."""
-    streamed = isinstance(x, np.memmap)
+    streamed = isinstance(x, Rows)
     x, y = _checked(x, y, batch_size, num_classes)
     gather = _gatherer(x, y, num_classes, streamed=streamed)
     ds = tf.data.Dataset.range(len(x)).batch(int(batch_size)).map(

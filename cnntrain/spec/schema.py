@@ -20,7 +20,7 @@ DEFAULTS = {
         "resize": "stretch",     # stretch | pad | crop: how an image of another aspect ratio meets image_size
         "labels": None,          # a CSV of filename,label[,split] rows (paths relative to it), for image_folder
         "on_broken": "error",    # error: one error naming every unreadable image | skip: train without them
-        "cache": "auto",         # auto: decoded image files kept in the decoded-image cache | none
+        "cache": "auto",         # auto | disk | memory | none: where decoded image files are kept
         "limit_train": None,     # use N training images, drawn at random (seeded): quick trials
         "limit_test": None,      # use N test images, drawn the same way
     },
@@ -75,8 +75,10 @@ COLOR_MODES = ("rgb", "grayscale")
 # Keras' image_dataset_from_directory: stretch (the default), crop_to_aspect_ratio, pad_to_aspect_ratio.
 RESIZE_CHOICES = ("stretch", "pad", "crop")
 ON_BROKEN_CHOICES = ("error", "skip")
-# auto: images decoded from files are kept in $CNNTRAIN_CACHE_DIR (else ~/.cache/cnntrain) and reused.
-CACHES = ("auto", "none")
+# Images decoded from files are kept in $CNNTRAIN_CACHE_DIR (else ~/.cache/cnntrain) and reused:
+# auto holds a split of up to 1 GiB in memory and streams a larger one from the cache file, disk
+# always streams, memory always holds; none keeps no cache (every fit decodes, into memory).
+CACHES = ("auto", "disk", "memory", "none")
 NORMALIZE_CHOICES = ("none", "scale", "standardize")
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 # Choices of command-line options, not spec keys, listed here all the same: one list each.

@@ -1,0 +1,153 @@
+"""Images kept on disk as the rows of a .npy file, written and read a block at a time.
+
+A decoded-image cache entry (data/cache.py) holds each split's images as one uint8 .npy file.
+`Writer` fills it block by block as the decoder finishes them; `Rows` reads the rows a batch
+asks for. Both use pwrite/preadv on a file descriptor rather than a memory map: the pages they
+touch stay in the kernel's page cache, which the kernel reclaims, instead of counting in this
+process's resident memory, so a fit over 100,000 images holds a few batches, not the file.
+"""
+from __future__ import annotations
+
+import os
+import weakref
+
+import numpy as np
+
+# The header is always this long, padded: the row offset is known before a row is written, and
+# rewriting the shape after data.on_broken: skip left rows out never moves the rows.
+HEADER_BYTES = 128
+
+
+def header(shape, dtype=np.uint8) -> bytes:
+    """The .npy (version 1.0) header of an array of `shape`, padded to HEADER_BYTES."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                 "shape": tuple(int(s) for s in shape)})
+    room = HEADER_BYTES - 10 - 1
+    return b"\x93NUMPY\x01\x00" + (HEADER_BYTES - 10).to_bytes(2, "little") + \
+        text.ljust(room).encode("latin1") + b"\n"
+
+
+def _row_bytes(row_shape, dtype) -> int:
+    return int(np.prod(row_shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+class Writer:
+    """A .npy file of `shape` written in blocks of rows, from any thread (pwrite needs no seek)."""
+
+    def __init__(self, path: str, shape, dtype=np.uint8):
+        self.path, self.shape, self.dtype = path, tuple(int(s) for s in shape), np.dtype(dtype)
+        self.row_bytes = _row_bytes(self.shape[1:], self.dtype)
+        self.fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        self._closer = weakref.finalize(self, os.close, self.fd)
+        _pwrite(self.fd, header(self.shape, self.dtype), 0)
+        os.ftruncate(self.fd, HEADER_BYTES + self.shape[0] * self.row_bytes)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def block(self, lo: int, hi: int) -> np.ndarray:
+        """A buffer for rows lo..hi: a block's worth of memory, not the file's."""
+        return np.empty((hi - lo, *self.shape[1:]), self.dtype)
+
+    def put(self, lo: int, block: np.ndarray) -> None:
+        _pwrite(self.fd, np.ascontiguousarray(block).data.cast("B"), HEADER_BYTES + lo * self.row_bytes)
+
+    def keep(self, kept: np.ndarray | None) -> Writer:
+        """Only the rows `kept` (ascending; None: all), moved down in place; the header says the new count."""
+        if kept is None:
+            return self
+        reader = Rows(self.path, HEADER_BYTES, self.shape, self.dtype)
+        step = max(1, (8 << 20) // max(1, self.row_bytes))
+        for lo in range(0, len(kept), step):
+            self.put(lo, reader[kept[lo:lo + step]])
+        self.shape = (len(kept), *self.shape[1:])
+        _pwrite(self.fd, header(self.shape, self.dtype), 0)
+        os.ftruncate(self.fd, HEADER_BYTES + self.shape[0] * self.row_bytes)
+        return self
+
+    def close(self) -> None:
+        """Flushed to the disk and closed: what a manifest may then vouch for."""
+        os.fsync(self.fd)
+        self._closer()
+
+
+def _pwrite(fd: int, data, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+class _File:
+    """One read-only descriptor shared by a file's Rows and their subsets; closed with the last."""
+
+    def __init__(self, path: str):
+        self.fd = os.open(path, os.O_RDONLY)
+        weakref.finalize(self, os.close, self.fd)
+
+
+class Rows:
+    """The images of a .npy file (or a subset of them, by index) as an array that is read when
+    indexed: `rows[i]`, `rows[a:b]` and `rows[index_array]` return numpy arrays read from the
+    file; `subset(index)` is another Rows, nothing read. len, shape, dtype, ndim as numpy's."""
+
+    def __init__(self, path: str, offset: int, shape, dtype=np.uint8, index=None, file: _File | None = None):
+        self.path, self.offset, self.dtype = path, int(offset), np.dtype(dtype)
+        self.total = int(shape[0])
+        self.row_shape = tuple(int(s) for s in shape[1:])
+        self.row_bytes = _row_bytes(self.row_shape, self.dtype)
+        self.index = None if index is None else np.asarray(index, dtype=np.int64)
+        self._file = file or _File(path)
+
+    def __len__(self) -> int:
+        return self.total if self.index is None else len(self.index)
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self), *self.row_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.row_shape)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * self.row_bytes
+
+    def subset(self, index) -> Rows:
+        index = np.asarray(index, dtype=np.int64)
+        rows = index if self.index is None else self.index[index]
+        return Rows(self.path, self.offset, (self.total, *self.row_shape), self.dtype, rows, self._file)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self.read(np.arange(len(self))[[key]])[0]
+        if isinstance(key, slice):
+            return self.read(np.arange(len(self))[key])
+        return self.read(np.asarray(key))
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        """The rows at `positions` (of this Rows), one preadv per run of consecutive file rows."""
+        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
+        rows = positions if self.index is None else self.index[positions]
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.total):
+            raise IndexError(f"row {int(rows.max() if rows.max() >= self.total else rows.min())} of "
+                             f"{self.total} rows")
+        out = np.empty((len(rows), *self.row_shape), self.dtype)
+        flat = out.reshape(len(rows), -1).view(np.uint8)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            lo, hi = int(lo), int(hi)
+            want, got = (hi - lo) * self.row_bytes, 0
+            target = memoryview(flat[lo:hi].reshape(-1))
+            while got < want:
+                n = os.preadv(self._file.fd, [target[got:]], self.offset + int(rows[lo]) * self.row_bytes + got)
+                if n == 0:
+                    raise OSError(f"{self.path} ends before row {int(rows[hi - 1])}")
+                got += n
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        # Every row in memory: for the few callers that need the whole array (a small split).
+        a = self.read(np.arange(len(self)))
+        return a if dtype is None else a.astype(dtype)
