@@ -45,16 +45,16 @@ def train_images(spec: Spec) -> int | None:
     return total
 
 
-def load(spec: Spec, *, data_dir=None, offline=False, path=None) -> Dataset:
-    """The spec's dataset; `path`, where given, stands for data.path."""
+def load(spec: Spec, *, data_dir=None, offline=False, path=None, progress=None) -> Dataset:
+    """The spec's dataset; `path`, where given, stands for data.path; `progress` hears a decode."""
     d = spec["data"]
     return load_dataset(d["dataset"], path=path or d["path"], data_dir=data_dir, offline=offline,
-                        **image_options(d))
+                        progress=progress, **image_options(d))
 
 
-def prepare(spec: Spec, *, data_dir=None, offline=False, path=None) -> Splits:
+def prepare(spec: Spec, *, data_dir=None, offline=False, path=None, progress=None) -> Splits:
     """The spec's data section as Splits: the data set read, limited and split for validation."""
-    return held_out(spec, load(spec, data_dir=data_dir, offline=offline, path=path))
+    return held_out(spec, load(spec, data_dir=data_dir, offline=offline, path=path, progress=progress))
 
 
 def held_out(spec: Spec, data: Dataset) -> Splits:

@@ -1,7 +1,8 @@
 """The Reporter: how training talks to the user, in one of four modes.
 
 The contract between cnntrain.train and the views: `fit` calls `note(text)` for progress
-notes, `warn(text)` for warnings, `callback(steps, epochs)` once for the Keras callback that
+notes, `warn(text)` for warnings, `decoding()` for what hears an image folder's first decode,
+`callback(steps, epochs)` once for the Keras callback that
 shows live progress, and `summary(metrics, run_dir)` once at the end. Training never prints.
 Modes: `rich` (a terminal: live progress bar), `plain` (not a terminal, e.g. CI logs: one line
 per epoch), `quiet` (only the final line), `json` (one JSON object on stdout, nothing else).
@@ -29,6 +30,14 @@ class Reporter:
     def warn(self, text: str):
         if self.mode != "json":
             err.print(fitted(f"warning: {escape(text)}", err.size.width), style="yellow")
+
+    def decoding(self):
+        """What hears the first decode of an image folder (data.load_dataset's progress), or None."""
+        if self.mode not in ("rich", "plain"):
+            return None
+        from cnntrain.views.decoding import DecodeProgress
+
+        return DecodeProgress(live=self.mode == "rich")
 
     def callback(self, steps: int, epochs: int):
         from cnntrain.views.progress import progress_callback  # imports Keras: only when training

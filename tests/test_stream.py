@@ -1,0 +1,175 @@
+"""Your own images streamed from the decoded-image cache (data.cache: auto, disk, memory, none): the
+same fit whichever is chosen, the decode's progress piped and on a real terminal, the validation
+split indexing the cache file instead of copying it, the first decode's blocks bounded. Tiny real
+JPEG and PNG folders written by the tests."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from helpers import formats as fx
+from helpers.cli import run_cli
+from helpers.runs import history
+
+from cnntrain.data import load_dataset
+from cnntrain.data.rows import Rows
+
+SPEC = """\
+name: stream
+seed: 3
+data: {{dataset: image_folder, path: {path}, image_size: [12, 12], validation: split, validation_split: 0.25,
+        cache: {cache}}}
+model:
+  layers:
+    - Conv2D: {{filters: 4, kernel_size: 3}}
+    - GlobalAveragePooling2D
+    - Dense: {{units: 4, activation: softmax}}
+fit: {{epochs: 2, batch_size: 8}}
+"""
+
+
+def _folder(tmp_path, n=40):
+    """n shapes in four class folders, half JPEG and half PNG, 28x28 (resized to 12x12 by the spec)."""
+    x, y = fx.shapes(n, seed=4)
+    files = {f"c{label}/{i:03d}.{'jpg' if i % 2 else 'png'}": fx.image_bytes(np.repeat(x[i][..., None], 3, -1),
+                                                                              "JPEG" if i % 2 else "PNG")
+             for i, label in enumerate(y)}
+    return fx.write_image_tree(tmp_path / "shapes", files)
+
+
+def _spec(tmp_path, root, cache):
+    path = tmp_path / f"{cache}.yaml"
+    path.write_text(SPEC.format(path=root, cache=cache))
+    return path
+
+
+def _entries(tmp_path):
+    folder = tmp_path / "cnntrain-cache"   # conftest's CNNTRAIN_CACHE_DIR
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_every_data_cache_value_fits_the_same(tmp_path):
+    """Streamed batches (disk), one array in memory (memory, and auto for a small set) and no cache
+    (none) feed the same images in the same order: the same history to the last digit."""
+    root = _folder(tmp_path)
+    rows = {}
+    for cache in ("none", "disk", "memory", "auto"):
+        result = run_cli("fit", _spec(tmp_path, root, cache), "--out", tmp_path / cache, "--deterministic")
+        assert result.exit_code == 0, result.output
+        assert "data: " + root + ": 30 train, 10 validation, 0 test images of [12, 12, 3], 4 classes" in \
+            " ".join(result.stderr.split())
+        rows[cache] = [{k: v for k, v in r.items() if k != "seconds"} for r in history(tmp_path / cache)]
+        assert len(_entries(tmp_path)) == (0 if cache == "none" else 1)   # disk wrote it; memory, auto read it
+    assert rows["disk"] == rows["none"] == rows["memory"] == rows["auto"] and len(rows["none"]) == 2
+
+
+def test_a_wrong_data_cache_names_its_line(tmp_path):
+    spec = _spec(tmp_path, _folder(tmp_path, n=8), "ram")
+    result = run_cli("check", spec)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (f"{spec}:4:16: 'data.cache' must be one of auto, disk, memory, none, "
+                             "received: 'ram' (str)\n")
+    fixed = run_cli("check", _spec(tmp_path, _folder(tmp_path, n=8), "auto"), "--set", "data.cache=Disk")
+    assert fixed.exit_code == 1
+    assert fixed.stderr == ("--set data.cache=Disk: 'data.cache' must be one of auto, disk, memory, none, "
+                            "received: 'Disk' (str)\n  hint: did you mean 'disk'?\n")
+
+
+DECODED = re.compile(r"decoded 40 images in \d+\.\d s \([\d,]+ images/s on \d+ cores?\)")
+
+
+def test_the_first_decode_says_its_speed_in_one_piped_line(tmp_path):
+    root = _folder(tmp_path)
+    first = run_cli("fit", _spec(tmp_path, root, "disk"), "--out", tmp_path / "one")
+    assert first.exit_code == 0, first.output
+    lines = first.stderr.splitlines()
+    assert [bool(DECODED.fullmatch(line)) for line in lines].count(True) == 1
+    assert lines.index(next(line for line in lines if DECODED.fullmatch(line))) + 1 == \
+        lines.index(next(line for line in lines if line.startswith("data: ")))
+    again = run_cli("fit", _spec(tmp_path, root, "disk"), "--out", tmp_path / "two")
+    assert again.exit_code == 0 and "decoded" not in again.stderr   # the cache's: nothing decoded
+    quiet = run_cli("fit", _spec(tmp_path, root, "none"), "--out", tmp_path / "three", "--quiet")
+    assert quiet.exit_code == 0 and "decoded" not in quiet.stderr
+
+
+PTY_BAR = """
+import fcntl, struct, sys, termios, time
+from cnntrain.views.decoding import DecodeProgress
+fcntl.ioctl(sys.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", 60, 80, 0, 0))
+bar = DecodeProgress(live=True)
+bar.start(100_000)
+for _ in range(10):
+    bar.advance(9_999)
+    time.sleep(0.12)   # rich redraws ten times a second: every state is drawn
+bar.advance(10)
+bar.done()
+"""
+
+
+def test_the_decode_bar_fits_80_columns_of_a_real_terminal():
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main, child = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR",
+                                                             "TTY_COMPATIBLE")}
+    process = subprocess.Popen([sys.executable, "-c", PTY_BAR], stdin=child, stdout=child, stderr=child,
+                               env={**env, "TERM": "xterm-256color"}, close_fds=True)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:   # EIO: the child side is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert process.wait(timeout=60) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", b"".join(chunks).decode("utf-8", "replace"))
+    drawn = [d for line in text.split("\n") for d in line.split("\r") if d.strip()]
+    bars = [d for d in drawn if d.startswith("decoding ")]
+    assert bars and all(len(d) <= 80 for d in drawn), drawn
+    assert any(re.search(r" 99,990/100,000 [\d,]+ images/s ", d) for d in bars), bars
+    assert re.fullmatch(r"decoded 100,000 images in \d+\.\d s \([\d,]+ images/s on \d+ cores?\)", drawn[-1]), drawn
+
+
+def test_the_validation_split_indexes_the_cache_file(tmp_path):
+    """The split of images on disk is the in-memory split's, image for image, and reads nothing."""
+    from cnntrain.data import splits
+    from cnntrain.spec.load import load_spec
+
+    root = _folder(tmp_path)
+    spec = load_spec(_spec(tmp_path, root, "disk"))
+    on_disk = splits.prepare(spec)
+    in_memory = splits.held_out(spec, load_dataset("image_folder", path=root, image_size=(12, 12), cache="memory"))
+    assert isinstance(on_disk.x_train, Rows) and isinstance(on_disk.x_val, Rows)
+    assert on_disk.x_train.index.tolist() == [i for i in range(40) if i not in on_disk.x_val.index]
+    np.testing.assert_array_equal(np.asarray(on_disk.x_train), in_memory.x_train)
+    np.testing.assert_array_equal(np.asarray(on_disk.x_val), in_memory.x_val)
+    assert on_disk.held_out == in_memory.held_out
+
+
+@pytest.mark.parametrize("rows_per_block, expected", [(8 << 20, 64), (1_000, 1), (7_000, 2)])
+def test_the_first_decode_holds_a_block_not_the_set(rows_per_block, expected, monkeypatch, tmp_path):
+    """Each decoding thread holds one block of at most BLOCK_BYTES (and 64 images at most when they
+    are small), whatever the number of images: what bounds the decode's memory."""
+    from cnntrain.data import decode
+
+    monkeypatch.setattr(decode, "BLOCK_BYTES", rows_per_block)
+    root = _folder(tmp_path, n=300)
+    sizes = []
+
+    class Recorder(decode.InMemory):
+        def block(self, lo, hi):
+            sizes.append(hi - lo)
+            return super().block(lo, hi)
+
+    items = [decode.Item(p, p) for p in sorted(str(p) for p in (tmp_path / "shapes").rglob("*.*"))]
+    got = decode.decode_all(items, "rgb", (28, 28), None, items[0], source=root, target=Recorder((300, 28, 28, 3)))
+    assert max(sizes) == expected and sum(sizes) == 300 and got.pixels.shape == (300, 28, 28, 3)
