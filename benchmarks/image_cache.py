@@ -1,18 +1,21 @@
-"""Your own images at size: the decoded-image cache against decoding into memory, side by side.
+"""Your own images at size: images streamed from the decoded-image cache against held in memory.
 
     python benchmarks/image_cache.py [--source /work/bg/data/cifar10-jpeg/train] [--images 100000]
-                                     [--small 10000] [--size 128] [--epochs 1] [--out DIR]
+                                     [--small 10000] [--size 128] [--cifar /work/bg/data/cifar10-jpeg]
+                                     [--out DIR]
 
 Writes a folder of --images photos (--source's JPEGs, cycled, upscaled to --size px and re-encoded
-as JPEG; without --source, smooth random pictures), then, each a fresh child process:
+as JPEG; without --source, smooth random pictures; kept in --out for the next run), then, each a
+fresh child process, one after the other:
 
-  first decode   load_dataset with an empty cache: images/s of the decode on every core, and the write
-  cache hit      the same again: the second fit's data loading time
-  no cache       data.cache: none (every fit decodes into memory, as before the cache)
-  fit streamed   cnntrain fit, validation none, a warm cache: batches read from the memory-mapped
-                 cache; peak RSS (the kernel's ru_maxrss) and training images/s (metrics.json)
-  fit in RAM     the same fit with data.cache: none: the whole split decoded into a tensor
-  fit, small     the streamed fit on the first --small images: peak RSS against the large one's
+  first decode   load_dataset, data.cache: disk, an empty cache: the decode on every core, written
+                 block by block into the cache file; images/s
+  cache hit      the same again: the second fit's data-loading time
+  fit, large     cnntrain fit, 1 epoch, validation none, data.cache: disk (a warm cache): batches read
+                 from the cache file; peak RSS (the kernel's ru_maxrss) and training images/s
+  fit, small     the same fit on the first --small images: its peak RSS against the large one's
+  CIFAR-10       the --cifar folder (train/ and test/ of 32 px JPEGs): one epoch streamed
+                 (data.cache: disk) and in memory (data.cache: memory), training images/s
 
 The ratios compare rows of this one run. On a shared machine times vary with the load, peak RSS
 hardly. The cache is a temporary folder ($CNNTRAIN_CACHE_DIR), removed at the end.
@@ -97,6 +100,7 @@ def main(argv=None) -> int:
     p.add_argument("--small", type=int, default=10_000)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--cifar", help="a CIFAR-10 JPEG folder (train/, test/): streamed against in-memory training")
     p.add_argument("--out", help="where the photos are written (kept for another run); default a temporary folder")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,28 +116,35 @@ def main(argv=None) -> int:
         os.environ["CNNTRAIN_CACHE_DIR"] = str(tmp / "cache")
         facts = cpu_facts()
         print(f"CPU: {facts['name']}, {facts['cores']} cores; {args.images:,} photos of "
-              f"{args.size}x{args.size} in {big}")
-        n, first = load_time(big, args.size, "auto", tmp / "first.log")
-        _, hit = load_time(big, args.size, "auto", tmp / "hit.log")
-        _, none = load_time(big, args.size, "none", tmp / "none.log")
-        rows = [("first decode (and cache write)", f"{first:8.1f} s", f"{n / first:,.0f} images/s"),
-                ("cache hit (second load)", f"{hit:8.2f} s", f"{first / hit:,.0f}x faster than the first"),
-                ("no cache (decode into memory)", f"{none:8.1f} s", f"{n / none:,.0f} images/s")]
+              f"{args.size}x{args.size} in {big}; load average {os.getloadavg()[0]:.1f}", flush=True)
+        n, first = load_time(big, args.size, "disk", tmp / "first.log")
+        print(f"  first decode {first:.1f} s", flush=True)
+        _, hit = load_time(big, args.size, "disk", tmp / "hit.log")
+        rows = [("first decode (into the cache file)", f"{first:8.1f} s", f"{n / first:,.0f} images/s"),
+                ("cache hit (second load)", f"{hit:8.2f} s", f"{first / hit:,.0f}x faster than the first")]
         figures = {}
-        for name, folder, cache in (("streamed", big, "auto"), ("in RAM", big, "none"), ("small", small, "auto")):
+        runs = [("large", big, args.size, "disk", classes), ("small", small, args.size, "disk", classes)]
+        if args.cifar:
+            runs += [("cifar streamed", Path(args.cifar), 32, "disk", 10), ("cifar in memory", Path(args.cifar), 32,
+                                                                           "memory", 10)]
+        for name, folder, size, cache, count in runs:
             spec = tmp / f"{name.replace(' ', '_')}.yaml"
-            spec.write_text(SPEC.format(path=folder, size=args.size, cache=cache, classes=classes,
-                                        epochs=args.epochs))
-            if cache == "auto":   # warm the cache, so the fit measured is a later one
-                load_time(folder, args.size, "auto", tmp / f"warm-{name}.log")
+            spec.write_text(SPEC.format(path=folder, size=size, cache=cache, classes=count, epochs=args.epochs))
+            if name in ("small", "cifar streamed"):   # warm the cache, so the fit measured is a later one
+                load_time(folder, size, "disk", tmp / f"warm-{name}.log")
             figures[name] = fit(spec, tmp / f"run-{name.replace(' ', '_')}", tmp / f"fit-{name}.log")
-        (rss_s, ips_s), (rss_r, ips_r), (rss_small, _) = figures["streamed"], figures["in RAM"], figures["small"]
-        rows += [("fit streamed: peak RSS", f"{rss_s:8.0f} MiB", f"{rss_s / rss_small:.2f}x the small fit's"),
-                 ("fit in RAM: peak RSS", f"{rss_r:8.0f} MiB", f"{rss_r / rss_s:.2f}x the streamed fit's"),
-                 (f"fit streamed, {args.small:,} images: peak RSS", f"{rss_small:8.0f} MiB", ""),
-                 ("fit streamed: training", f"{ips_s or 0:8.0f} img/s",
-                  f"{(ips_s or 0) / (ips_r or 1):.2f}x the in-RAM fit's ({ips_r or 0:.0f} img/s)")]
+            print(f"  fit {name}: {figures[name][0]:.0f} MiB, {figures[name][1] or 0:.0f} images/s", flush=True)
+        (rss_l, ips_l), (rss_s, _) = figures["large"], figures["small"]
+        rows += [(f"fit streamed, {n:,} images: peak RSS", f"{rss_l:8.0f} MiB", f"{rss_l / rss_s:.2f}x the small fit's"),
+                 (f"fit streamed, {args.small:,} images: peak RSS", f"{rss_s:8.0f} MiB", ""),
+                 (f"fit streamed, {n:,} images: training", f"{ips_l or 0:8.0f} img/s", "")]
+        if args.cifar:
+            (rss_cs, ips_cs), (rss_cm, ips_cm) = figures["cifar streamed"], figures["cifar in memory"]
+            rows += [("CIFAR-10 streamed: training", f"{ips_cs or 0:8.0f} img/s",
+                      f"{(ips_cs or 0) / (ips_cm or 1):.2f}x in memory; peak RSS {rss_cs:.0f} MiB"),
+                     ("CIFAR-10 in memory: training", f"{ips_cm or 0:8.0f} img/s", f"peak RSS {rss_cm:.0f} MiB")]
         width = max(len(r[0]) for r in rows)
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
         for label, value, ratio in rows:
             print(f"{label:<{width}}  {value}  {ratio}")
     return 0
