@@ -173,3 +173,24 @@ def test_the_first_decode_holds_a_block_not_the_set(rows_per_block, expected, mo
     items = [decode.Item(p, p) for p in sorted(str(p) for p in (tmp_path / "shapes").rglob("*.*"))]
     got = decode.decode_all(items, "rgb", (28, 28), None, items[0], source=root, target=Recorder((300, 28, 28, 3)))
     assert max(sizes) == expected and sum(sizes) == 300 and got.pixels.shape == (300, 28, 28, 3)
+
+
+def test_each_worker_gathers_only_its_shard_of_the_batches(tmp_path):
+    """A multi-worker fit's rule (AutoShardPolicy.DATA: worker w keeps batch i where i % workers == w),
+    applied to the batches of indices: the two workers' batches are the one machine's, dealt out."""
+    from cnntrain.feed import pipeline
+
+    data = load_dataset("image_folder", path=_folder(tmp_path, n=20), cache="disk")
+    assert isinstance(data.x_train, Rows)
+    kwargs = {"batch_size": 3, "augment": [], "seed": 2, "epochs": 2}
+    whole = list(pipeline.train_dataset(data.x_train, data.y_train, **kwargs).as_numpy_iterator())
+    shards = [list(pipeline.train_dataset(data.x_train, data.y_train, shard=(2, w), **kwargs).as_numpy_iterator())
+              for w in (0, 1)]
+    assert (len(whole), [len(s) for s in shards]) == (14, [7, 7])
+    for i, (x, y) in enumerate(whole):
+        np.testing.assert_array_equal(shards[i % 2][i // 2][0], x)
+        np.testing.assert_array_equal(shards[i % 2][i // 2][1], y)
+    evaluated = [np.concatenate([b[0] for b in pipeline.eval_dataset(data.x_train, data.y_train, batch_size=6,
+                                                                      shard=(2, w)).as_numpy_iterator()])
+                 for w in (0, 1)]
+    assert [len(e) for e in evaluated] == [12, 8]   # batches 0, 2 and 1, 3 of 6, 6, 6, 2 images

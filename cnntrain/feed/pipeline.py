@@ -62,7 +62,7 @@ def _gatherer(x: np.ndarray, y: np.ndarray, num_classes: int | None, class_weigh
 
 
 def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classes: int | None = None,
-                  first_epoch: int = 0, epochs: int | None = 1, class_weight=None) -> tf.data.Dataset:
+                  first_epoch: int = 0, epochs: int | None = 1, class_weight=None, shard=None) -> tf.data.Dataset:
     """Shuffled, batched, augmented (images, labels) batches of `epochs` epochs (None: without
     end), counted from `first_epoch` (0-based, as Keras counts).
 
@@ -72,7 +72,9 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
     is kept; labels are one-hot float32 when `num_classes` is given. `augment` may end in mixes
     (MixUp, CutMix: see feed/mix.py), which need `num_classes`. `class_weight`, one weight per
     class, adds each image's class weight as a third element, the sample weight of the loss (a
-    mixed image keeps its own, unmixed class's weight).
+    mixed image keeps its own, unmixed class's weight). `shard` (workers, this worker's index), for
+    a multi-worker fit, keeps batch i where i % workers is the index, tf.data's AutoShardPolicy.DATA
+    rule, applied to the batches of indices: each worker gathers (reads) only its own batches.
     """
     streamed = isinstance(x, Rows)
     x, y = _checked(x, y, batch_size, num_classes)
@@ -98,7 +100,7 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
         epoch_numbers = tf.data.Dataset.counter(int(first_epoch))
     else:
         epoch_numbers = tf.data.Dataset.range(int(first_epoch), int(first_epoch) + int(epochs))
-    batches = epoch_numbers.flat_map(epoch_batches)
+    batches = _sharded(epoch_numbers.flat_map(epoch_batches), shard)
     if augmenter is None and mixer is None:
         ds = batches.map(lambda epoch, step, idx: gather(idx), num_parallel_calls=tf.data.AUTOTUNE)
     else:
@@ -118,11 +120,15 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(x, y, *, batch_size: int, num_classes: int | None = None) -> tf.data.Dataset:
-    """(images, labels) batches in order, float32 0-255, no augmentation."""
+def _sharded(batches, shard):
+    return batches if shard is None else batches.shard(*shard)
+
+
+def eval_dataset(x, y, *, batch_size: int, num_classes: int | None = None, shard=None) -> tf.data.Dataset:
+    """(images, labels) batches in order, float32 0-255, no augmentation; `shard` as train_dataset's."""
     streamed = isinstance(x, Rows)
     x, y = _checked(x, y, batch_size, num_classes)
     gather = _gatherer(x, y, num_classes, streamed=streamed)
-    ds = tf.data.Dataset.range(len(x)).batch(int(batch_size)).map(
+    ds = _sharded(tf.data.Dataset.range(len(x)).batch(int(batch_size)), shard).map(
         gather, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -165,12 +165,19 @@ class Watchdog:
             self.child.wait()
 
 
+def shard_of(plan) -> tuple[int, int] | None:
+    """(workers, this worker's index) for the input pipeline to shard, or None on one machine."""
+    return (plan.num_workers, plan.worker_index) if plan.num_workers > 1 else None
+
+
 def sharded(dataset, plan):
-    """Every worker sees different examples: shard the batches by data, not by file."""
+    """A dataset the pipeline sharded already (shard_of: each worker gathers only its own batches
+    of indices, AutoShardPolicy.DATA's rule, so a worker reads 1/workers of a cache file rather
+    than all of it to throw most away), marked so that tf.distribute does not shard it again."""
     if plan.num_workers > 1:
         from cnntrain.backend import tf
 
         options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         dataset = dataset.with_options(options)
     return dataset

@@ -10,7 +10,7 @@ from cnntrain.feed import pipeline
 from cnntrain.figures import curves
 from cnntrain.model import build
 from cnntrain.runs import atomic, folder, model_file, schema
-from cnntrain.train.distribute import sharded
+from cnntrain.train.distribute import shard_of, sharded
 from cnntrain.train.ema import put_average
 from cnntrain.runs.numbers import is_validation, metric_of
 
@@ -40,7 +40,8 @@ def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, s
     if data.x_test is not None:
         test = tta.test_figures(model, sharded(pipeline.eval_dataset(data.x_test, data.y_test,
                                                                      batch_size=spec["fit"]["batch_size"],
-                                                                     num_classes=classes), plan),
+                                                                     num_classes=classes, shard=shard_of(plan)),
+                                               plan),
                                 spec["fit"]["tta"], metrics=build.build_metrics(spec), strategy=plan.strategy)
     totals = _whole_run(run_dir, state, meter, started, len(data.x_train))
     metrics = {

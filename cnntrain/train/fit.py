@@ -294,9 +294,11 @@ def _datasets(spec, data, plan, first_epoch: int):
                                                augment=build.build_layers(spec, ("augment",)), seed=spec["seed"],
                                                num_classes=classes, first_epoch=first_epoch, epochs=None,
                                                class_weight=balance.class_weights(spec, data.class_names,
-                                                                                  data.y_train)), plan)
+                                                                                  data.y_train),
+                                               shard=distribute.shard_of(plan)), plan)
     val_ds = None if data.x_val is None else distribute.sharded(
-        pipeline.eval_dataset(data.x_val, data.y_val, batch_size=batch, num_classes=classes), plan)
+        pipeline.eval_dataset(data.x_val, data.y_val, batch_size=batch, num_classes=classes,
+                              shard=distribute.shard_of(plan)), plan)
     return train_ds, val_ds
 
 
