@@ -14,7 +14,7 @@ from helpers.cli import run_cli
 from helpers.runs import history
 
 from cnntrain.data import load_dataset
-from cnntrain.data.rows import Rows
+from cnntrain.data.rows import Decoding, Rows
 
 SPEC = """\
 name: stream
@@ -139,16 +139,18 @@ def test_the_decode_bar_fits_80_columns_of_a_real_terminal():
     assert re.fullmatch(r"decoded 100,000 images in \d+\.\d s \([\d,]+ images/s on \d+ cores?\)", drawn[-1]), drawn
 
 
-def test_the_validation_split_indexes_the_cache_file(tmp_path):
-    """The split of images on disk is the in-memory split's, image for image, and reads nothing."""
+@pytest.mark.parametrize("cache, kind", [("disk", Rows), ("none", Decoding)])
+def test_the_validation_split_indexes_the_cache_file(cache, kind, tmp_path):
+    """The split of images on disk (or of files decoded when read) is the in-memory split's, image
+    for image, and reads nothing."""
     from cnntrain.data import splits
     from cnntrain.spec.load import load_spec
 
     root = _folder(tmp_path)
-    spec = load_spec(_spec(tmp_path, root, "disk"))
+    spec = load_spec(_spec(tmp_path, root, cache))
     on_disk = splits.prepare(spec)
     in_memory = splits.held_out(spec, load_dataset("image_folder", path=root, image_size=(12, 12), cache="memory"))
-    assert isinstance(on_disk.x_train, Rows) and isinstance(on_disk.x_val, Rows)
+    assert isinstance(on_disk.x_train, kind) and isinstance(on_disk.x_val, kind)
     assert on_disk.x_train.index.tolist() == [i for i in range(40) if i not in on_disk.x_val.index]
     np.testing.assert_array_equal(np.asarray(on_disk.x_train), in_memory.x_train)
     np.testing.assert_array_equal(np.asarray(on_disk.x_val), in_memory.x_val)

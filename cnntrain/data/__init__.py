@@ -132,14 +132,16 @@ IN_MEMORY_BYTES = 1 << 30
 
 def _cached(name, cand, options: ImageOptions, choice: str, progress=None) -> Dataset:
     """The data set from the decoded-image cache where it holds it, else read (and kept there when
-    it was decoded from image files). data.cache (`choice`): auto and memory keep small splits,
-    memory every split, in memory; disk, and auto above IN_MEMORY_BYTES, read them from the cache
-    file a batch at a time (rows.Rows); a split that is to stay on disk is decoded straight into
-    its cache file, so the decode never holds it all."""
+    it was decoded from image files). data.cache (`choice`): memory keeps every split in memory,
+    auto a split of up to IN_MEMORY_BYTES; disk, and auto above it, read a split from the cache
+    file a batch at a time (rows.Rows), and a split that is to stay on disk is decoded straight into
+    its cache file, so the decode never holds it all; none checks every file (one decode, nothing
+    kept) and decodes each batch again when it is read (rows.Decoding)."""
     source = cand.path if not cand.path.endswith(os.sep) else cand.path[:-1]
     files = [] if cand.kind == "image_dir" else [cand.path]
     if choice == "none" or cand.kind not in ("image_dir", "archive", "labels"):
-        return _arrays(_read(name, cand, options, decode.Output(progress=progress)), options, source)
+        return _arrays(_read(name, cand, options, decode.Output(progress=progress, later=choice == "none")),
+                       options, source)
     entry = cache.key(name, cand.kind, cand.path, options)
     hit = cache.load(entry)
     if hit is None:

@@ -225,6 +225,11 @@ def _decode(item: Item, gray: bool, size: tuple[int, int], resize: str | None, f
         raise _broken(item, e) from e
 
 
+def decode_one(item: Item, gray: bool, size: tuple[int, int], resize: str | None, reference: Item) -> np.ndarray:
+    """One item's pixels as decode_all decodes them (data.cache: none decodes each batch so)."""
+    return _decode(item, gray, size, resize, reference)[0]
+
+
 def workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -266,16 +271,33 @@ class InMemory:
         return out[:len(kept)]
 
 
+class Discard(InMemory):
+    """Pixels decoded only to check every file (data.cache: none decodes them again when read)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def block(self, lo: int, hi: int) -> np.ndarray:
+        return np.empty((hi - lo, *self.shape[1:]), np.uint8)
+
+    def keep(self, kept):
+        return None
+
+
 @dataclass
 class Output:
     """Where decoded pixels go and who hears how far the decode is. `into(split, shape)` gives a
-    target with block(lo, hi), put(lo, block) and keep(kept or None: all) (InMemory, or rows.Writer writing
-    the cache file); `progress` has start(total), advance(count) and done(), called from the
-    decoding threads."""
+    target with block(lo, hi), put(lo, block) and keep(kept or None: all) (InMemory, or rows.Writer
+    writing the cache file); `later`: the pixels are checked, then dropped (Discard), to be decoded
+    again each time they are read. `progress` has start(total), advance(count) and done(), called
+    from the decoding threads."""
     into: object = None
     progress: object = None
+    later: bool = False
 
     def target(self, split: str, shape):
+        if self.later:
+            return Discard(shape)
         return InMemory(shape) if self.into is None else self.into(split, shape)
 
 

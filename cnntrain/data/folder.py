@@ -9,6 +9,7 @@ Images may sit in nested folders inside their class folder.
 """
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 from collections.abc import Callable, Iterable
@@ -18,7 +19,7 @@ import numpy as np
 
 from cnntrain.errors import not_regular
 
-from . import checks, decode
+from . import checks, decode, rows
 from .checks import fail
 from .decode import Item, Output
 
@@ -195,11 +196,17 @@ def decode_splits(classes, train, test, make: Callable[[str], Item], file: str, 
     on_broken = options.on_broken
 
     def run(split, items, pairs):
-        shape = (len(items), size[1], size[0], 1 if color_mode == "grayscale" else 3)
+        gray = color_mode == "grayscale"
+        shape = (len(items), size[1], size[0], 1 if gray else 3)
         got = decode.decode_all(items, color_mode, size, resize, reference, source=file, on_broken=on_broken,
                                 guessed=guessed, target=output.target(split, shape), progress=output.progress)
         y = np.fromiter((y for _, y in pairs), dtype=np.int64, count=len(pairs))
-        return got.pixels, (y if got.kept is None else y[got.kept]), got.skipped
+        pixels = got.pixels
+        if output.later:
+            kept = items if got.kept is None else [items[i] for i in got.kept]
+            pixels = rows.Decoding(kept, functools.partial(decode.decode_one, gray=gray, size=size, resize=resize,
+                                                           reference=reference), shape[1:])
+        return pixels, (y if got.kept is None else y[got.kept]), got.skipped
 
     if output.progress is not None:
         output.progress.start(len(train) + len(test or ()))

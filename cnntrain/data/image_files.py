@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from cnntrain.errors import CnntrainError, not_regular
 
 from .decode import IMAGE_EXTENSIONS, to_pixels
-from .rows import Rows
+from .rows import Lazy
 
 IMAGE_SUFFIXES = IMAGE_EXTENSIONS
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -209,7 +209,7 @@ def background_of(x_train: np.ndarray) -> str | None:
     border is the outer ~1/14 of each side; at least half of its pixels, over up to 2,000
     images evenly spaced, must lie within a tenth of the range of black or of white.
     """
-    x = x_train if isinstance(x_train, Rows) else np.asarray(x_train)   # Rows: only the sample is read
+    x = x_train if isinstance(x_train, Lazy) else np.asarray(x_train)   # on disk: only the sample is read
     if x.ndim not in (3, 4) or x.shape[0] == 0:
         raise CnntrainError(f"expected a stack of images (N, H, W[, C]), got shape {x.shape}",
                             hint="pass the training images array")

@@ -86,18 +86,15 @@ class _File:
         weakref.finalize(self, os.close, self.fd)
 
 
-class Rows:
-    """The images of a .npy file (or a subset of them, by index) as an array that is read when
-    indexed: `rows[i]`, `rows[a:b]` and `rows[index_array]` return numpy arrays read from the
-    file; `subset(index)` is another Rows, nothing read. len, shape, dtype, ndim as numpy's."""
+class Lazy:
+    """Images (or a subset of them, by index) as an array that is read when indexed: `x[i]`,
+    `x[a:b]` and `x[index_array]` return numpy arrays; `subset(index)` is another of the same kind,
+    nothing read. len, shape, dtype, ndim and nbytes as numpy's. Subclasses fetch rows."""
 
-    def __init__(self, path: str, offset: int, shape, dtype=np.uint8, index=None, file: _File | None = None):
-        self.path, self.offset, self.dtype = path, int(offset), np.dtype(dtype)
-        self.total = int(shape[0])
-        self.row_shape = tuple(int(s) for s in shape[1:])
+    def __init__(self, total: int, row_shape, dtype, index=None):
+        self.total, self.row_shape, self.dtype = int(total), tuple(int(s) for s in row_shape), np.dtype(dtype)
         self.row_bytes = _row_bytes(self.row_shape, self.dtype)
         self.index = None if index is None else np.asarray(index, dtype=np.int64)
-        self._file = file or _File(path)
 
     def __len__(self) -> int:
         return self.total if self.index is None else len(self.index)
@@ -114,10 +111,15 @@ class Rows:
     def nbytes(self) -> int:
         return len(self) * self.row_bytes
 
-    def subset(self, index) -> Rows:
+    def subset(self, index) -> Lazy:
         index = np.asarray(index, dtype=np.int64)
-        rows = index if self.index is None else self.index[index]
-        return Rows(self.path, self.offset, (self.total, *self.row_shape), self.dtype, rows, self._file)
+        return self._with(index if self.index is None else self.index[index])
+
+    def _with(self, index) -> Lazy:
+        raise NotImplementedError
+
+    def _fetch(self, rows: np.ndarray, out: np.ndarray) -> None:
+        raise NotImplementedError
 
     def __getitem__(self, key) -> np.ndarray:
         if isinstance(key, (int, np.integer)):
@@ -126,14 +128,35 @@ class Rows:
             return self.read(np.arange(len(self))[key])
         return self.read(np.asarray(key))
 
-    def read(self, positions: np.ndarray) -> np.ndarray:
-        """The rows at `positions` (of this Rows), one preadv per run of consecutive file rows."""
+    def read(self, positions) -> np.ndarray:
+        """The images at `positions` (of this array)."""
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
         rows = positions if self.index is None else self.index[positions]
         if len(rows) and (rows.min() < 0 or rows.max() >= self.total):
             raise IndexError(f"row {int(rows.max() if rows.max() >= self.total else rows.min())} of "
                              f"{self.total} rows")
         out = np.empty((len(rows), *self.row_shape), self.dtype)
+        self._fetch(rows, out)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        # Every image in memory: for the few callers that need the whole array (a small split).
+        a = self.read(np.arange(len(self)))
+        return a if dtype is None else a.astype(dtype)
+
+
+class Rows(Lazy):
+    """The images of a .npy file, read with one preadv per run of consecutive rows."""
+
+    def __init__(self, path: str, offset: int, shape, dtype=np.uint8, index=None, file: _File | None = None):
+        super().__init__(shape[0], shape[1:], dtype, index)
+        self.path, self.offset = path, int(offset)
+        self._file = file or _File(path)
+
+    def _with(self, index) -> Rows:
+        return Rows(self.path, self.offset, (self.total, *self.row_shape), self.dtype, index, self._file)
+
+    def _fetch(self, rows: np.ndarray, out: np.ndarray) -> None:
         flat = out.reshape(len(rows), -1).view(np.uint8)
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
@@ -145,9 +168,19 @@ class Rows:
                 if n == 0:
                     raise OSError(f"{self.path} ends before row {int(rows[hi - 1])}")
                 got += n
-        return out
 
-    def __array__(self, dtype=None, copy=None):
-        # Every row in memory: for the few callers that need the whole array (a small split).
-        a = self.read(np.arange(len(self)))
-        return a if dtype is None else a.astype(dtype)
+
+class Decoding(Lazy):
+    """Image files decoded each time they are read (data.cache: none): no cache, no memory held,
+    every epoch's decode. `decode` turns one item into its (H, W, C) pixels."""
+
+    def __init__(self, items: list, decode, row_shape, index=None):
+        super().__init__(len(items), row_shape, np.uint8, index)
+        self.items, self.decode = items, decode
+
+    def _with(self, index) -> Decoding:
+        return Decoding(self.items, self.decode, self.row_shape, index)
+
+    def _fetch(self, rows: np.ndarray, out: np.ndarray) -> None:
+        for j, r in enumerate(rows):
+            out[j] = self.decode(self.items[int(r)])

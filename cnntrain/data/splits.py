@@ -8,7 +8,7 @@ import numpy as np
 
 from cnntrain.data import Dataset, image_options, load_dataset
 from cnntrain.data.catalog import DATASET_TRAIN_IMAGES
-from cnntrain.data.rows import Rows
+from cnntrain.data.rows import Lazy
 from cnntrain.errors import CnntrainError
 from cnntrain.spec import Spec
 
@@ -107,9 +107,10 @@ def same_held_out(splits: Splits, recorded: dict | None, spec_file) -> None:
 
 
 def take(x, index):
-    """The images at `index`: copied from an array, or, from images on disk (rows.Rows), the same
-    file indexed anew, nothing read: a validation split of 100,000 cached images costs 800 KB."""
-    return x.subset(index) if isinstance(x, Rows) else x[index]
+    """The images at `index`: copied from an array, or, from images read when indexed (rows.Lazy: the
+    cache file, or files decoded again), the same indexed anew, nothing read: a validation split of
+    100,000 cached images costs 800 KB."""
+    return x.subset(index) if isinstance(x, Lazy) else x[index]
 
 
 def _subset(total: int, n: int, seed: int) -> np.ndarray:
@@ -122,8 +123,8 @@ def _subset(total: int, n: int, seed: int) -> np.ndarray:
 
 def as_images(x) -> np.ndarray:
     """`x` as (N, height, width, channels); a (N, H, W) grayscale stack gains its channel axis.
-    Images on disk (rows.Rows, always 4-D) stay there."""
-    if isinstance(x, Rows):
+    Images read when indexed (rows.Lazy, always 4-D) stay unread."""
+    if isinstance(x, Lazy):
         return x
     x = np.asarray(x)
     if x.ndim == 3:  # (N, H, W) greyscale, as MNIST ships

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnntrain.backend import tf
-from cnntrain.data.rows import Rows
+from cnntrain.data.rows import Lazy
 from cnntrain.data.splits import as_images, as_labels
 from cnntrain.errors import CnntrainError
 from cnntrain.feed import mix
@@ -33,9 +33,9 @@ def _checked(x, y, batch_size, num_classes):
 def _gatherer(x: np.ndarray, y: np.ndarray, num_classes: int | None, class_weight=None, streamed=False):
     # The arrays become two eager tensors captured by the map function (not graph
     # constants), and the pipeline moves only indices until a batch is gathered: the
-    # shuffle buffer holds N integers, not N images. Images on disk (rows.Rows, the decoded-image
-    # cache) are `streamed` instead: each batch's rows are read from the file, so the images
-    # never all sit in memory.
+    # shuffle buffer holds N integers, not N images. Images read when indexed (rows.Lazy: the
+    # decoded-image cache file, or data.cache: none's files decoded again) are `streamed` instead:
+    # each batch's rows are read when it is gathered, so the images never all sit in memory.
     images = None if streamed else tf.constant(x)
     labels = tf.constant(y)
 
@@ -76,7 +76,7 @@ def train_dataset(x, y, *, batch_size: int, augment: list, seed: int, num_classe
     a multi-worker fit, keeps batch i where i % workers is the index, tf.data's AutoShardPolicy.DATA
     rule, applied to the batches of indices: each worker gathers (reads) only its own batches.
     """
-    streamed = isinstance(x, Rows)
+    streamed = isinstance(x, Lazy)
     x, y = _checked(x, y, batch_size, num_classes)
     n, batch = len(x), int(batch_size)
     gather = _gatherer(x, y, num_classes, class_weight, streamed)
@@ -126,7 +126,7 @@ def _sharded(batches, shard):
 
 def eval_dataset(x, y, *, batch_size: int, num_classes: int | None = None, shard=None) -> tf.data.Dataset:
     """(images, labels) batches in order, float32 0-255, no augmentation; `shard` as train_dataset's."""
-    streamed = isinstance(x, Rows)
+    streamed = isinstance(x, Lazy)
     x, y = _checked(x, y, batch_size, num_classes)
     gather = _gatherer(x, y, num_classes, streamed=streamed)
     ds = _sharded(tf.data.Dataset.range(len(x)).batch(int(batch_size)), shard).map(
