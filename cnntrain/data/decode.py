@@ -284,7 +284,7 @@ class Discard(InMemory):
         return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Output:
     """Where decoded pixels go and who hears how far the decode is. `into(split, shape)` gives a
     target with block(lo, hi), put(lo, block) and keep(kept or None: all) (InMemory, or rows.Writer
@@ -299,6 +299,9 @@ class Output:
         if self.later:
             return Discard(shape)
         return InMemory(shape) if self.into is None else self.into(split, shape)
+
+
+IN_MEMORY = Output()   # the default: one array in memory, nobody told
 
 
 # A block's rows are decoded into one buffer and then written: its bytes bound the memory each

@@ -21,7 +21,7 @@ from cnntrain.errors import not_regular
 
 from . import checks, decode, rows
 from .checks import fail
-from .decode import Item, Output
+from .decode import IN_MEMORY, Item, Output
 
 _EXTS = ", ".join(decode.IMAGE_EXTENSIONS)
 
@@ -163,7 +163,7 @@ class ImageOptions:
     on_broken: str = "error"                     # data.on_broken: error | skip
 
 
-def load(root: Node, make: Callable[[str], Item], where, options: ImageOptions, name, output: Output = Output()):
+def load(root: Node, make: Callable[[str], Item], where, options: ImageOptions, name, output: Output = IN_MEMORY):
     """Decodes a planned layout of data set `name`: (x_train, y_train, x_test, y_test, classes, skipped).
     A built-in data set's counts, classes and image size are checked before decoding."""
     classes, train, test = plan(root, where)
@@ -175,7 +175,7 @@ def load(root: Node, make: Callable[[str], Item], where, options: ImageOptions, 
 
 
 def decode_splits(classes, train, test, make: Callable[[str], Item], file: str, options: ImageOptions,
-                  name="image_folder", output: Output = Output()):
+                  name="image_folder", output: Output = IN_MEMORY):
     """[(name, label)] of the training (and test, or None) split, decoded: (x_train, y_train,
     x_test, y_test, classes, skipped names). `make` turns a name into its Item; `file` is blamed;
     `output` says where the pixels go and who hears the progress."""
@@ -222,7 +222,7 @@ def decode_splits(classes, train, test, make: Callable[[str], Item], file: str, 
     return x_train, y_train, x_test, y_test, classes, skipped
 
 
-def read_dir(root: str, options: ImageOptions = ImageOptions(), name="image_folder", output: Output = Output()):
+def read_dir(root: str, options: ImageOptions = ImageOptions(), name="image_folder", output: Output = IN_MEMORY):
     def where(rel):
         path = os.path.join(root, *rel.split("/")) if rel else root
         return path, f"'{path}'"
@@ -232,7 +232,7 @@ def read_dir(root: str, options: ImageOptions = ImageOptions(), name="image_fold
 
 
 def read_members(archive: str, files: dict[str, bytes], dirs: Iterable[str],
-                 options: ImageOptions = ImageOptions(), name="image_folder", output: Output = Output()):
+                 options: ImageOptions = ImageOptions(), name="image_folder", output: Output = IN_MEMORY):
     def where(rel):
         return archive, f"'{rel or '.'}' (in the archive)"
 

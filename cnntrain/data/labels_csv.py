@@ -15,7 +15,7 @@ import os
 from cnntrain.errors import CnntrainError, not_regular
 
 from . import decode
-from .decode import Item, Output
+from .decode import IN_MEMORY, Item, Output
 from .folder import ImageOptions, decode_splits
 
 COLUMNS = ("filename", "label")
@@ -99,7 +99,7 @@ def plan(path: str):
     return classes, train, test
 
 
-def read(path: str, options: ImageOptions, output: Output = Output()):
+def read(path: str, options: ImageOptions, output: Output = IN_MEMORY):
     """(x_train, y_train, x_test, y_test, classes, skipped) of the images a labels CSV lists."""
     classes, train, test = plan(path)
     return decode_splits(classes, train, test, lambda f: Item(f, f), path, options, output=output)

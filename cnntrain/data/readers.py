@@ -26,7 +26,7 @@ def _decoded(x_train, y_train, x_test, y_test, classes, skipped, files) -> Loade
     return Loaded(x_train, y_train, x_test, y_test, classes, files, True, skipped)
 
 
-def read(name: str, cand: Candidate, options: folder.ImageOptions, output: decode.Output = decode.Output()) -> Loaded:
+def read(name: str, cand: Candidate, options: folder.ImageOptions, output: decode.Output = decode.IN_MEMORY) -> Loaded:
     """The arrays of `cand`; image files are decoded to `output` (decode.Output: where, and the progress)."""
     loaded = _read(name, cand, options, output)
     image_size, color_mode = options.image_size, options.color_mode
@@ -69,7 +69,7 @@ def _read(name: str, cand: Candidate, options: folder.ImageOptions, output: deco
                cand.path)
 
 
-def read_archive(path: str, name: str, options: folder.ImageOptions, output: decode.Output = decode.Output()) -> Loaded:
+def read_archive(path: str, name: str, options: folder.ImageOptions, output: decode.Output = decode.IN_MEMORY) -> Loaded:
     """CIFAR-10 python batches or an image-folder layout, in one pass through the
     archive: batches are unpickled as they stream past, images kept as bytes."""
     allow_batches = name == "cifar10"
