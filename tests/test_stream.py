@@ -196,3 +196,19 @@ def test_each_worker_gathers_only_its_shard_of_the_batches(tmp_path):
                                                                       shard=(2, w)).as_numpy_iterator()])
                  for w in (0, 1)]
     assert [len(e) for e in evaluated] == [12, 8]   # batches 0, 2 and 1, 3 of 6, 6, 6, 2 images
+
+
+def test_evaluate_reads_the_validation_images_from_the_cache_file(tmp_path):
+    """evaluate --split validation of a data.cache: disk run: the held-out images streamed from the
+    cache file, the fit's last validation accuracy again."""
+    import json
+
+    root = _folder(tmp_path)
+    run = tmp_path / "run"
+    fitted = run_cli("fit", _spec(tmp_path, root, "disk"), "--out", run, "--deterministic")
+    assert fitted.exit_code == 0, fitted.output
+    result = run_cli("evaluate", run, "--split", "validation", "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["samples"] == 10
+    assert abs(figures["accuracy"] - float(history(run)[-1]["val_accuracy"])) < 1e-6

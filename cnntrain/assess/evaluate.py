@@ -38,7 +38,7 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
     if y.min() < 0 or y.max() >= k_classes:
         raise CnntrainError(f"labels run from {int(y.min())} to {int(y.max())} but the model has "
                             f"{k_classes} classes", hint="evaluate on the data set the model was trained on")
-    check_input_shape(model, metadata or {}, np.asarray(x).shape)
+    check_input_shape(model, metadata or {}, np.shape(x))   # np.shape: images on disk stay unread
     views = len(test_time.VIEWS[test_time.checked(tta)])
     x, fed = test_time.with_views(x, tta), np.concatenate([y] * views)
 

@@ -56,10 +56,13 @@ def shifted(x, dy: int, dx: int, mirrored: bool, ops=np):
 
 
 def with_views(x, tta: str) -> np.ndarray:
-    """The N images (N, H, W, C) followed by each further view of them: K x N images, view by view."""
-    x = np.asarray(x)
+    """The N images (N, H, W, C) followed by each further view of them: K x N images, view by view.
+    Without further views the images are returned as given (images on disk stay unread)."""
     views = VIEWS[checked(tta)]
-    return x if len(views) == 1 else np.concatenate([shifted(x, *view) for view in views])
+    if len(views) == 1:
+        return x
+    x = np.asarray(x)
+    return np.concatenate([shifted(x, *view) for view in views])
 
 
 def mean_of_views(outputs, tta: str) -> np.ndarray:
