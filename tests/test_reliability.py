@@ -32,6 +32,7 @@ from PIL import Image
 from helpers import formats as fx
 from helpers.cli import run_cli
 from helpers.formats import digits
+from helpers.marks import tmpfs
 from helpers.procs import reaped
 from helpers.runs import RUN_FILES
 
@@ -295,16 +296,8 @@ def small_disk(tmp_path):
     (test_disk_full_at_the_final_save covers the same code on any machine)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(mount, "size=8m", "mounting a small tmpfs"):
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def remount(mount: Path, mode: str):
@@ -459,14 +452,8 @@ def read_only_folder(tmp_path):
         yield folder, "Permission denied"
         folder.chmod(0o755)
         return
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(folder)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"root ignores chmod and cannot mount a read-only tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(folder, "size=1m,ro", "root ignores chmod, and mounting a read-only tmpfs"):
         yield folder, "Read-only file system"
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 def test_unwritable_output_folder(tiny_spec, mnist_dir, read_only_folder):
