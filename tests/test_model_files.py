@@ -189,6 +189,36 @@ def test_a_savedmodel_runs_nothing_without_unsafe(kind, saved_models, tmp_path):
     written.unlink()
 
 
+def test_a_tflite_with_tensorflow_ops_runs_nothing_without_unsafe(tmp_path):
+    """A .tflite converted with TensorFlow (Flex) ops: TensorFlow's pip package runs them through
+    tf.lite.Interpreter, cnntrain's interpreter where ai-edge-litert is missing, so a file could
+    write files as a SavedModel can. Refused before any interpreter (the child probe too) sees it."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "secret.txt").write_text("the user's secret")
+    module = _ReadsAndWrites(root / "secret.txt", root / "stolen.txt")
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    flex = root / "flex.tflite"
+    flex.write_bytes(converter.convert())
+    png = image(tmp_path / "x.png")
+    before = tree(root)
+    for args in (["predict", png, "--model", flex], ["evaluate", flex]):
+        result = run_cli(*args)
+        assert (result.exit_code, result.stdout, result.stderr) == (
+            1, "", f"{flex}: cannot load the model: it holds TensorFlow operations (ReadFile, WriteFile), which can "
+                   "read and write files when they run and are not run unless you trust the file\n"
+                   "  hint: the file holds TensorFlow (Flex) operations; load it only if you trust it, with "
+                   "--unsafe\n"), args
+        assert tree(root) == before
+    # Trusted, it reaches the runtime: one with the Flex delegate runs it (and writes), one without
+    # (TensorFlow 2.21's tf.lite, ai-edge-litert) refuses it in its own words.
+    result = run_cli("predict", png, "--model", flex, "--unsafe")
+    assert result.exit_code == 0 and (root / "stolen.txt").is_file() or (
+        result.exit_code == 1 and "Select TensorFlow op(s), included in the given model, is(are) not supported"
+        in result.stderr), result.output
+
+
 # ---------------------------------------------------------------- what an exported model says of itself
 
 HINT = "the exported model's metadata was changed after export; export the model again with 'cnntrain export'"
