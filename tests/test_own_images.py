@@ -363,6 +363,7 @@ def test_data_cache_shows_and_clears(tmp_path):
     assert shown.exit_code == 0
     assert f"{entry}" in shown.stdout and " 8 " in shown.stdout
     assert "'cnntrain data cache clear' removes them" in " ".join(shown.stdout.split())
+    assert ": 1 entry, " in " ".join(shown.stdout.split())   # printed '1 entries'
     cleared = run_cli("data", "cache", "clear")
     assert cleared.stdout == f"removed 1 cache entry ({size / 1e6:,.1f} MB) from {tmp_path / 'cnntrain-cache'}\n"
     assert _entries(tmp_path) == []
