@@ -4,6 +4,7 @@
                                           [--set KEY=VALUE ...] [--mixed-precision] [--out DIR]
     python benchmarks/time_to_accuracy.py --config configs/cifar10_fast.yaml --config configs/cifar10.yaml
     python benchmarks/time_to_accuracy.py --config "configs/cifar10_fast.yaml --set fit.epochs=16 --set name=short"
+    python benchmarks/time_to_accuracy.py --config configs/mnist_fast.yaml --config "..." --seeds 3
 
 Each config is trained by the real `cnntrain fit` path (in this process, one after the other,
 into run folders under --out), with one more callback: at every epoch end it predicts the whole
@@ -17,6 +18,12 @@ that much time buys with that recipe. The test split is only measured, never use
 Writes DIR/time_to_accuracy.csv (config, epoch, wall_s, test_accuracy, val_accuracy, train_accuracy)
 and DIR/time_to_accuracy.png (two panels: against minutes and against epochs), and prints the
 accuracy each config had reached at 10, 30 and 60 minutes.
+
+--seeds N trains each config N times, with seed 1..N (named NAME-s1, ...), the configs taking
+turns seed by seed so that a change of load falls on all of them, and prints for each config the
+mean and the spread (highest minus lowest) over its seeds of the last epoch's validation and test
+accuracy and of its wall time. A recipe change is adopted on the validation figures only: when its
+mean beats the old recipe's by more than both spreads.
 """
 from __future__ import annotations
 
@@ -88,7 +95,7 @@ def parse_config(entry: str) -> tuple[str, list[str]]:
     return words[0], sets
 
 
-def run_one(config: str, args, out: Path, rows: list) -> dict:
+def run_one(config: str, args, out: Path, rows: list, seed: int | None = None) -> dict:
     from cnntrain.backend import keras
     from cnntrain.data import splits
     from cnntrain.spec import load_spec
@@ -97,6 +104,8 @@ def run_one(config: str, args, out: Path, rows: list) -> dict:
 
     path, own = parse_config(config)
     spec = load_spec(path, [*args.set, *own])
+    if seed is not None:
+        spec = load_spec(path, [*args.set, *own, f"seed={seed}", f"name={spec['name']}-s{seed}"])
     name = spec["name"]
     # The test images as fit will see them (the same reader, limits and image size), read before
     # the clock starts; the model's own front layer normalizes them.
@@ -112,7 +121,7 @@ def run_one(config: str, args, out: Path, rows: list) -> dict:
     run_dir = fit(spec, options, reporter.Reporter("quiet"))
     total = time.perf_counter() - start - curve.excluded
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"config": config, "name": name, "run": str(run_dir), "wall_s": total,
+    return {"config": config, "name": name, "seed": seed, "run": str(run_dir), "wall_s": total,
             "final_test": metrics.get("test", {}).get("accuracy"), "tta": metrics.get("test", {}).get("tta"),
             "speed": speed(spec, metrics, json.loads((run_dir / "env.json").read_text()))}
 
@@ -133,6 +142,26 @@ def at_minutes(rows: list, name: str, minutes: float):
     """The test accuracy of the last epoch that ended by `minutes`, and that epoch."""
     done = [r for r in rows if r["config"] == name and r["wall_s"] <= minutes * 60]
     return (done[-1]["test_accuracy"], done[-1]["epoch"]) if done else (None, None)
+
+
+def spread(values: list) -> str:
+    """'mean (spread highest - lowest)' of accuracies."""
+    return f"{np.mean(values):.2%} (spread {max(values) - min(values):.2%})"
+
+
+def print_seed_summary(configs: list, results: list, rows: list):
+    """Per config, over its seeds: the last epoch's validation and test accuracy, and the wall time."""
+    print()
+    print("| config | seeds | val accuracy, mean (spread) | test accuracy, mean (spread) | wall s, mean (spread) |")
+    print("| --- | --- | --- | --- | --- |")
+    for config in configs:
+        mine = [r for r in results if r["config"] == config]
+        last = [[row for row in rows if row["config"] == r["name"]][-1] for r in mine]
+        vals = [row["val_accuracy"] for row in last if row["val_accuracy"] is not None]
+        walls = [r["wall_s"] for r in mine]
+        print(f"| `{config}` | {len(mine)} | {spread(vals) if vals else '-'} "
+              f"| {spread([row['test_accuracy'] for row in last])} "
+              f"| {np.mean(walls):.0f} ({max(walls) - min(walls):.0f}) |")
 
 
 def plot(rows: list, names: list, path: Path, title: str):
@@ -169,6 +198,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default="/work/shared/data", help="folder holding the datasets")
     parser.add_argument("--mixed-precision", action="store_true", help="fit --mixed-precision")
     parser.add_argument("--threads", type=int, default=None, help="fit --threads")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="train each config with seeds 1..N and print mean and spread (default: the spec's seed)")
     parser.add_argument("--out", default="benchmark-runs/time_to_accuracy", help="runs, CSV and PNG go here")
     args = parser.parse_args(argv)
     configs = args.config or list(PAIRS[args.pair])
@@ -183,8 +214,9 @@ def main(argv=None) -> int:
           + ("; mixed_bfloat16" if args.mixed_precision else ""), flush=True)
 
     rows, results = [], []
-    for config in configs:
-        results.append(run_one(config, args, out, rows))
+    seeds = range(1, args.seeds + 1) if args.seeds else [None]
+    for config, seed in [(c, s) for s in seeds for c in configs]:
+        results.append(run_one(config, args, out, rows, seed))
         with open(out / "time_to_accuracy.csv", "w", newline="") as f:   # after each config: a kill keeps the rest
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
@@ -207,6 +239,8 @@ def main(argv=None) -> int:
         print(f"| `{result['config']}` | " + " | ".join(cells)
               + f" | {last['test_accuracy']:.2%} ({last['epoch']} epochs, {result['wall_s']:.0f} s{tta}) "
               f"| {result['speed']} |")
+    if args.seeds:
+        print_seed_summary(configs, results, rows)
     print(f"\nwrote {out / 'time_to_accuracy.csv'} and {out / 'time_to_accuracy.png'}")
     return 0
 

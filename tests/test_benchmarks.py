@@ -72,12 +72,21 @@ def test_time_to_accuracy_writes_a_curve_per_config_and_stops_at_its_minutes(tmp
 def test_cpu_speed_sides_and_peaks():
     speed = load_benchmark("cpu_speed")
     assert speed.parse_side("bf16:b1024:t2") == {"name": "bf16:b1024:t2", "precision": "bf16", "batch": 1024,
-                                                 "threads": 2}
-    assert speed.parse_side("fp32") == {"name": "fp32", "precision": "fp32", "batch": None, "threads": None}
-    with pytest.raises(SystemExit, match="side 'fp16': the precision must be fp32 or bf16"):
-        speed.parse_side("fp16")
-    with pytest.raises(SystemExit, match="side 'fp32:x2': expected :bBATCH or :tTHREADS, got 'x2'"):
+                                                 "threads": 2, "airbench": False}
+    assert speed.parse_side("fp32") == {"name": "fp32", "precision": "fp32", "batch": None, "threads": None,
+                                        "airbench": False}
+    assert speed.parse_side("auto")["precision"] == "auto"
+    assert speed.parse_side("airbench-bf16:t1") == {"name": "airbench-bf16:t1", "precision": "bf16", "batch": None,
+                                                    "threads": 1, "airbench": True}
+    for bad in ("fp16", "airbench-auto", "xairbench-fp32"):
+        with pytest.raises(SystemExit, match=f"side '{bad}': the precision must be fp32, bf16 or auto "
+                                             r"\(airbench-fp32 or airbench-bf16\)"):
+            speed.parse_side(bad)
+    with pytest.raises(SystemExit, match="side 'fp32:x2': expected :bBATCH or :tTHREADS .airbench: :tTHREADS., "
+                                         "got 'x2'"):
         speed.parse_side("fp32:x2")
+    with pytest.raises(SystemExit, match="got 'b512'"):    # the port trains at its own batch size
+        speed.parse_side("airbench-fp32:b512")
     amx = {"name": "cpu", "mhz": 2000.0, "cores": 2, "flags": {"avx512f", "avx512_bf16", "amx_bf16"}}
     assert speed.peak_flops(amx, "fp32") == 2 * 2000e6 * 64
     assert speed.peak_flops(amx, "bf16") == 2 * 2000e6 * 1024
@@ -92,6 +101,36 @@ def test_cpu_speed_runs_a_side_as_a_real_fit(tiny_spec, mnist_dir, capsys):
     assert speed.main(["--config", str(tiny_spec()), "--images", "96", "--rounds", "1", "--side", "fp32:b16",
                        "--data-dir", str(mnist_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-3:-1] == ["| side | images/s | ratio | GFLOP/s | of peak |", "| --- | --- | --- | --- | --- |"]
-    assert lines[-1].startswith("| fp32:b16 | ") and " | 1.00 | " in lines[-1]
-    assert lines[-5].startswith("  round 1 fp32:b16: ") and lines[-5].endswith(" images/s") and lines[-4] == ""
+    assert lines[-3:-1] == ["| config | side | images/s | ratio | per round | GFLOP/s | of peak |",
+                            "| --- | --- | --- | --- | --- | --- | --- |"]
+    assert lines[-1].startswith(f"| {tiny_spec()} | fp32:b16 | ") and " | 1.00 | 1.00 | " in lines[-1]
+    assert lines[-1].endswith(" (fp32) |"), lines[-1]
+    assert lines[-7].startswith("  round 1 tiny fp32:b16: ") and lines[-7].endswith(" images/s")
+    assert lines[-6] == "" and lines[-5].startswith("load average ") and lines[-4] == ""
+
+
+def test_cpu_speed_airbench_side_needs_a_python_with_torch():
+    speed = load_benchmark("cpu_speed")
+    args = speed.argparse.Namespace(torch_python=None, data_dir="data", images=2048)
+    with pytest.raises(SystemExit, match="side 'airbench-fp32': needs --torch-python, a Python with PyTorch"):
+        speed.side_command(args, speed.parse_side("airbench-fp32"), None)
+    args.torch_python = "/opt/torch/bin/python"
+    assert speed.side_command(args, speed.parse_side("airbench-bf16:t2"), None) == [
+        "/opt/torch/bin/python", str(speed.AIRBENCH), "--data-dir", "data", "--bench-images", "2048",
+        "--epochs", "3", "--threads", "2", "--bf16"]
+
+
+def test_time_to_accuracy_seed_summary_is_mean_and_spread_per_config(capsys):
+    benchmark = load_benchmark("time_to_accuracy")
+    results = [{"config": "a.yaml", "name": f"a-s{seed}", "wall_s": wall} for seed, wall in ((1, 80.0), (2, 90.0))]
+    results.append({"config": "b.yaml", "name": "b-s1", "wall_s": 100.0})
+    rows = [{"config": "a-s1", "val_accuracy": 0.99, "test_accuracy": 0.5},
+            {"config": "a-s1", "val_accuracy": 0.994, "test_accuracy": 0.995},
+            {"config": "a-s2", "val_accuracy": 0.996, "test_accuracy": 0.996},
+            {"config": "b-s1", "val_accuracy": None, "test_accuracy": 0.9}]
+    benchmark.print_seed_summary(["a.yaml", "b.yaml"], results, rows)
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "| config | seeds | val accuracy, mean (spread) | test accuracy, mean (spread) | wall s, mean (spread) |",
+        "| --- | --- | --- | --- | --- |",
+        "| `a.yaml` | 2 | 99.50% (spread 0.20%) | 99.55% (spread 0.10%) | 85 (10) |",
+        "| `b.yaml` | 1 | - | 90.00% (spread 0.00%) | 100 (0) |"]

@@ -43,12 +43,13 @@ MEAN = torch.tensor((0.4914, 0.4822, 0.4465)).view(1, 3, 1, 1)
 STD = torch.tensor((0.2470, 0.2435, 0.2616)).view(1, 3, 1, 1)
 
 
-def load_split(root, split):
+def load_split(root, split, limit=None):
+    """The split's images, standardized; with `limit`, the first limit / classes of each class."""
     classes = sorted(os.listdir(os.path.join(root, split)))
     images, labels = [], []
     for label, name in enumerate(classes):
         folder = os.path.join(root, split, name)
-        for file in sorted(os.listdir(folder)):
+        for file in sorted(os.listdir(folder))[:limit and -(-limit // len(classes))]:
             images.append(np.asarray(Image.open(os.path.join(folder, file)).convert("RGB")))
             labels.append(label)
     x = (torch.tensor(np.stack(images)).float() / 255).permute(0, 3, 1, 2)
@@ -187,19 +188,8 @@ def accuracy(model, x, y, level, dtype):
     return (infer(model, x, level, dtype).argmax(1) == y).float().mean().item()
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", required=True, help="folder holding train/ and test/, one subfolder per class")
-    parser.add_argument("--epochs", type=float, default=9.9, help="airbench94's 9.9 by default")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 compute (airbench uses float16 on a GPU)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    dtype = torch.bfloat16 if args.bf16 else torch.float32
-
-    x_train, y_train = load_split(args.data_dir, "train")
-    x_test, y_test = load_split(args.data_dir, "test")
+def make_training(x_train, y_train, epochs, dtype):
+    """airbench94's net, optimizer, schedule and Lookahead over `epochs`; returns (model, run_epoch, finish)."""
     batch_size, momentum = HYP["batch_size"], HYP["momentum"]
     kilostep = 1024 * (1 + 1 / (1 - momentum))
     lr = HYP["lr"] / kilostep
@@ -207,7 +197,7 @@ def main(argv=None):
     lr_biases = lr * HYP["bias_scaler"]
     loss_fn = nn.CrossEntropyLoss(label_smoothing=HYP["label_smoothing"], reduction="none")
     batches = Batches(x_train, y_train, batch_size, dtype)
-    total = ceil(len(batches) * args.epochs)
+    total = ceil(len(batches) * epochs)
     model = make_net(dtype)
     norm = [p for k, p in model.named_parameters() if "norm" in k and p.requires_grad]
     other = [p for k, p in model.named_parameters() if "norm" not in k and p.requires_grad]
@@ -225,10 +215,11 @@ def main(argv=None):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     alpha = 0.95 ** 5 * (torch.arange(total + 1) / total) ** 3
     lookahead = Lookahead(model)
-    start = time.perf_counter()
     init_whitening_conv(model[0], x_train[:5000].to(dtype))
     step = 0
-    for epoch in range(ceil(args.epochs)):
+
+    def run_epoch(epoch):
+        nonlocal step
         model[0].bias.requires_grad = epoch < HYP["whiten_bias_epochs"]
         model.train()
         for x, y in batches:
@@ -242,9 +233,66 @@ def main(argv=None):
                 lookahead.update(model, decay=alpha[step].item())
             if step >= total:
                 break
+
+    return model, run_epoch, lambda: lookahead.update(model, decay=1.0)
+
+
+def forward_macs(model, dtype):
+    """Multiply-accumulates of one image's forward pass through the convolutions and the linear head."""
+    macs = []
+
+    def count(module, inputs, output):
+        weight = module.weight
+        macs.append(output[0].numel() * weight[0].numel())    # per output value: one filter's weights
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32, dtype=dtype).contiguous(memory_format=torch.channels_last))
+    for hook in hooks:
+        hook.remove()
+    return sum(macs)
+
+
+def bench(args, dtype):
+    """--bench-images: the training epochs' seconds on the first images, for benchmarks/cpu_speed.py."""
+    import json
+
+    x_train, y_train = load_split(args.data_dir, "train", args.bench_images)
+    model, run_epoch, _ = make_training(x_train, y_train, args.epochs, dtype)
+    seconds = []
+    for epoch in range(ceil(args.epochs)):
+        start = time.perf_counter()
+        run_epoch(epoch)
+        seconds.append(time.perf_counter() - start)
+    print("RESULT " + json.dumps({"seconds": seconds[1:], "flops_per_image": 6 * forward_macs(model, dtype),
+                                  "images": len(y_train) // HYP["batch_size"] * HYP["batch_size"]}), flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", required=True, help="folder holding train/ and test/, one subfolder per class")
+    parser.add_argument("--epochs", type=float, default=9.9, help="airbench94's 9.9 by default")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 compute (airbench uses float16 on a GPU)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--bench-images", type=int, default=None,
+                        help="time the training epochs on this many training images and print them as JSON")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    if args.bench_images:
+        return bench(args, dtype)
+
+    x_train, y_train = load_split(args.data_dir, "train")
+    x_test, y_test = load_split(args.data_dir, "test")
+    start = time.perf_counter()
+    model, run_epoch, finish = make_training(x_train, y_train, args.epochs, dtype)
+    for epoch in range(ceil(args.epochs)):
+        run_epoch(epoch)
         print(f"epoch {epoch + 1} test {accuracy(model, x_test, y_test, 0, dtype):.4f} "
               f"wall {time.perf_counter() - start:.0f} s", flush=True)
-    lookahead.update(model, decay=1.0)
+    finish()
     levels = " ".join(f"tta{level} {accuracy(model, x_test, y_test, level, dtype):.4f}" for level in (0, 1, 2))
     print(f"test accuracy: {levels}; {time.perf_counter() - start:.0f} s in all, {dtype}", flush=True)
 
