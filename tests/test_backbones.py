@@ -87,6 +87,18 @@ def test_the_model_file_loads_in_plain_keras(tmp_path):
     np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+def test_filters_of_a_backbone_model_are_the_first_learned_convolution_inside_the_backbone(tmp_path):
+    from cnntrain.model import build
+    from cnntrain.spec import load_spec
+
+    model = build.build_model(load_spec(spec_file(tmp_path)), pretrained=False)
+    model.save(tmp_path / "model.keras")
+    result = run_cli("filters", tmp_path / "model.keras", "--out", tmp_path / "f.png")
+    assert result.exit_code == 0, result.output
+    # Not mobilenetv2_input, the frozen 1x1 adapter (the family's preprocess_input) in front of it.
+    assert result.stdout == f"wrote {tmp_path / 'f.png'}: 16 filters of mobilenetv2_0.35_32/Conv1\n"
+
+
 @pytest.mark.slow   # three minutes here: tracing MobileNetV2 for fit, evaluate and predict
 def test_fit_evaluate_predict_and_the_model_loads_in_plain_keras(tmp_path, mnist_dir):
     run = tmp_path / "run"
