@@ -238,6 +238,29 @@ def test_fine_tune_without_a_backbone_is_an_error_at_its_line(tiny_spec, mnist_d
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("callback, at, message", [
+    ("EarlyStopping: {patience: 2, restore_best_weights: true}", "16:7",
+     "EarlyStopping does not work with fit.fine_tune: Keras starts it afresh (its patience and best value) when "
+     "phase two begins, and a stop in phase one only skips to phase two; restore_best_weights puts phase one's "
+     "best weights back before phase two\n  hint: leave it out: best.keras keeps the best epoch of either phase "
+     "(fit.monitor), and fit.epochs sets the length"),
+    ("ReduceLROnPlateau", "16:7",
+     "ReduceLROnPlateau does not work with fit.fine_tune: Keras starts it afresh (its patience and best value) when "
+     "phase two begins, and phase two's new optimizer starts at fit.fine_tune.learning_rate whatever it lowered\n"
+     "  hint: leave it out: phase two lowers the rate itself, to fit.fine_tune.learning_rate"),
+])
+def test_a_callback_that_keras_restarts_at_the_phase_change_is_refused_with_fine_tune(tmp_path, callback, at,
+                                                                                       message):
+    path = spec_file(tmp_path)
+    path.write_text(path.read_text().replace("fit: {batch_size: 50, epochs: 1}\n", "fit:\n  epochs: 4\n" + FINE_TUNE
+                                             + f"  callbacks:\n    - {callback}\n"))
+    result = run_cli("check", path)
+    assert result.exit_code == 1
+    assert result.stderr == f"{path}:{at}: {message}\n"
+    path.write_text(path.read_text().replace(FINE_TUNE, ""))
+    assert run_cli("check", path).exit_code == 0   # either alone is a spec
+
+
 @pytest.mark.slow   # two MobileNetV2 fits of four epochs
 def test_a_fit_stopped_in_phase_two_resumes_in_phase_two_as_the_uninterrupted_run(tmp_path, mnist_dir,
                                                                                  monkeypatch):
