@@ -1,12 +1,12 @@
 """What a pretrained backbone buys on a small data set, measured without the internet.
 
-    python benchmarks/transfer.py [--data /work/bg/data/cifar10-jpeg] [--pretrain-per-class 5000]
-                                  [--pretrain-epochs 10] [--per-class 100] [--epochs 30]
+    python benchmarks/transfer.py [--data /work/bg/data/cifar10-jpeg] [--pretrain-per-class 3000]
+                                  [--pretrain-epochs 8] [--per-class 100] [--epochs 30]
                                   [--fine-tune-at 10] [--seed 1 --seed 2 ...] [--out DIR]
 
 A MobileNet (v1, alpha 0.5, 32x32 CIFAR-10 images, batches of 32) is trained by `cnntrain fit`
-from random weights on five CIFAR-10 classes (airplane, automobile, bird, cat, deer); its backbone's weights
-are saved as a .weights.h5 file. Then, for each seed, the same spec is trained on 100 images per
+from random weights on 3,000 images of each of five CIFAR-10 classes (airplane, automobile, bird,
+cat, deer); its backbone's weights are saved as a .weights.h5 file. Then, for each seed, the same spec is trained on 100 images per
 class of the other five classes (dog, frog, horse, ship, truck) twice: "pretrained" from those
 weights (`weights: FILE`), the backbone frozen until --fine-tune-at and then fine-tuned whole at a
 tenth of the rate (`fit.fine_tune`); "random" from random weights (`weights: null`), trained whole
@@ -133,8 +133,8 @@ def line(name: str, side: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="/work/bg/data/cifar10-jpeg")
-    parser.add_argument("--pretrain-per-class", type=int, default=None, help="default: all 5,000")
-    parser.add_argument("--pretrain-epochs", type=int, default=10)
+    parser.add_argument("--pretrain-per-class", type=int, default=3000, help="0: all 5,000")
+    parser.add_argument("--pretrain-epochs", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fine-tune-at", type=int, default=10, help="the pretrained side's fit.fine_tune.at_epoch")
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = Path(args.data)
-    source = subset(data, SOURCE, args.pretrain_per_class, out / "source-data")
+    source = subset(data, SOURCE, args.pretrain_per_class or None, out / "source-data")
     target = subset(data, TARGET, args.per_class, out / "target-data")
     result = {"pretrain": fit(out, "pretrain", source, "null", args.pretrain_epochs, seed=7)}
     print(f"  pretrain: test accuracy {result['pretrain']['test_accuracy']:.2%} on the five source classes "
