@@ -6,13 +6,14 @@
 
 A MobileNet (v1, alpha 0.5, 32x32 CIFAR-10 images, batches of 32) is trained by `cnntrain fit`
 from random weights on 3,000 images of each of five CIFAR-10 classes (airplane, automobile, bird,
-cat, deer); its backbone's weights are saved as a .weights.h5 file. Then, for each seed, the same spec is trained on 100 images per
-class of the other five classes (dog, frog, horse, ship, truck) twice: "pretrained" from those
-weights (`weights: FILE`), the backbone frozen until --fine-tune-at and then fine-tuned whole at a
-tenth of the rate (`fit.fine_tune`); "random" from random weights (`weights: null`), trained whole
-from the first epoch at the spec's rate (a frozen random backbone would learn nothing). Same
-epochs, same seed. Test accuracy on those five classes' 5,000 test images and the wall time of
-each fit, the mean and spread over the seeds, side by side, in DIR/transfer.json.
+cat, deer); its backbone's weights are saved as a .weights.h5 file. Then, for each seed, the
+same spec is trained on 100 images per class of the other five classes (dog, frog, horse, ship,
+truck) twice: "pretrained" from those weights (`weights: FILE`), the backbone frozen until
+--fine-tune-at and then fine-tuned whole at a tenth of the rate (`fit.fine_tune`); "random" from
+random weights (`weights: null`), trained whole from the first epoch at the spec's rate (a frozen
+random backbone would learn nothing). Same epochs, same seed. Test accuracy on those five
+classes' 5,000 test images and the wall time of each fit, the mean and spread over the seeds,
+side by side, in DIR/transfer.json.
 
 Not MobileNetV2: its BatchNormalization layers keep their moving statistics with momentum 0.999,
 which a short fit from random weights leaves far from the data's (8 epochs of 15,000 images: 55%
