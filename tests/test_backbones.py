@@ -87,6 +87,18 @@ def test_the_model_file_loads_in_plain_keras(tmp_path):
     np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+def test_filters_of_a_backbone_model_are_the_first_learned_convolution_inside_the_backbone(tmp_path):
+    from cnntrain.model import build
+    from cnntrain.spec import load_spec
+
+    model = build.build_model(load_spec(spec_file(tmp_path)), pretrained=False)
+    model.save(tmp_path / "model.keras")
+    result = run_cli("filters", tmp_path / "model.keras", "--out", tmp_path / "f.png")
+    assert result.exit_code == 0, result.output
+    # Not mobilenetv2_input, the frozen 1x1 adapter (the family's preprocess_input) in front of it.
+    assert result.stdout == f"wrote {tmp_path / 'f.png'}: 16 filters of mobilenetv2_0.35_32/Conv1\n"
+
+
 @pytest.mark.slow   # three minutes here: tracing MobileNetV2 for fit, evaluate and predict
 def test_fit_evaluate_predict_and_the_model_loads_in_plain_keras(tmp_path, mnist_dir):
     run = tmp_path / "run"
@@ -226,6 +238,29 @@ def test_fine_tune_without_a_backbone_is_an_error_at_its_line(tiny_spec, mnist_d
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("callback, at, message", [
+    ("EarlyStopping: {patience: 2, restore_best_weights: true}", "16:7",
+     "EarlyStopping does not work with fit.fine_tune: Keras starts it afresh (its patience and best value) when "
+     "phase two begins, and a stop in phase one only skips to phase two; restore_best_weights puts phase one's "
+     "best weights back before phase two\n  hint: leave it out: best.keras keeps the best epoch of either phase "
+     "(fit.monitor), and fit.epochs sets the length"),
+    ("ReduceLROnPlateau", "16:7",
+     "ReduceLROnPlateau does not work with fit.fine_tune: Keras starts it afresh (its patience and best value) when "
+     "phase two begins, and phase two's new optimizer starts at fit.fine_tune.learning_rate whatever it lowered\n"
+     "  hint: leave it out: phase two lowers the rate itself, to fit.fine_tune.learning_rate"),
+])
+def test_a_callback_that_keras_restarts_at_the_phase_change_is_refused_with_fine_tune(tmp_path, callback, at,
+                                                                                       message):
+    path = spec_file(tmp_path)
+    path.write_text(path.read_text().replace("fit: {batch_size: 50, epochs: 1}\n", "fit:\n  epochs: 4\n" + FINE_TUNE
+                                             + f"  callbacks:\n    - {callback}\n"))
+    result = run_cli("check", path)
+    assert result.exit_code == 1
+    assert result.stderr == f"{path}:{at}: {message}\n"
+    path.write_text(path.read_text().replace(FINE_TUNE, ""))
+    assert run_cli("check", path).exit_code == 0   # either alone is a spec
+
+
 @pytest.mark.slow   # two MobileNetV2 fits of four epochs
 def test_a_fit_stopped_in_phase_two_resumes_in_phase_two_as_the_uninterrupted_run(tmp_path, mnist_dir,
                                                                                  monkeypatch):
@@ -253,3 +288,77 @@ def test_a_fit_stopped_in_phase_two_resumes_in_phase_two_as_the_uninterrupted_ru
     rows = [{k: v for k, v in r.items() if k not in drop} for r in history(run)]
     assert [float(r["phase"]) for r in rows] == [1, 1, 2, 2]
     assert rows == [{k: v for k, v in r.items() if k not in drop} for r in history(tmp_path / "whole")]
+
+
+class Phases(keras.callbacks.Callback):
+    """Each trainable variable's value by path, as the user's callbacks see it: at each epoch's first
+    step, after its last step, at its end (with the optimizer's average beside it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.first_steps, self.trained, self.ends, self.averages = [], [], [], []
+
+    def _values(self) -> dict:
+        return {v.path: v.numpy() for v in self.model.trainable_variables}
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.first_steps.append(self._values())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last_step = self._values()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.trained.append(self.last_step)
+        self.ends.append(self._values())
+        optimizer = self.model.optimizer
+        self.averages.append({v.path: a.numpy() for v, a in zip(optimizer._trainable_variables,
+                                                                 optimizer._model_variables_moving_average)})
+
+
+@pytest.mark.slow   # three MobileNetV2 fits of one or two epochs
+def test_ema_with_fine_tune_goes_on_from_the_trained_weights_and_averages_the_unfrozen_backbone(tmp_path, mnist_dir,
+                                                                                               monkeypatch):
+    from cnntrain.runs import model_file
+    from cnntrain.spec import load_spec
+    from cnntrain.train import fit
+    from cnntrain.views.reporter import Reporter
+
+    def spec(epochs):
+        path = spec_file(tmp_path).rename(tmp_path / f"ema-{epochs}.yaml")
+        path.write_text(path.read_text().replace("{learning_rate: 0.001}", "{learning_rate: 0.001, use_ema: true, "
+                                                 "ema_momentum: 0.5}").replace(
+            "fit: {batch_size: 50, epochs: 1}\n", f"fit:\n  batch_size: 50\n  epochs: {epochs}\n"
+            "  fine_tune: {at_epoch: 1, learning_rate: 0.0001}\n"))
+        return load_spec(path)
+
+    def run(epochs, out, **options):
+        probe = Phases()
+        fit.fit(spec(epochs), fit.FitOptions(data_dir=str(mnist_dir), out=str(tmp_path / out), deterministic=True,
+                                             callbacks=(probe,), **options), Reporter("quiet"))
+        return probe
+
+    def final(out):   # in the fit's order: a loaded model's variable paths lack the model's name
+        return [v.numpy() for v in model_file.load_model(tmp_path / out / "model.keras")[0].trainable_variables]
+
+    def same(a, b, keys=None):
+        return all(np.array_equal(a[k], b[k]) for k in (keys or a))
+
+    whole = run(2, "whole")
+    head = list(whole.trained[0])
+    assert len(head) == 2 and set(head) < set(whole.ends[1])   # phase two trains the backbone too
+    # Phase one ends with the head's average; phase two goes on from its trained weights.
+    assert same(whole.first_steps[1], whole.trained[0], head) and not same(whole.ends[0], whole.trained[0])
+    # Phase two's average covers every variable it trains, backbone included, and is the model at its end.
+    assert set(whole.averages[1]) == set(whole.ends[1]) and same(whole.ends[1], whole.averages[1])
+    backbone = [k for k in whole.ends[1] if k not in head]
+    assert not same(whole.ends[1], whole.trained[1], backbone)   # momentum 0.5: the average is not the last step
+    assert same(dict(enumerate(final("whole"))), dict(enumerate(whole.averages[1].values())))
+
+    # Stopped at the phase change and resumed: the same phase two, the same model.
+    with monkeypatch.context() as patch:
+        patch.setattr(fit, "finish", lambda *a, **k: None)   # stopped after its last epoch's commit
+        run(1, "run")
+    resumed = run(2, "run", resume=str(tmp_path / "run"))
+    assert same(resumed.first_steps[0], whole.first_steps[1]) and same(resumed.averages[0], whole.averages[1])
+    assert same(dict(enumerate(final("run"))), dict(enumerate(final("whole"))))

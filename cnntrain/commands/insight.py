@@ -21,7 +21,8 @@ def _model_of(target, runs_root, unsafe, command):
 @runs_option
 @unsafe_option
 def filters(target, out, runs_root, unsafe):
-    """The learned kernels of the first convolution as a grid of small images."""
+    """The learned kernels of the first convolution as a grid of small images (inside the backbone,
+    where the model has one)."""
     from cnntrain.errors import printable
     from cnntrain.insight.maps import filters_figure
 

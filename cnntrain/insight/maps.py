@@ -19,6 +19,7 @@ import numpy as np
 from cnntrain.backend import keras
 from cnntrain.errors import CnntrainError
 from cnntrain.figures.maps import draw_activations, draw_filters
+from cnntrain.model import backbones
 
 MAX_FILTERS = 256
 _CONV = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose")
@@ -48,11 +49,27 @@ def _layers(model) -> list:
 
 # ----------------------------------------------------------------- filters
 
+def _is_conv2d(layer) -> bool:
+    bases = _bases(layer)
+    return type(layer).__name__ == "Conv2D" or ("BaseConv" in bases and "BaseConvTranspose" not in bases
+                                                and len(getattr(layer, "kernel_size", ())) == 2)
+
+
+def _convolutions(model, prefix=""):
+    """(name, layer) of each 2-D convolution in order, inside nested models (a backbone) too, named
+    backbone/layer there; a backbone's input adapter is left out (its kernel is the family's
+    preprocessing, set, not learned)."""
+    adapters = backbones.input_adapters(model) if isinstance(model, keras.Model) else []
+    for layer in _layers(model):
+        if isinstance(layer, keras.Model):
+            yield from _convolutions(layer, f"{prefix}{layer.name}/")
+        elif _is_conv2d(layer) and not any(layer is a for a in adapters):
+            yield prefix + layer.name, layer
+
+
 def filters_figure(model, out_path) -> dict:
     """The first 2-D convolution's kernels as a grid of small images."""
-    layer = next((lay for lay in _layers(model) if type(lay).__name__ == "Conv2D"
-                  or ("BaseConv" in _bases(lay) and len(getattr(lay, "kernel_size", ())) == 2
-                      and "BaseConvTranspose" not in _bases(lay))), None)
+    name, layer = next(_convolutions(model), (None, None))
     if layer is None:
         raise CnntrainError(
             "the model has no Conv2D layer, so there are no filters to draw",
@@ -60,9 +77,9 @@ def filters_figure(model, out_path) -> dict:
     try:
         kernel = np.asarray(layer.get_weights()[0], dtype=np.float32)
     except (AttributeError, ValueError, IndexError):
-        raise CnntrainError(f"{layer.name} has no weights yet", hint="build or train the model first") from None
-    path, size = draw_filters(layer.name, kernel, out_path, MAX_FILTERS)
-    return {"layer": layer.name, "filters": int(kernel.shape[-1]), "shown": int(min(kernel.shape[-1], MAX_FILTERS)),
+        raise CnntrainError(f"{name} has no weights yet", hint="build or train the model first") from None
+    path, size = draw_filters(name, kernel, out_path, MAX_FILTERS)
+    return {"layer": name, "filters": int(kernel.shape[-1]), "shown": int(min(kernel.shape[-1], MAX_FILTERS)),
             "path": path, "size": size}
 
 

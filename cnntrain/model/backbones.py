@@ -322,3 +322,12 @@ def check_normalize(spec, item: Entry):
 def in_model(model) -> list:
     """The backbone models nested in a built model (Functional models among its layers)."""
     return [layer for layer in model.layers if isinstance(layer, keras.Model)]
+
+
+def input_adapters(model) -> list:
+    """The frozen 1x1 Conv2D layers `front` put right before a backbone: fixed preprocessing, not
+    learned kernels."""
+    layers = list(model.layers)
+    return [layer for layer, after in zip(layers, layers[1:]) if isinstance(after, keras.Model)
+            and type(layer).__name__ == "Conv2D" and not layer.trainable and tuple(layer.kernel_size) == (1, 1)
+            and layer.filters == 3]

@@ -153,6 +153,26 @@ def _fine_tune(spec, fit) -> None:
     if layers != "all" and (isinstance(layers, bool) or not isinstance(layers, int) or layers < 1):
         raise spec.error(_TUNE + ("layers",), f"'fit.fine_tune.layers' must be all or a number of layers >= 1, "
                          f"received: {show(layers)}", "all unfreezes whole backbones; K their last K layers")
+    _phase_bound_callbacks(spec, fit)
+
+
+# Callbacks whose counters Keras resets in on_train_begin, which fine-tuning's second model.fit
+# calls again: their patience would not span the phase change (and a resumed fit's would).
+_PHASE_BOUND = {
+    "EarlyStopping": ("a stop in phase one only skips to phase two; restore_best_weights puts phase one's best "
+                      "weights back before phase two", "leave it out: best.keras keeps the best epoch of either phase "
+                      "(fit.monitor), and fit.epochs sets the length"),
+    "ReduceLROnPlateau": ("phase two's new optimizer starts at fit.fine_tune.learning_rate whatever it lowered",
+                          "leave it out: phase two lowers the rate itself, to fit.fine_tune.learning_rate"),
+}
+
+
+def _phase_bound_callbacks(spec, fit) -> None:
+    for i, name, _ in layer_entries(fit["callbacks"]):
+        if name in _PHASE_BOUND:
+            why, hint = _PHASE_BOUND[name]
+            raise spec.error(("fit", "callbacks", i, name), f"{name} does not work with fit.fine_tune: Keras starts "
+                             f"it afresh (its patience and best value) when phase two begins, and {why}", hint, key=True)
 
 
 _SCALE_PATH = ("compile", "gradient_scale")

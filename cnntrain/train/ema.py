@@ -39,12 +39,14 @@ class EmaWeights(keras.callbacks.Callback):
 
     def _swap_in(self):
         if self.kept is None and uses_ema(self.model):
-            self.kept = [v.numpy() for v in self.model.trainable_variables]
+            # Kept with their variables: fine-tuning's phase two has more trainable ones by the time
+            # they are put back.
+            self.kept = [(v, v.numpy()) for v in self.model.trainable_variables]
             put_average(self.model)
 
     def _swap_out(self):
         if self.kept is not None:
-            for variable, value in zip(self.model.trainable_variables, self.kept):
+            for variable, value in self.kept:
                 variable.assign(value)
             self.kept = None
 
@@ -57,8 +59,10 @@ class EmaWeights(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._swap_out()
 
-    def on_train_end(self, logs=None):
-        self.kept = None   # Keras has put the average in for good (finalize_variable_values)
+    # No on_train_end: Keras has put the average in for good (finalize_variable_values), but the
+    # trained weights stay kept, so a fit in phases (fit.fine_tune) goes on from them at the next
+    # phase's first epoch, as that fit resumed from its state would; after the last phase nothing
+    # puts them back.
 
     @contextlib.contextmanager
     def trained(self):

@@ -7,9 +7,10 @@ inference mode (a trainable=False BatchNormalization uses its moving statistics 
 updating them on small batches would undo what the pretrained statistics know. The model is
 recompiled with a new optimizer at `learning_rate`.
 
-The phase follows from the epochs done, so a resumed fit is put in its phase before its
-weights and optimizer state are loaded (phase two's optimizer has the backbone's slots too);
-each phase's data stream starts at its first epoch, as a resumed one does.
+The phase follows from the epochs done, so a fit resumed in phase two is put in it before its
+weights and optimizer state are loaded (phase two's optimizer has the backbone's slots too); one
+resumed at the phase change loads phase one's state, then enters phase two as the uninterrupted
+fit does. Each phase's data stream starts at its first epoch, as a resumed one does.
 """
 from __future__ import annotations
 
@@ -29,9 +30,16 @@ def at_epoch(spec) -> int | None:
     return None if fine_tune is None else fine_tune["at_epoch"]
 
 
-def phase(spec, epochs_done: int) -> int:
+def phase(spec, epoch: int) -> int:
+    """The phase epoch `epoch` (counted from 0) trains in."""
     start = at_epoch(spec)
-    return 2 if start is not None and epochs_done >= start else 1
+    return 2 if start is not None and epoch >= start else 1
+
+
+def saved_in_phase_two(spec, epochs_done: int) -> bool:
+    """Whether a state saved after `epochs_done` epochs holds phase two's optimizer: not at the phase
+    change itself, whose state is phase one's last epoch (the fit enters phase two after loading it)."""
+    return epochs_done > 0 and phase(spec, epochs_done - 1) == 2
 
 
 def freeze(spec, model):
@@ -110,6 +118,8 @@ def callbacks(spec) -> list:
 def phases(spec, first: int) -> list[tuple[int, int, bool]]:
     """(first epoch, end epoch, enter phase two before it) of each model.fit still to run."""
     end, start = spec["fit"]["epochs"], at_epoch(spec)
-    if start is None or start >= end or first >= start:
+    if start is None or start >= end or first > start:
         return [(first, end, False)]
+    if first == start:   # resumed at the phase change: its state was phase one's
+        return [(start, end, True)]
     return [(first, start, False), (start, end, True)]

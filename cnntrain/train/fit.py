@@ -226,7 +226,7 @@ def _build_model(spec, data, steps, plan, options, reporter):
         model.optimizer.build(model.trainable_variables)
         whitened = whitening.whiten(model, data.x_train)
         dirac.settle(model)
-        if finetune.phase(spec, finetune.resumed_epochs(options.resume)) == 2:
+        if finetune.saved_in_phase_two(spec, finetune.resumed_epochs(options.resume)):
             finetune.enter_phase_two(spec, model, steps, options.jit)   # before its optimizer state is loaded
     for name, images in whitened:
         reporter.note(f"PatchWhitening: the kernel of {name} from the patches of {images:,} training images")
