@@ -14,7 +14,8 @@ import json
 from cnntrain.assess.tta import label
 from cnntrain.errors import plural
 from cnntrain.runs.numbers import figure, fmt, pct
-from cnntrain.views.console import err, escape, fitted, out
+from cnntrain.views import console
+from cnntrain.views.console import escape, out
 from cnntrain.views.tables import FoldingTable
 
 
@@ -30,11 +31,11 @@ class Reporter:
 
     def note(self, text: str):
         if self.mode in ("rich", "plain"):
-            err.print(fitted(escape(text), err.size.width), style="dim" if self.mode == "rich" else None)
+            console.note(text, style="dim" if self.mode == "rich" else None)
 
     def warn(self, text: str):
         if self.mode != "json":
-            err.print(fitted(f"warning: {escape(text)}", err.size.width), style="yellow")
+            console.warn(text)
 
     def callback(self, steps: int, epochs: int):
         from cnntrain.views.progress import progress_callback  # imports Keras: only when training
