@@ -139,9 +139,7 @@ def _callback_state(callbacks) -> list:
 
 class _RestoreCounters(keras.callbacks.Callback):
     """Puts a resumed run's counters back into EarlyStopping and ReduceLROnPlateau after they reset
-    them in on_train_begin: placed after them in fit's list, Keras calls it after theirs. Only the
-    first fit of the process is resumed; a later one (fine-tuning's second phase) starts afresh, as
-    it does in a run that was never stopped."""
+    them in on_train_begin: placed after them in fit's list, Keras calls it after theirs."""
 
     def __init__(self, pairs):
         super().__init__()
@@ -151,7 +149,6 @@ class _RestoreCounters(keras.callbacks.Callback):
         for callback, fields in self.pairs:
             for name, value in fields.items():
                 setattr(callback, name, value)
-        self.pairs = []
 
 
 def restore_counters(callbacks, saved) -> list:
