@@ -242,6 +242,29 @@ def test_check_images_folder_with_and_without_labels(standardize, tmp_path):
                                                      "model.tflite"]
 
 
+def test_check_images_are_read_as_predict_reads_them(tmp_path):
+    """A model trained with data.resize: pad meets wide photos padded, as predict gives them to it,
+    not stretched. The model here tells a plain white image ('bright', mean pixel 255) from one
+    whose upper and lower quarters are black bands ('padded', mean 127.5): what a 16x8 white
+    photo becomes, padded to 8x8."""
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.layers[-1].set_weights([np.array([[-0.1, 0.1]], np.float32), np.array([19.1, -19.1], np.float32)])
+    path = tmp_path / "model.keras"
+    save_model(model, path, metadata(["padded", "bright"], resize="pad", background=None, dataset="image_folder",
+                                     color_mode="grayscale"))
+    photos = tmp_path / "photos"
+    for i in range(3):
+        save_png(np.full((8, 16, 1), 255, np.uint8), photos / "padded" / f"{i}.png")
+    predicted = run("predict", photos, "--model", path, "--json", "--top-k", 1)
+    assert predicted.exit_code == 0, predicted.output
+    assert [row["top"][0]["class"] for row in json.loads(predicted.stdout)["predictions"]] == ["padded"] * 3
+    result = run("export", path, "--format", "onnx", "--check-images", photos, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    figures = json.loads((tmp_path / "out" / "export.json").read_text())["check"]
+    assert (figures["images"], figures["keras_accuracy"], figures["accuracy"]) == (3, 1.0, 1.0)
+
+
 def test_past_the_tolerance_exits_1(scale, monkeypatch, tmp_path):
     path = scale[0]
     monkeypatch.setitem(check.TOLERANCES, ("onnx", "none"), {"min_agreement": 1.0, "max_diff": 0.0,

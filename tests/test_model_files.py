@@ -8,6 +8,9 @@ tf.saved_model.save, .keras files with save_model.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -186,6 +189,36 @@ def test_a_savedmodel_runs_nothing_without_unsafe(kind, saved_models, tmp_path):
     written.unlink()
 
 
+def test_a_tflite_with_tensorflow_ops_runs_nothing_without_unsafe(tmp_path):
+    """A .tflite converted with TensorFlow (Flex) ops: TensorFlow's pip package runs them through
+    tf.lite.Interpreter, cnntrain's interpreter where ai-edge-litert is missing, so a file could
+    write files as a SavedModel can. Refused before any interpreter (the child probe too) sees it."""
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "secret.txt").write_text("the user's secret")
+    module = _ReadsAndWrites(root / "secret.txt", root / "stolen.txt")
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.serve.get_concrete_function()], module)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    flex = root / "flex.tflite"
+    flex.write_bytes(converter.convert())
+    png = image(tmp_path / "x.png")
+    before = tree(root)
+    for args in (["predict", png, "--model", flex], ["evaluate", flex]):
+        result = run_cli(*args)
+        assert (result.exit_code, result.stdout, result.stderr) == (
+            1, "", f"{flex}: cannot load the model: it holds TensorFlow operations (ReadFile, WriteFile), which can "
+                   "read and write files when they run and are not run unless you trust the file\n"
+                   "  hint: the file holds TensorFlow (Flex) operations; load it only if you trust it, with "
+                   "--unsafe\n"), args
+        assert tree(root) == before
+    # Trusted, it reaches the runtime: one with the Flex delegate runs it (and writes), one without
+    # (TensorFlow 2.21's tf.lite, ai-edge-litert) refuses it in its own words.
+    result = run_cli("predict", png, "--model", flex, "--unsafe")
+    assert result.exit_code == 0 and (root / "stolen.txt").is_file() or (
+        result.exit_code == 1 and "Select TensorFlow op(s), included in the given model, is(are) not supported"
+        in result.stderr), result.output
+
+
 # ---------------------------------------------------------------- what an exported model says of itself
 
 HINT = "the exported model's metadata was changed after export; export the model again with 'cnntrain export'"
@@ -262,7 +295,8 @@ def test_a_model_asking_for_a_huge_input_is_refused_before_any_image_is_read(tmp
 
 
 def tflite_with(path, change):
-    """A small real .tflite (Conv2D, Flatten, Dense), its flatbuffer changed by `change(model)`."""
+    """A small real .tflite (Conv2D, Flatten, Dense), its flatbuffer changed by `change(model)`
+    (ai_edge_litert's object form of the flatbuffer: model.subgraphs, model.buffers)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
@@ -273,19 +307,20 @@ def tflite_with(path, change):
                                   keras.layers.Dense(CLASSES, activation="softmax")])
         model.export(str(plain), format="litert", verbose=False)
     tree_ = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(plain.read_bytes(), 0))
-    change(tree_.subgraphs[0])
+    change(tree_)
     builder = flatbuffers.Builder(1024)
     builder.Finish(tree_.Pack(builder), file_identifier=b"TFL3")
     path.write_bytes(builder.Output())
     return path, len(tree_.subgraphs[0].tensors)
 
 
-def _bad_index(graph):
+def _bad_index(model):
+    graph = model.subgraphs[0]
     graph.operators[0].inputs = [999, *graph.operators[0].inputs[1:]]
 
 
-def _zero_stride(graph):
-    conv = next(op for op in graph.operators if hasattr(op.builtinOptions, "strideW"))
+def _zero_stride(model):
+    conv = next(op for op in model.subgraphs[0].operators if hasattr(op.builtinOptions, "strideW"))
     conv.builtinOptions.strideW = conv.builtinOptions.strideH = 0
 
 
@@ -305,3 +340,40 @@ def test_malformed_tflite_files_are_clear_errors(tmp_path):
     assert first.startswith(f"{zero}: not a readable TFLite model file (") and "stride" in first
     assert first.endswith("(CONV_2D) failed to prepare.)")
     assert hint == "  hint: give a model written by 'cnntrain export', or a run's model.keras"
+
+
+def _constant_input(model):
+    """The image input given a buffer of its own: a constant, which LiteRT leaves in the file's
+    read-only memory map, so writing an image into it is a segmentation fault (found by trying
+    changes to the flatbuffer offline; the file passes LiteRT's verifier and allocate_tensors)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = model.subgraphs[0]
+    image_tensor = graph.tensors[graph.inputs[0]]
+    zeros = schema.BufferT()
+    zeros.data = np.zeros(int(np.prod(image_tensor.shape)) * 4, np.uint8)
+    model.buffers.append(zeros)
+    image_tensor.buffer = len(model.buffers) - 1
+
+
+def test_a_tflite_that_crashes_litert_is_a_clear_error(tmp_path):
+    # Loaded in this process, the file would kill it (SIGSEGV, nothing to catch): predict and evaluate
+    # try an unknown .tflite in a child process first, so they name the file and exit 1.
+    models = tmp_path / "models"
+    models.mkdir()
+    crash, _ = tflite_with(models / "crash.tflite", _constant_input)
+    (models / "serving").mkdir()
+    (models / "serving" / "model.tflite").write_bytes(crash.read_bytes())
+    runs_it = ("import numpy as np; from cnntrain.loading.probe import interpreter_class; "
+               f"i = interpreter_class()(model_path={str(crash)!r}); i.allocate_tensors(); "
+               "d = i.get_input_details()[0]; i.set_tensor(d['index'], np.zeros(d['shape'], d['dtype']))")
+    assert subprocess.run([sys.executable, "-c", runs_it], capture_output=True).returncode == -signal.SIGSEGV
+    png = image(tmp_path / "x.png")
+    before = tree(models)
+    for args, named in ((["predict", png, "--model", crash], crash), (["evaluate", crash], crash),
+                        (["evaluate", models / "serving"], models / "serving" / "model.tflite")):
+        result = run_cli(*args)
+        assert (result.exit_code, result.stdout, result.stderr) == (
+            1, "", f"{named}: not a readable TFLite model file (the TFLite runtime crashed on it: SIGSEGV)\n"
+                   "  hint: give a model written by 'cnntrain export', or a run's model.keras\n"), args
+        assert tree(models) == before

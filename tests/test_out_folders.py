@@ -6,6 +6,7 @@ Each case through the CLI, the tree hashed before and after as tests/test_hostil
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import pytest
 from PIL import Image
 
 from helpers.cli import run_cli
+from helpers.marks import tmpfs
 from helpers.models import metadata, part_trained, synthetic
 from helpers.procs import reaped
 from test_bounds import deadline
@@ -150,6 +152,26 @@ def test_export_through_a_symlink_writes_in_its_target_and_keeps_the_folders_mod
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(new.stat().st_mode) == 0o777 & ~umask
+
+
+def test_export_into_a_mount_point_writes_and_replaces_inside_it(model, tmp_path):
+    """--out a mount point (a real tmpfs): the folder cannot be renamed or replaced (EBUSY), which
+    an export never tries; it writes inside it, and a second export replaces its own files there."""
+    out = tmp_path / "mnt"
+    out.mkdir()
+    with tmpfs(out, "size=8m", "an export to a mount point"):
+        before = os.stat(out)
+        with pytest.raises(OSError) as moved:
+            os.rename(out, tmp_path / "moved")
+        assert moved.value.errno == errno.EBUSY
+        for quantize in ("none", "dynamic"):
+            result = export(model, out, "--quantize", quantize)
+            assert result.exit_code == 0, result.output
+            assert sorted(p.name for p in out.iterdir()) == EXPORTED
+            assert json.loads((out / "export.json").read_text())["quantize"] == quantize
+        after = os.stat(out)
+        assert os.path.ismount(out)
+        assert (after.st_dev, after.st_ino, after.st_mode) == (before.st_dev, before.st_ino, before.st_mode)
 
 
 def test_an_export_killed_while_converting_leaves_no_model_and_is_swept(model, tmp_path):

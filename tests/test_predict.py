@@ -1,6 +1,8 @@
 """predict.py and the prediction half of tables.py, on a tiny real model and real image files."""
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -236,3 +238,45 @@ def test_a_missing_image_is_said_before_tensorflow_is_imported(model_file, tmp_p
             f"r = CliRunner().invoke(cli, ['predict', {str(missing)!r}, '--model', {str(path)!r}]); "
             f"assert r.exit_code == 1, r.output")
     assert modules_after(code) == []
+
+
+def test_batches_of_large_inputs_are_bounded_in_bytes(tmp_path, monkeypatch):
+    """predict decodes one batch ahead of the model: at a large input size --batch-size images are
+    gigabytes (256 at the 4096x4096 RGB bound: 51 GB as float32), so a batch holds at most
+    BATCH_BYTES of images as the model is fed them. The outputs are the same."""
+    from cnntrain.assess import predict
+    from cnntrain.backend import keras
+
+    sizes = [((28, 28, 1), "none"), ((224, 224, 3), "none"), ((224, 224, 3), "flip_translate"),
+             ((1024, 1024, 3), "none"), ((4096, 4096, 3), "none")]
+    assert [predict.batch_for(shape, 256, tta) for shape, tta in sizes] == [256, 256, 74, 21, 1]
+    keras.utils.set_random_seed(4)
+    side = 512
+    model = keras.Sequential([keras.Input((side, side, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    path = tmp_path / "large.keras"
+    save_model(model, path, tiny_metadata(["a", "b", "c"], input_shape=[side, side, 3], background=None))
+    rng = np.random.default_rng(4)
+    for i in range(9):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), np.uint8), "RGB").save(tmp_path / f"{i}.png")
+    image_bytes = side * side * 3 * 4   # one image as the model is fed it
+
+    def predicted_and_peak():
+        """predict's rows and the most memory NumPy held at once while it ran."""
+        tracemalloc.start()
+        try:
+            rows, errors, _info = predict_files([str(tmp_path)], target=str(path), top_k=3)
+            return rows, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert errors == []
+
+    whole, whole_peak = predicted_and_peak()   # 9 images, 28 MB: one batch
+    monkeypatch.setattr(predict, "BATCH_BYTES", 2 * image_bytes)   # two a batch, as 4096x4096 RGB gets one
+    bounded, bounded_peak = predicted_and_peak()
+    assert [r["file"] for r in bounded] == [r["file"] for r in whole] == [str(tmp_path / f"{i}.png") for i in range(9)]
+    assert np.allclose([list(probabilities(r).values()) for r in bounded],
+                       [list(probabilities(r).values()) for r in whole], atol=1e-6)
+    # NumPy holds an image about 2.5 times in a batch (its pixels, the float32 the model is fed and
+    # Keras' copy of that), and a batch is decoded while the one before it is predicted.
+    assert bounded_peak < 4 * predict.BATCH_BYTES < whole_peak

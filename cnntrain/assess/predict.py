@@ -1,8 +1,9 @@
 """Classify image files with a saved model: read, maybe invert, predict in batches, top-k.
 
 Files are decoded by a small thread pool one batch ahead of the model, so at most
-two batches of decoded images are held at once however many files are given.
-An unreadable file gives its own error and the others go on.
+two batches of decoded images are held at once however many files are given; and a batch
+is smaller than --batch-size where the model's input is large (batch_for). An unreadable
+file gives its own error and the others go on.
 """
 from __future__ import annotations
 
@@ -41,6 +42,21 @@ def inverted_note(file, background: str | None) -> str:
     ground = {"dark": "light", "light": "dark"}.get(background or "")
     what = f"has a {ground} background" if ground else "was inverted as asked"
     return f"note: {file} {what}; inverted it to match the training images (--invert no to keep it)"
+
+
+# The images of one batch as the model is fed them (float32, every test-time view) take at most
+# this, so two batches in flight stay within a few hundred MB: at the 4096x4096 RGB input bound one
+# image is 201 MB, and a batch of --batch-size 256 of them would have been 51 GB. Inputs up to
+# 224x224 RGB keep batches of 256.
+BATCH_BYTES = 256 * 2**20
+
+
+def batch_for(shape, batch_size: int, tta: str = test_time.NONE) -> int:
+    """Images per batch: `batch_size`, fewer when that many images of `shape` (H, W, C), as float32
+    with their test-time views, would take over BATCH_BYTES; at least one."""
+    h, w, c = (int(d) for d in shape)
+    per_image = h * w * c * np.dtype(np.float32).itemsize * len(test_time.VIEWS[tta])
+    return max(1, min(int(batch_size), BATCH_BYTES // per_image))
 
 
 # Below this the model gives its other classes together more than its top one: if its
@@ -134,7 +150,7 @@ def predict_files(inputs: list[str], *, target=None, runs_root="runs", top_k=3, 
             "tta": tta, "top_k": k}
 
     rows: list[dict] = []
-    chunks = list(_chunks(paths, int(batch_size)))
+    chunks = list(_chunks(paths, batch_for(shape, batch_size, tta)))
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnntrain-read") as pool:
         def submit(chunk):

@@ -53,7 +53,9 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, tta, runs_root
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Classes shown per image.")
 @invert_option
 @tta_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Images per prediction batch; fewer where the model's input is large (a batch's images "
+                   "take at most 256 MB as the model is fed them).")
 @unsafe_option
 @json_option("Print the predictions as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write the predictions to a CSV file.")

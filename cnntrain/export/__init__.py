@@ -80,7 +80,8 @@ def _export(model_file: Path, target_dir: ExportFolder, *, fmt, quantize, data_d
     metadata, names, shape = keras_runner.metadata, keras_runner.class_names, keras_runner.image_shape
 
     if check_images:
-        x, y, source = check.folder_images(check_images, shape, class_names=names, limit=check_samples, seed=seed)
+        x, y, source = check.folder_images(check_images, shape, class_names=names, metadata=metadata,
+                                            limit=check_samples, seed=seed)
     else:
         x, y, source = check.dataset_images(metadata, "test", class_names=names, data_dir=data_dir,
                                             offline=offline, limit=check_samples, seed=seed)

@@ -79,13 +79,15 @@ def dataset_images(metadata: dict, split: str, *, class_names, data_dir=None, of
     return x, y, f"{split} split of {metadata.get('dataset')} ({getattr(data, 'source', '')})"
 
 
-def folder_images(folder, shape, *, class_names, limit=None, seed=0):
-    """(uint8 images, labels or None, where from) of the image files under `folder`.
+def folder_images(folder, shape, *, class_names, metadata=None, limit=None, seed=0):
+    """(uint8 images, labels or None, where from) of the image files under `folder`, each read as
+    predict reads it for the model whose `metadata` is given (its data.resize rule, its background).
 
     Files in sub-folders named after the model's classes (DIR/<class>/*.png, as an image
     folder data set) are labelled, and then accuracy is measured too; any other layout gives
-    agreement and probability differences only.
+    agreement and probability differences only. At most `limit` files are read.
     """
+    from cnntrain.assess.predict import auto_background, read_for_model
     from cnntrain.data import image_files as images
 
     folder = Path(folder)
@@ -95,12 +97,13 @@ def folder_images(folder, shape, *, class_names, limit=None, seed=0):
     paths, errors = images.expand_paths([str(folder)])
     if errors:
         raise errors[0]
-    h, w, c = shape
-    x = np.stack([images.read_image(p, height=h, width=w, channels=c) for p in paths])
     names = [str(n) for n in class_names]
     parents = [p.parent.name if p.parent != folder else None for p in paths]
     y = np.array([names.index(n) for n in parents], np.int64) if all(n in names for n in parents) else None
-    x, y = _subset(x, y, limit, seed)
+    paths, y = _subset(np.array(paths, dtype=object), y, limit, seed)   # chosen before any is decoded
+    metadata = metadata or {}
+    background, resize = auto_background(metadata, shape), metadata.get("resize", "stretch")
+    x = np.stack([read_for_model(p, shape, "auto", background, resize)[0] for p in paths])
     return x, y, f"image files under {folder}"
 
 

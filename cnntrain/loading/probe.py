@@ -5,14 +5,20 @@ allocate_tensors, exit 139) where no Python exception can be caught. The child l
 allocates and invokes it once on a zero image; a crash, a hang or an error there is our error here.
 
     python -m cnntrain.loading.probe FILE.tflite     exit 0, or 1 with the reason on stdout
+
+`flex_ops` reads, without any interpreter, the TensorFlow operations a file names: TensorFlow's
+pip package runs them (tf.lite.Interpreter links its Flex delegate), and they can read and write
+files, so such a file is refused unless trusted, before the child runs it.
 """
 from __future__ import annotations
 
+import mmap
 import signal
+import struct
 import subprocess
 import sys
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, printable
 
 TIMEOUT_S = 120   # loading and one invoke of a classifier takes about a second, even a large one
 HINT = "give a model written by 'cnntrain export', or a run's model.keras"
@@ -36,6 +42,36 @@ def tflite(path):
                             file=str(path), hint=HINT)
     text = done.stdout.strip().splitlines()[-1][:300] if done.stdout.strip() else f"exit status {done.returncode}"
     raise CnntrainError(f"not a readable TFLite model file ({text})", file=str(path), hint=HINT)
+
+
+FLEX_PREFIX = "Flex"   # the converter names a TensorFlow op kept in a .tflite file custom code "Flex<Op>"
+
+
+def flex_ops(path) -> list[str]:
+    """The TensorFlow ops (WriteFile, ...) the .tflite file `path` names, sorted; [] for none. Read
+    from the flatbuffer's Model.operator_codes (field 1) and each OperatorCode.custom_code (field 1),
+    as the schema lays them out, with `flatbuffers` alone: nothing of the file is run."""
+    from flatbuffers import encode, number_types, table
+
+    names = set()
+    try:
+        with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            model = table.Table(data, encode.Get(number_types.UOffsetTFlags.packer_type, data, 0))
+            codes = model.Offset(6)
+            start, count = (model.Vector(codes), model.VectorLen(codes)) if codes else (0, 0)
+            if count * 4 > len(data):
+                raise ValueError("operator_codes is longer than the file")
+            for i in range(count):
+                code = table.Table(data, model.Indirect(start + 4 * i))
+                custom = code.Offset(6)
+                name = code.String(custom + code.Pos).decode("utf-8", "replace") if custom else ""
+                if name.startswith(FLEX_PREFIX):
+                    names.add(printable(name[len(FLEX_PREFIX):][:60]))   # it is printed
+    except (OSError, IndexError, TypeError, ValueError, struct.error):   # flatbuffers raises all but OSError
+        # An empty file, an offset outside it: LiteRT's and TensorFlow's flatbuffer verifier refuse
+        # such a file before any op of it runs, and the child gives their reason.
+        return []
+    return sorted(names)
 
 
 def interpreter_class():

@@ -6,7 +6,8 @@
     runner.class_names
 
 A SavedModel is a TensorFlow program (its ops can read and write files, at load and when run): it
-is loaded only with --unsafe, as a .keras file with a Lambda layer. An unknown .tflite is tried in a
+is loaded only with --unsafe, as a .keras file with a Lambda layer, and so is a .tflite that holds
+TensorFlow (Flex) ops. An unknown .tflite is tried in a
 child process first (probe.py). Every load and run failure of LiteRT and onnxruntime is our error.
 """
 from __future__ import annotations
@@ -37,6 +38,13 @@ def load(ref: ModelRef, *, unsafe: bool = False, trusted: bool = False) -> "Runn
         return SavedModelRunner(ref.path)
     if ref.kind == ONNX:
         return OnnxRunner(ref.path)
+    if not (unsafe or trusted):
+        ops = probe.flex_ops(ref.path)
+        if ops:
+            shown = ", ".join(ops[:5]) + (f" and {len(ops) - 5} more" if len(ops) > 5 else "")
+            raise CodeInModel(f"cannot load the model: it holds TensorFlow operations ({shown}), which can read "
+                              "and write files when they run and are not run unless you trust the file",
+                              file=str(ref.path), hint=f"the file holds TensorFlow (Flex) operations; {UNSAFE_HINT}")
     return TFLiteRunner(ref.path, probed=trusted)
 
 

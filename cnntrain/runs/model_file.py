@@ -138,25 +138,43 @@ def check_described(where, metadata: dict, real: list, outputs: int, hint: str =
                              f"outputs {outputs}", hint)
 
 
+def _refuse_unsafe(path):
+    """What Keras' safe mode refuses, found in config.json before Keras reads it, so that it is said in
+    the command line's terms (Keras raises a plain ValueError for each): Python code, which Keras
+    serializes as a Lambda layer or a "__lambda__" object, and a vocabulary given as a file's path."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("config.json") as member:
+            config = json.loads(member.read(MAX_JSON_BYTES["config.json"] + 1))
+    except (KeyError, OSError, ValueError, RecursionError, zipfile.BadZipFile, EOFError):
+        return   # no readable config: Keras' own error says what is wrong with the file
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") in ("Lambda", "__lambda__"):
+                raise CodeInModel("cannot load the model: it contains Python code (a Lambda layer), which is not "
+                                  "run unless you trust the file", file=str(path),
+                                  hint=f"the file contains code (a Lambda layer); {UNSAFE_HINT}")
+            if isinstance(node.get("vocabulary"), str):
+                raise CodeInModel("cannot load the model: a layer in it reads a vocabulary file outside the model "
+                                  "file, which is not read unless you trust it", file=str(path),
+                                  hint=f"the file names a file elsewhere on this machine; {UNSAFE_HINT}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def load_model(path, *, unsafe: bool = False):
     """(model, metadata). Keras' safe mode stays on unless `unsafe`: a Lambda layer's code never runs."""
     metadata = read_metadata(path)   # first: it also bounds what Keras will inflate
     from cnntrain.backend import keras
 
+    if not unsafe:
+        _refuse_unsafe(path)
     try:
         model = keras.models.load_model(path, safe_mode=not unsafe, compile=True)
     except Exception as exc:  # Keras raises ValueError, TypeError, OSError ... for bad files
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not unsafe and "vocabulary file" in str(exc):
-            # Keras refuses a lookup layer's vocabulary outside the archive by this text alone (no type of its own).
-            raise CodeInModel("cannot load the model: a layer in it reads a vocabulary file outside the model file, "
-                              "which is not read unless you trust it", file=str(path),
-                              hint=f"the file names a file elsewhere on this machine; {UNSAFE_HINT}") from None
-        if not unsafe and ("safe_mode" in str(exc) or "Lambda" in str(exc)):
-            # Keras' own text tells a Python programmer about safe_mode=False; say it for the command line.
-            raise CodeInModel("cannot load the model: it contains Python code (a Lambda layer), which is not run "
-                              "unless you trust the file", file=str(path),
-                              hint=f"the file contains code (a Lambda layer); {UNSAFE_HINT}") from None
         raise CnntrainError(f"cannot load the model: {text}", file=str(path)) from None
     check_metadata(path, model, metadata)
     shape = model.input_shape[1:] if isinstance(model.input_shape, tuple) else ()

@@ -1,9 +1,11 @@
 """Skip markers for what a machine may lack: a GPU, root with mount. Tests pass with and without them."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -28,3 +30,19 @@ def needs_no_gpu():
 
 needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("mount"),
                                 reason="needs root and mount (a real tmpfs)")
+
+
+@contextlib.contextmanager
+def tmpfs(folder, options: str, why: str = "mounting a tmpfs"):
+    """A real tmpfs mounted on the empty `folder` (`options`: mount's -o), unmounted after; the
+    test is skipped, with `why` and mount's reason, on a machine that is not root or refuses mount."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip(f"{why} needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"{why}: cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
