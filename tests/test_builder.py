@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from cnntrain.model import build
+from cnntrain.model import backbones, build
 from cnntrain.backend import keras
 from cnntrain.errors import SpecError
-from cnntrain.spec import load_spec
+from cnntrain.spec import keras_names, load_spec
 from helpers.specs import TINY_MODEL, spec_of
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -96,12 +96,6 @@ def test_callbacks_inherit_the_monitor():
 
 
 BROKEN = [
-    ("layer typo", BASE.replace("Conv2D", "Conv2d"), "model",
-     "spec.yaml:5:7: unknown layer 'Conv2d'\n  hint: did you mean 'Conv2D'? Layer names are keras.layers "
-     "class names or keras.applications model names (case matters)."),
-    ("unknown layer", BASE.replace("Flatten", "Flattenizer"), "model",
-     "spec.yaml:6:7: unknown layer 'Flattenizer'\n  hint: did you mean 'Flatten'? Layer names are "
-     "keras.layers class names or keras.applications model names (case matters)."),
     ("unknown argument", BASE.replace("filters: 2", "filter: 2"), "model",
      "spec.yaml:5:16: Conv2D has no argument 'filter'\n  hint: did you mean 'filters'? See the arguments "
      "of keras.layers.Conv2D."),
@@ -134,15 +128,46 @@ BROKEN = [
     ("unknown callback", BASE + "fit:\n  callbacks: [EarlyStop]\n", "callbacks",
      "spec.yaml:9:15: unknown callback 'EarlyStop'\n  hint: did you mean 'EarlyStopping'? Callback names are "
      "keras.callbacks class names (case matters)."),
-    ("augment layer typo", BASE + "augment:\n  - RandomFlipp: {mode: horizontal}\n", "augment",
-     "spec.yaml:9:5: unknown layer 'RandomFlipp'\n  hint: did you mean 'RandomFlip'? Layer names are "
-     "keras.layers class names (case matters)."),
 ]
 
 
 @pytest.mark.parametrize("name,text,what,message", BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_entries_give_exact_messages(name, text, what, message):
     assert build_error(text, what) == message
+
+
+LAYER_TYPOS = [
+    ("layer typo", BASE.replace("Conv2D", "Conv2d"), "model",
+     "spec.yaml:5:7: unknown layer 'Conv2d'\n  hint: did you mean 'Conv2D'? Layer names are keras.layers "
+     "class names or keras.applications model names (case matters)."),
+    ("unknown layer", BASE.replace("Flatten", "Flattenizer"), "model",
+     "spec.yaml:6:7: unknown layer 'Flattenizer'\n  hint: did you mean 'Flatten'? Layer names are "
+     "keras.layers class names or keras.applications model names (case matters)."),
+    ("augment layer typo", BASE + "augment:\n  - RandomFlipp: {mode: horizontal}\n", "augment",
+     "spec.yaml:9:5: unknown layer 'RandomFlipp'\n  hint: did you mean 'RandomFlip'? Layer names are "
+     "keras.layers class names (case matters)."),
+    ("a name of keras.layers that is no layer", BASE.replace("Flatten", "InputSpec"), "model",
+     "spec.yaml:6:7: unknown layer 'InputSpec'\n  hint: did you mean 'InputLayer'? Layer names are "
+     "keras.layers class names or keras.applications model names (case matters)."),
+]
+
+
+@pytest.mark.parametrize("name,text,what,message", LAYER_TYPOS, ids=[t[0] for t in LAYER_TYPOS])
+def test_a_layer_name_is_checked_when_the_spec_is_read_and_again_by_the_builder(name, text, what, message,
+                                                                                monkeypatch):
+    """Read from Keras' files, the names are known before Keras is imported (spec.keras_names); where
+    those files cannot be read, the builder looks the names up in keras.layers: the same message."""
+    with pytest.raises(SpecError) as info:
+        spec_of(text)
+    assert str(info.value) == message
+    monkeypatch.setattr(keras_names, "layer_names", lambda: None)
+    assert build_error(text, what) == message
+
+
+def test_the_layer_names_read_from_keras_files_are_those_keras_has():
+    """What spec.keras_names reads without importing Keras equals what the builder finds in it."""
+    assert keras_names.layer_names() == sorted(build._public_classes(keras.layers, keras.layers.Layer))
+    assert keras_names.application_names() == backbones.names()
 
 
 def test_output_must_match_the_classes():

@@ -65,6 +65,21 @@ def test_check_error_is_one_message_and_exit_1(tmp_path):
                              "are keras.layers class names or keras.applications model names (case matters).\n")
 
 
+def test_a_layer_typo_is_reported_before_tensorflow_is_imported(tmp_path):
+    """A misspelt layer name was reported only after the TensorFlow import (~6 s): the names are read
+    from Keras' own files (spec.keras_names), with the same did-you-mean over layers and applications."""
+    spec = tmp_path / "typo.yaml"
+    spec.write_text((CONFIGS / "seed" / "mnist.yaml").read_text().replace("Conv2D", "Conv2d", 1))
+    expected = (f"{spec}:14:7: unknown layer 'Conv2d'\n  hint: did you mean 'Conv2D'? Layer names are keras.layers "
+                "class names or keras.applications model names (case matters).\n")
+    done = subprocess.run([sys.executable, "-m", "cnntrain", "check", str(spec)], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", expected)
+    code = (f"from click.testing import CliRunner; from cnntrain.cli import cli; "
+            f"r = CliRunner().invoke(cli, ['check', {str(spec)!r}]); "
+            f"assert (r.exit_code, r.stderr) == (1, {expected!r}), r.output")
+    assert modules_after(code) == []
+
+
 def test_check_reports_a_bad_override():
     result = run("check", CONFIGS / "mnist.yaml", "--set", "fit.epochs=0")
     assert result.exit_code == 1

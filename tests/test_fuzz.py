@@ -532,12 +532,20 @@ def test_builder_mutations(keras_names):
     assert len(built) >= 50 * SCALE   # most of the 100 x SCALE mutations must reach Keras, or this proves little
 
 
+# Layer is not one of keras.layers' layer classes that spec.keras_names reads from Keras' files: the
+# spec is refused as it is read, before the builder sees it.
+REFUSED_WHEN_READ = {"layer: Layer"}
+
+
 @pytest.mark.parametrize("name", sorted(BUILDER_CRASHES_FOUND))
 def test_builder_crashes_found_by_fuzzing(name):
     text = BUILDER_CRASHES_FOUND[name]
     if not text.startswith("augment"):
         text = TINY + text + "\n"
     spec = check_text(text)
+    if name in REFUSED_WHEN_READ:
+        assert spec is None   # refused cleanly by check_text, before the builder
+        return
     assert spec is not None
     try:
         build_everything(spec)

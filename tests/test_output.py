@@ -217,9 +217,9 @@ for width in (80, 100, 120):
 """
 
 
-def in_a_terminal(args) -> str:
-    """What `cnntrain ARGS` prints on a real terminal (a pseudo-terminal) 80, 100 and 120 columns wide,
-    escape sequences and carriage returns taken out."""
+def in_a_terminal(args, script=PTY_SCRIPT) -> str:
+    """What `cnntrain ARGS` (or `script` given ARGS) prints on a real terminal (a pseudo-terminal) 80,
+    100 and 120 columns wide, escape sequences and carriage returns taken out."""
     import os
     import pty
     import subprocess
@@ -228,7 +228,7 @@ def in_a_terminal(args) -> str:
     main, child = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR",
                                                              "TTY_COMPATIBLE")}
-    process = subprocess.Popen([sys.executable, "-c", PTY_SCRIPT, *map(str, args)], stdin=child, stdout=child,
+    process = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdin=child, stdout=child,
                                stderr=child, env={**env, "TERM": "xterm-256color"}, close_fds=True)
     os.close(child)
     chunks = []
@@ -324,3 +324,28 @@ def test_a_note_is_folded_between_words_on_a_terminal():
                                 "  classes")
     assert fitted("data: /a/very/long/path/to/the/images: 5 classes", 20) == \
         "data:\n  /a/very/long/path/to/the/images:\n  5 classes"
+
+
+NOTES_SCRIPT = """
+import fcntl, struct, sys, termios
+from cnntrain.views import console
+from cnntrain.views.reporter import Reporter
+for width in (80, 100, 120):
+    fcntl.ioctl(sys.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", 60, width, 0, 0))
+    print(f"=== {width} columns", flush=True)
+    for mode in ("plain", "rich"):
+        Reporter(mode).note(sys.argv[1])
+        Reporter(mode).warn(sys.argv[1])
+    console.note(sys.argv[1])
+    console.warn(sys.argv[1])
+"""
+
+
+def test_fits_notes_and_warnings_fold_as_every_commands_do_on_a_terminal():
+    """The Reporter's notes and warnings are console.note's and console.warn's: folded between words at
+    the terminal's width, in every mode that shows them."""
+    text = "data: flowers: 135 train, 15 validation, 40 test images of [64, 64, 3], 5 classes"
+    note, warning = text.replace(" 5 classes", " 5\n  classes"), f"warning: {text.replace(' 5 classes', '')}\n  5 classes"
+    shown = in_a_terminal([text], NOTES_SCRIPT).split("=== ")[1:]
+    assert shown[0] == "80 columns\n" + f"{note}\n{warning}\n" * 3
+    assert shown[1] == "100 columns\n" + f"{text}\nwarning: {text}\n" * 3

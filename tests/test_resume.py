@@ -32,6 +32,26 @@ def test_resume_reads_the_data_where_the_fit_found_it(tiny_spec, mnist_dir, tmp_
     assert meta["data_source"] == str(mnist_dir / "mnist.npz")
 
 
+def test_a_resumed_fit_goes_on_with_its_callbacks_counters(tiny_spec, mnist_dir, tmp_path):
+    """EarlyStopping's counters in the resume state are put back after Keras resets them as training
+    begins: 5 epochs waited against a best loss of 0 and a patience of 3 stop the resumed fit after its
+    second epoch (Keras never stops after the first), where a fresh count would train all 4."""
+    run = tmp_path / "run"
+    callbacks = "fit.callbacks=[{EarlyStopping: {monitor: loss, patience: 3}}]"
+    assert run_cli("fit", tiny_spec(epochs=4), "--set", callbacks, "--data-dir", mnist_dir, "--out", run,
+                   "--quiet").exit_code == 0
+    (run / folder.BACKUP).mkdir()
+    (run / folder.BACKUP / "state.json").write_text(json.dumps({"epochs_done": 0, "best": None, "best_epoch": None,
+                                                              "history": [], "weights": None,
+                                                              "monitor": "val_accuracy",
+                                                              "callbacks": [{"wait": 5, "best": 0.0}]}))
+    result = run_cli("fit", "--resume", run, "--quiet")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["epochs"], metrics["stopped"]) == (2, "early_stopping")
+    assert [int(r["epoch"]) for r in history(run)] == [1, 2]
+
+
 def test_resume_refuses_a_changed_spec(tiny_spec, mnist_dir, tmp_path):
     run = tmp_path / "run"
     run_cli("fit", tiny_spec(epochs=1), "--data-dir", mnist_dir, "--out", run)

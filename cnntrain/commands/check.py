@@ -69,4 +69,4 @@ def summary(spec, overrides, trust_spec, as_json):
             parts = [p for p in (r.formula and f"params {r.formula}", r.size_arithmetic and f"size {r.size_arithmetic}") if p]
             console.out.print(f"  {console.escape(r.name)}: " + "; ".join(parts))
     for warning in layers.warnings(model, rows):
-        console.err.print(f"warning: {console.escape(warning)}", style="yellow")
+        console.warn(warning)

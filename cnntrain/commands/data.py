@@ -70,7 +70,7 @@ def _verify_spec(file, data_dir, offline):
     report["warnings"] = balance.warnings(report["per_class_train"], d["validation"], d["validation_split"])
     click.echo(json.dumps(report, indent=2))
     for warning in report["warnings"]:
-        console.err.print(f"warning: {console.escape(warning)}", style="yellow")
+        console.warn(warning)
 
 
 @click.command()

@@ -147,12 +147,12 @@ def runs_command(compared, runs_root, compare, out, as_json):
     else:
         console.out.print(tables.runs_table(rows, width=console.out.width))
         for problem in (p for row in rows for p in row["problems"]):
-            console.err.print(f"warning: {console.escape(problem)}", style="yellow")
+            console.warn(problem)
     if not as_json:
         from cnntrain.runs.listing import leaderboards
         from cnntrain.views.experiments import show_leaderboards
 
         boards, problems = leaderboards(runs_root)
         for problem in problems:
-            console.err.print(f"warning: {console.escape(problem)}", style="yellow")
+            console.warn(problem)
         show_leaderboards(boards)

@@ -42,7 +42,7 @@ def unsafe_option(f):
         if value:
             from cnntrain.views import console
 
-            console.err.print("warning: --unsafe lets the model file run its own code", style="yellow")
+            console.warn("--unsafe lets the model file run its own code")
         return value
 
     return click.option("--unsafe", is_flag=True, callback=warn,

@@ -34,7 +34,6 @@ _OWN = ("input_shape", "input_tensor")
 # in their call to imagenet_utils.obtain_input_shape(min_size=...).
 _DEFAULT_MIN = 32
 _offline = contextvars.ContextVar("cnntrain_backbones_offline", default=False)
-OR_NAMES = " or keras.applications model names"   # for the hint of an unknown layer
 
 
 @dataclass

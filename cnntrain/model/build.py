@@ -16,6 +16,7 @@ from cnntrain.errors import first_lines_of
 from cnntrain.model import arguments, backbones, dirac, naming, outputs, policy, whitening  # noqa: F401 (dirac: registers its initializer)
 from cnntrain.model.normalization import normalization_layer
 from cnntrain.spec import Spec, layer_entries, mix_entries
+from cnntrain.spec.keras_names import unknown_name
 from cnntrain.spec.schema import MIX_DEFAULTS
 from cnntrain.runs.numbers import metric_of
 
@@ -40,13 +41,9 @@ def lookup_class(spec: Spec, path, name: str, module, base, what: str):
     if isinstance(obj, type) and issubclass(obj, base) and obj is not base:  # the base class is abstract
         return obj
     extra = backbones.names() if module is keras.layers and tuple(path[:2]) == ("model", "layers") else []
-    names = _public_classes(module, base) + extra
-    same = [n for n in names if n.lower() == name.lower()]
-    close = same or difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     module_name = module.__name__.replace("keras.api.", "keras.").replace("keras._tf_keras.", "")
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    hint += f"{what.capitalize()} names are {module_name} class names{backbones.OR_NAMES * bool(extra)} (case matters)."
-    raise spec.error(path, f"unknown {what} '{name}'", hint, key=True)
+    raise unknown_name(spec, path, name, _public_classes(module, base) + extra, what, module_name,
+                       applications=bool(extra))
 
 
 def _allowed_kwargs(cls, base):

@@ -1,6 +1,7 @@
 """Checking a spec's values after the defaults are filled in: types, ranges, choices, layer lists.
 
-The layer names and arguments themselves are checked by the model builder against Keras.
+The layer names are checked here against Keras' own files (spec.keras_names), before TensorFlow is
+imported; the layers' arguments are checked by the model builder against Keras.
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import difflib
 import math
 import re
 
+from cnntrain.spec import keras_names
 from cnntrain.spec.schema import CHOICES, FINE_TUNE_DEFAULTS, MAX_SEED, MIX_DEFAULTS, MIXES, REQUIRED, dotted
 from cnntrain.spec.yamlmarks import show
 
@@ -103,6 +105,21 @@ def validate(spec):
     _fine_tune(spec, fit)
     if not isinstance(v["output"]["dir"], str) or not v["output"]["dir"]:
         raise spec.error(("output", "dir"), f"'output.dir' must be a folder path, received: {show(v['output']['dir'])}")
+    _layer_names(spec, v["model"]["layers"], v["augment"])
+
+
+def _layer_names(spec, layers, augment):
+    """Each layer's name is a keras.layers class, or in model.layers a keras.applications model:
+    read from Keras' files, so a misspelt name is reported before TensorFlow is imported (if they
+    cannot be read, the model builder reports it)."""
+    classes, applications = keras_names.layer_names(), keras_names.application_names()
+    if classes is None or applications is None:
+        return
+    for path, items, known in ((("model", "layers"), layers, classes + applications), (("augment",), augment, classes)):
+        for i, name, _ in layer_entries(items):
+            if name not in known:
+                raise keras_names.unknown_name(spec, path + (i, name), name, known, "layer", "keras.layers",
+                                               applications=path == ("model", "layers"))
 
 
 _WEIGHT_PATH = ("fit", "class_weight")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from cnntrain.runs.folder import BACKUP, backup_file
 from cnntrain.runs.history import write_history
 from cnntrain.runs.model_file import save_model, save_weights
 from cnntrain.runs.schema import CALLBACK_FIELDS
+from cnntrain.train.fitrun import FitRun
 
 STATE = "state.json"
 
@@ -84,13 +84,12 @@ class RunState(keras.callbacks.Callback):
     writes leaves the previous epoch's complete state.
     """
 
-    def __init__(self, run_dir: Path, state: dict, monitor: str, mode: str, metadata: dict, guard: NanGuard,
-                 others: list, ema=None):
+    def __init__(self, run: FitRun, state: dict, *, guard: NanGuard, others: list, ema=None):
         super().__init__()
         self.ema = ema   # an EmaWeights: the resume state holds the trained weights, not the average
-        self.run_dir, self.state, self.monitor, self.mode = run_dir, state, monitor, mode
-        self.metadata, self.guard, self.others = metadata, guard, others
-        self.backup = run_dir / BACKUP
+        self.run_dir, self.state, self.monitor, self.mode = run.run_dir, state, run.monitor, run.mode
+        self.metadata, self.guard, self.others = run.metadata, guard, others
+        self.backup = run.run_dir / BACKUP
         self.epoch_start = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -138,19 +137,25 @@ def _callback_state(callbacks) -> list:
     return saved
 
 
-def restore_callbacks(callbacks, saved):
-    for cb, fields in zip(callbacks, saved or []):
-        for name, value in fields.items():
-            setattr(cb, name, value)
-        if fields and hasattr(cb, "on_train_begin"):
-            # EarlyStopping/ReduceLROnPlateau reset their counters in on_train_begin.
-            original = cb.on_train_begin
+class _RestoreCounters(keras.callbacks.Callback):
+    """Puts a resumed run's counters back into EarlyStopping and ReduceLROnPlateau after they reset
+    them in on_train_begin: placed after them in fit's list, Keras calls it after theirs."""
 
-            def on_train_begin(logs=None, _cb=cb, _fields=fields, _orig=original):
-                _orig(logs)
-                for k, v in _fields.items():
-                    setattr(_cb, k, v)
-            cb.on_train_begin = on_train_begin
+    def __init__(self, pairs):
+        super().__init__()
+        self.pairs = pairs
+
+    def on_train_begin(self, logs=None):
+        for callback, fields in self.pairs:
+            for name, value in fields.items():
+                setattr(callback, name, value)
+
+
+def restore_counters(callbacks, saved) -> list:
+    """The callback (in a list: none when nothing was saved) that restores `saved` (the resume
+    state's counters, one mapping per callback) into `callbacks` when training begins."""
+    pairs = [(cb, fields) for cb, fields in zip(callbacks, saved or []) if fields]
+    return [_RestoreCounters(pairs)] if pairs else []
 
 
 def _current_lr(model) -> float:

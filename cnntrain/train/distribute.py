@@ -92,7 +92,9 @@ def _check_jobs(cluster: dict):
                             "'chief' and 'worker'", file="$TF_CONFIG", hint=f"e.g. {_EXAMPLE}")
 
 
-def make(kind: str, device_info: dict, *, devices=None, connect_timeout: float = 120.0) -> Plan:
+def make(kind: str, device_info: dict, *, devices=None, connect_timeout: float = 120.0, cluster: dict | None = None) -> Plan:
+    """The plan of `kind`. `cluster`: multi-worker's TF_CONFIG from --workers/--task-index (None: the
+    environment's)."""
     from cnntrain.backend import tf
 
     if kind not in STRATEGIES:
@@ -114,6 +116,10 @@ def make(kind: str, device_info: dict, *, devices=None, connect_timeout: float =
             raise CnntrainError(f"cannot mirror over {devices or 'all local GPUs'}: {exc}",
                                 hint="list devices as gpu:0,gpu:1 (or cpu:0,cpu:1 to try it on a CPU)") from None
         return Plan("mirrored", strategy, strategy.num_replicas_in_sync)
+    if cluster is not None:
+        # The strategy's default cluster resolver (TFConfigClusterResolver) reads the cluster from
+        # TF_CONFIG: written here, just before the strategy starts, and nowhere else.
+        os.environ["TF_CONFIG"] = json.dumps(cluster)
     config = read_tf_config()
     task = config["task"]
     addresses = tuple(a for job in config["cluster"].values() for a in job)

@@ -10,29 +10,32 @@ from cnntrain.feed import pipeline
 from cnntrain.figures import curves
 from cnntrain.model import build
 from cnntrain.runs import atomic, folder, model_file, schema
+from cnntrain.train.callbacks import RunState, Throughput
 from cnntrain.train.distribute import shard_of, sharded
 from cnntrain.train.ema import put_average
+from cnntrain.train.fitrun import FitRun
 from cnntrain.runs.numbers import is_validation, metric_of
 
 
-def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, reporter, plan) -> Path:
+def finish(run: FitRun, saver: RunState, meter: Throughput) -> Path:
     """After the last epoch (or a stop): the final model, metrics.json with the test figures, curves.png;
     the resume state goes. A NaN before any epoch was committed removes what this run wrote."""
+    spec, run_dir, model, data = run.spec, run.run_dir, run.model, run.data
     classes = len(data.class_names) if build.uses_one_hot(spec) else None
-    state = saver.state
+    state, guard = saver.state, saver.guard
     stopped = "completed"
     if guard.where is not None:
         epoch, step = guard.where
         if not state["weights"]:
-            folder.remove_run(run_dir, created=created)   # only what this run wrote: the folder may be the user's
+            folder.remove_run(run_dir, created=run.created)   # only what this run wrote: the folder may be the user's
             raise CnntrainError(f"the loss became NaN at epoch {epoch}, step {step}, before any epoch finished; "
                                 "nothing was saved", hint="lower the learning rate, or normalize the input "
                                 "(preprocess.normalize: scale)")
         model.load_weights(folder.backup_file(run_dir, state["weights"]))
         put_average(model)
         stopped = "nan"
-        reporter.warn(f"the loss became NaN at epoch {epoch}, step {step}: training stopped; model.keras holds "
-                      f"the last good weights, from epoch {state['epochs_done']}")
+        run.reporter.warn(f"the loss became NaN at epoch {epoch}, step {step}: training stopped; model.keras "
+                          f"holds the last good weights, from epoch {state['epochs_done']}")
     elif state["epochs_done"] < spec["fit"]["epochs"]:
         stopped = "early_stopping"
     last = state["history"][-1] if state["history"] else {}
@@ -40,10 +43,10 @@ def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, s
     if data.x_test is not None:
         test = tta.test_figures(model, sharded(pipeline.eval_dataset(data.x_test, data.y_test,
                                                                      batch_size=spec["fit"]["batch_size"],
-                                                                     num_classes=classes, shard=shard_of(plan)),
-                                               plan),
-                                spec["fit"]["tta"], metrics=build.build_metrics(spec), strategy=plan.strategy)
-    totals = _whole_run(run_dir, state, meter, started, len(data.x_train))
+                                                                     num_classes=classes, shard=shard_of(run.plan)),
+                                               run.plan),
+                                spec["fit"]["tta"], metrics=build.build_metrics(spec), strategy=run.plan.strategy)
+    totals = _whole_run(run_dir, state, meter, run.started, len(data.x_train))
     metrics = {
         "name": spec["name"], "epochs": state["epochs_done"], "stopped": stopped,
         "train": {k: v for k, v in last.items() if not is_validation(k) and k not in ("epoch", "seconds")},
@@ -56,13 +59,13 @@ def finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, s
         "parameters": int(model.count_params()),
         **totals,
     }
-    model_file.save_model(model, run_dir / "model.keras", {**metadata, "epoch": state["epochs_done"]})
+    model_file.save_model(model, run_dir / "model.keras", {**run.metadata, "epoch": state["epochs_done"]})
     if not (run_dir / "best.keras").exists():
         atomic.copy_file(run_dir / "model.keras", run_dir / "best.keras")
     atomic.write_json(run_dir / "metrics.json", metrics)
     curves.curves_png(state["history"], run_dir / "curves.png", title=spec["name"])
     folder.remove_backup(run_dir)
-    reporter.summary(metrics, run_dir)
+    run.reporter.summary(metrics, run_dir)
     return run_dir
 
 

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import math
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,33 +22,11 @@ from cnntrain.errors import CnntrainError, plural
 from cnntrain.spec import Spec
 from cnntrain.train import devices, distribute, finetune, preflight, start
 from cnntrain.train.finish import finish
+from cnntrain.train.fitrun import FitOptions, FitRun
 from cnntrain.train.ema import EmaWeights
-from cnntrain.train.callbacks import EpochSeeds, NanGuard, RunState, Throughput
+from cnntrain.train.callbacks import EpochSeeds, NanGuard, RunState, Throughput, restore_counters
 from cnntrain.runs.numbers import is_validation, metric_of
 
-
-
-@dataclass
-class FitOptions:
-    """How to train, beside the spec: the command-line options of `cnntrain fit`."""
-    data_dir: str | None = None
-    offline: bool = False
-    out: str | None = None          # the run folder itself (default: output.dir/name/timestamp)
-    resume: str | None = None       # a run folder to continue
-    extend: bool = False            # the resumed run is finished: train it longer, to fit.epochs
-    init_from: str | None = None    # a run or .keras file whose weights a new run starts from
-    runs_root: str | None = None    # where --init-from finds a run by name (default: the spec's output.dir)
-    device: str = "auto"
-    mixed_precision: bool = False
-    jit: bool = False
-    deterministic: bool = False
-    strategy: str | None = None     # default: the spec's fit.strategy
-    devices: tuple = ()             # for mirrored: e.g. ("gpu:0", "gpu:1")
-    workers: str | None = None      # for multi-worker: "host:port,host:port" (else TF_CONFIG)
-    task_index: int | None = None
-    connect_timeout: float = 120.0  # seconds the workers have to find each other
-    callbacks: tuple = ()           # more Keras callbacks, after the epoch's commit (a sweep's pruning)
-    threads: int | None = None      # TensorFlow's intra-op threads (default: one per core)
 
 
 # ---------------------------------------------------------------- fit
@@ -68,7 +44,7 @@ def environment(spec: Spec, device_info: dict, options: FitOptions, init_from: s
 
 
 def fit(spec: Spec, options: FitOptions, reporter) -> Path:
-    """Train `spec`; return the run folder. `reporter` is a ui.Reporter."""
+    """Train `spec`; return the run folder. `reporter` is a views Reporter."""
     if spec["fit"]["tracking"] == "mlflow":
         from cnntrain.train.tracking import with_mlflow
 
@@ -93,8 +69,8 @@ def _locks_early(spec, options) -> bool:
 def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     # The recipe. Each step refuses what it can before the next, slower one; no run folder exists
     # until the data, the model and one real training step have all been checked.
-    kind = _refuse_early(spec, options)
-    device_info, plan, reporter = _setup(spec, options, kind, reporter)
+    kind, cluster = _refuse_early(spec, options)
+    device_info, plan, reporter = _setup(spec, options, kind, cluster, reporter)
     started = time.perf_counter()
     data = _load_data(spec, options, reporter)
     steps, logged = _check_training(spec, data, plan, reporter)
@@ -106,49 +82,50 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     monitor = _monitor(spec, data, reporter)
     metadata = _metadata(spec, data)
     run_dir, created = _claim_run_dir(spec, options, plan)
+    run = FitRun(spec=spec, options=options, reporter=reporter, plan=plan, data=data, model=model, steps=steps,
+                 monitor=monitor, mode=build.monitor_mode(monitor, logged), metadata=metadata, started=started,
+                 run_dir=run_dir, created=created)
     with contextlib.nullcontext() if _locks_early(spec, options) else folder.RunLock(run_dir):
         if options.out and not options.resume and plan.is_chief and folder.is_run(run_dir):
             # Checked again under the lock: a fit with the same --out may have finished meanwhile.
             raise CnntrainError("this folder already holds a run", file=str(run_dir),
                                 hint=f"resume it with 'cnntrain fit --resume {run_dir}', or choose a new --out")
         user_callbacks = build.build_callbacks(spec, run_dir, logged)
-        state, extending = start.begin_state(spec, options, run_dir, model, monitor, user_callbacks, reporter,
+        state, extending = start.begin_state(run, user_callbacks,
                                              {**environment(spec, device_info, options, initial_weights),
                                               "data_source": metadata["data_source"]})
+        counters = restore_counters(user_callbacks, state["callbacks"])   # before an extended run commits afresh
         reporter.note(f"run folder: {run_dir}")
         if data.skipped and plan.is_chief:
             atomic.write_text(run_dir / folder.SKIPPED, "".join(f"{name}\n" for name in data.skipped))
             reporter.warn(f"skipped {plural(len(data.skipped), 'unreadable image')} (data.on_broken: skip), "
                           f"listed in {run_dir / folder.SKIPPED}")
         guard, meter, ema = NanGuard(), Throughput(), EmaWeights()
-        saver = RunState(run_dir, state, monitor, build.monitor_mode(monitor, logged), metadata, guard, user_callbacks,
-                         ema=ema)
+        saver = RunState(run, state, guard=guard, others=user_callbacks, ema=ema)
         if extending:
-            start.continue_finished(model, run_dir, saver, spec, reporter)
+            start.continue_finished(run, saver)
         callbacks = [ema, EpochSeeds(spec["seed"]), guard, meter, *finetune.callbacks(spec), saver, *options.callbacks,
-                     *user_callbacks,
+                     *user_callbacks, *counters,
                      reporter.callback(steps, spec["fit"]["epochs"]), *_tensorboard(spec, run_dir)]
         train_ds, val_ds = _datasets(spec, data, plan, state["epochs_done"])
         with _multi_worker_fixes(model, train_ds, plan):
-            _train(spec, model, (train_ds, lambda first: _datasets(spec, data, plan, first)[0]), val_ds, steps,
-                   callbacks, saver, run_dir, options.jit)
-            result = finish(spec, run_dir, created, model, data, saver, guard, meter, metadata, started, reporter,
-                            plan)
+            _train(run, (train_ds, lambda first: _datasets(spec, data, plan, first)[0]), val_ds, callbacks, saver)
+            result = finish(run, saver, meter)
     if not plan.is_chief:
         folder.remove_run(run_dir, created=True)
         return Path(options.resume or options.out)
     return result
 
 
-def _refuse_early(spec, options) -> str:
-    """What the options and spec settle alone, before TensorFlow starts: the strategy's kind."""
+def _refuse_early(spec, options) -> tuple[str, dict | None]:
+    """What the options and spec settle alone, before TensorFlow starts: the strategy's kind, and the
+    cluster that --workers/--task-index describe (None: TF_CONFIG's, read when the strategy starts)."""
     if options.out and not options.resume:
         folder.check_out(options.out)
     if spec["fit"]["tensorboard"]:
         _check_tensorboard(spec)
     kind = options.strategy or spec["fit"]["strategy"]
-    if options.workers:
-        os.environ["TF_CONFIG"] = json.dumps(distribute.tf_config_from_workers(options.workers, options.task_index))
+    cluster = distribute.tf_config_from_workers(options.workers, options.task_index) if options.workers else None
     if kind == "multi-worker" and not (options.out or options.resume):
         raise CnntrainError("multi-worker training needs --out: the same run folder path on every worker",
                             hint="e.g. --out runs/cifar10/multi")
@@ -156,11 +133,12 @@ def _refuse_early(spec, options) -> str:
         # The workers' own resume state is gone with the finished run; only the chief's model.keras is left.
         raise CnntrainError("a finished run cannot be trained longer with multi-worker training", file=options.resume,
                             hint="train it longer on one machine, or start a new run from it with --init-from")
-    return kind
+    return kind, cluster
 
 
-def _setup(spec, options, kind, reporter):
-    """Devices, precision, threads and the distribution plan; seeds. Returns (device info, plan, reporter)."""
+def _setup(spec, options, kind, cluster, reporter):
+    """Devices, precision, threads and the distribution plan; seeds. Returns (device info, plan, reporter):
+    a worker other than the chief reports nothing but warnings."""
     cpu_devices = sum(1 for d in options.devices if "cpu" in d.lower())
     precision = "mixed" if options.mixed_precision else spec["fit"]["precision"]
     device_info = devices.setup(options.device, precision=precision, cpu_devices=cpu_devices,
@@ -170,10 +148,9 @@ def _setup(spec, options, kind, reporter):
     policy.check_spec(spec)
     build.build_callbacks(spec)
     plan = distribute.make(kind, device_info, devices=list(options.devices) or None,
-                           connect_timeout=options.connect_timeout)
+                           connect_timeout=options.connect_timeout, cluster=cluster)
     if not plan.is_chief:
-        reporter = type(reporter)("quiet" if reporter.mode != "json" else "json")
-        reporter.summary = lambda *a, **k: None
+        reporter = reporter.worker()
     reporter.note(devices.describe(device_info))
     keras.utils.set_random_seed(spec["seed"])
     if options.deterministic:
@@ -302,9 +279,10 @@ def _datasets(spec, data, plan, first_epoch: int):
     return train_ds, val_ds
 
 
-def _train(spec, model, train, val_ds, steps, callbacks, saver, run_dir, jit=False):
+def _train(run: FitRun, train, val_ds, callbacks, saver):
     """`train`: the training stream from the first epoch to train, and the stream from any epoch
     (fine-tuning's second phase starts one of its own, as its resumed fit would)."""
+    spec, model = run.spec, run.model
     initial = saver.state["epochs_done"]
     if initial >= spec["fit"]["epochs"]:
         return
@@ -312,16 +290,16 @@ def _train(spec, model, train, val_ds, steps, callbacks, saver, run_dir, jit=Fal
     try:
         for first, end, tune in finetune.phases(spec, initial):
             if tune:
-                finetune.enter_phase_two(spec, model, steps, jit)
+                finetune.enter_phase_two(spec, model, run.steps, run.options.jit)
                 train_ds = stream_from(first)
             model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=first,
-                      steps_per_epoch=steps, callbacks=callbacks, verbose=0, shuffle=False)
+                      steps_per_epoch=run.steps, callbacks=callbacks, verbose=0, shuffle=False)
     except KeyboardInterrupt:
         for callback in callbacks:
             getattr(callback, "close", lambda: None)()  # leave the terminal clean
         done = saver.state["epochs_done"]
-        raise CnntrainError(f"interrupted; {plural(done, 'epoch')} saved in {run_dir}",
-                            hint=f"resume with: cnntrain fit --resume {run_dir}", exit_code=130) from None
+        raise CnntrainError(f"interrupted; {plural(done, 'epoch')} saved in {run.run_dir}",
+                            hint=f"resume with: cnntrain fit --resume {run.run_dir}", exit_code=130) from None
 
 
 def _recorded_data(options) -> str | None:

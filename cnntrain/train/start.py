@@ -9,7 +9,8 @@ from cnntrain.errors import CnntrainError
 from cnntrain.runs import atomic, folder, model_file, schema
 from cnntrain.runs.history import read_history
 from cnntrain.model.build import monitor_mode
-from cnntrain.train.callbacks import STATE, restore_callbacks
+from cnntrain.train.callbacks import STATE
+from cnntrain.train.fitrun import FitRun
 
 
 def finished_state(run_dir: Path, monitor: str) -> dict:
@@ -26,30 +27,30 @@ def finished_state(run_dir: Path, monitor: str) -> dict:
             "monitor": monitor, "callbacks": []}
 
 
-def begin_state(spec, options, run_dir: Path, model, monitor: str, user_callbacks: list, reporter,
-                env: dict) -> tuple[dict, bool]:
+def begin_state(run: FitRun, user_callbacks: list, env: dict) -> tuple[dict, bool]:
     """The state this fit starts from, and whether it trains a finished run longer: a resumed run's
-    committed state (weights loaded into `model`, callbacks' counters restored), a finished run's
-    rebuilt one, or a new run's, committed with spec.yaml and env.json before the first epoch."""
+    committed state (weights loaded into the model; its callbacks' counters are restored when
+    training begins), a finished run's rebuilt one, or a new run's, committed with spec.yaml and
+    env.json before the first epoch."""
+    spec, options, run_dir = run.spec, run.options, run.run_dir
     state = {"epochs_done": 0, "best": None, "best_epoch": None, "history": [], "weights": None,
-             "monitor": monitor, "callbacks": []}
+             "monitor": run.monitor, "callbacks": []}
     saved = run_dir / folder.BACKUP / STATE
     if options.resume and saved.exists():
         state = schema.check_resume(saved, schema.read(saved, schema.STATE, schema.RESUME_HINT),
-                                    epochs=spec["fit"]["epochs"], monitor=monitor, callbacks=len(user_callbacks))
+                                    epochs=spec["fit"]["epochs"], monitor=run.monitor, callbacks=len(user_callbacks))
         weights = folder.backup_file(run_dir, state["weights"]) if state["weights"] else None
         try:
-            model.load_weights(weights) if weights else None
+            run.model.load_weights(weights) if weights else None
         except Exception as exc:
             raise CnntrainError(f"cannot load the resume state: {exc}", file=str(run_dir / folder.BACKUP),
                                 hint="the backup does not match this spec's model; start a new fit") from None
-        restore_callbacks(user_callbacks, state.get("callbacks"))
         if (run_dir / "spec.yaml").read_text(encoding="utf-8") != spec.to_yaml():
             atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())  # a new --epochs: the only change allowed
-        reporter.note(f"resuming {run_dir} after epoch {state['epochs_done']} of {spec['fit']['epochs']}")
+        run.reporter.note(f"resuming {run_dir} after epoch {state['epochs_done']} of {spec['fit']['epochs']}")
         return state, False
     if options.extend:
-        return finished_state(run_dir, monitor), True
+        return finished_state(run_dir, run.monitor), True
     if not options.resume:
         atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())
         atomic.write_json(run_dir / "env.json", env)
@@ -58,10 +59,11 @@ def begin_state(spec, options, run_dir: Path, model, monitor: str, user_callback
     return state, False
 
 
-def continue_finished(model, run_dir: Path, saver, spec, reporter) -> int:
-    """Load model.keras into `model` (weights and optimizer state, so the schedule goes on from its
+def continue_finished(run: FitRun, saver) -> int:
+    """Load model.keras into the model (weights and optimizer state, so the schedule goes on from its
     step), then commit a resume state, then the new length: a kill at any point leaves a run that
     `fit --resume` finishes."""
+    run_dir, model = run.run_dir, run.model
     try:
         model.load_weights(run_dir / "model.keras")
     except Exception as exc:  # Keras raises ValueError and others when the file does not fit the model
@@ -71,9 +73,10 @@ def continue_finished(model, run_dir: Path, saver, spec, reporter) -> int:
     done = saver.state["epochs_done"]
     saver.set_model(model)  # Keras sets it only when the fit begins
     saver.save(done)
-    atomic.write_text(run_dir / "spec.yaml", spec.to_yaml())
-    last = spec["fit"]["epochs"]
-    reporter.note(f"training {run_dir} longer: " + (f"epoch {last}" if last == done + 1 else f"epochs {done + 1} to {last}"))
+    atomic.write_text(run_dir / "spec.yaml", run.spec.to_yaml())
+    last = run.spec["fit"]["epochs"]
+    run.reporter.note(f"training {run_dir} longer: "
+                      + (f"epoch {last}" if last == done + 1 else f"epochs {done + 1} to {last}"))
     return done
 
 

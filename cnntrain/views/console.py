@@ -43,9 +43,15 @@ def fitted(text: str, width: int = UNBOUNDED) -> str:
     return textwrap.fill(text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
 
 
-def note(text: str) -> None:
-    """A message to the user on stderr (`note: ...`), printed literally and folded to a terminal."""
-    err.print(fitted(escape(text), err.size.width))
+def note(text: str, style: str | None = None) -> None:
+    """A message to the user on stderr, printed literally and folded to a terminal: every note and
+    warning of every command (the Reporter's too) is printed here."""
+    err.print(fitted(escape(text), err.size.width), style=style)
+
+
+def warn(text: str) -> None:
+    """A warning on stderr: `warning: TEXT` in yellow, printed as a note is."""
+    note(f"warning: {text}", style="yellow")
 
 
 def fields_line(fields: list[str], width: int = UNBOUNDED) -> str:

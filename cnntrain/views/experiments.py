@@ -136,6 +136,4 @@ def trial_reporter(mode: str):
     the sweep prints one line per trial and the leaderboard instead."""
     from cnntrain.views.reporter import Reporter
 
-    reporter = Reporter(mode)
-    reporter.summary = lambda metrics, run_dir: None
-    return reporter
+    return Reporter(mode, summary=False)

@@ -2,8 +2,9 @@
 
 The contract between cnntrain.train and the views: `fit` calls `note(text)` for progress
 notes, `warn(text)` for warnings, `decoding()` for what hears an image folder's first decode,
-`callback(steps, epochs)` once for the Keras callback that
-shows live progress, and `summary(metrics, run_dir)` once at the end. Training never prints.
+`callback(steps, epochs)` once for the Keras callback that shows live progress, and
+`summary(metrics, run_dir)` once at the end; on a multi-worker fit's other workers, `worker()`
+for the reporter to use instead. Training never prints.
 Modes: `rich` (a terminal: live progress bar), `plain` (not a terminal, e.g. CI logs: one line
 per epoch), `quiet` (only the final line), `json` (one JSON object on stdout, nothing else).
 """
@@ -14,22 +15,28 @@ import json
 from cnntrain.assess.tta import label
 from cnntrain.errors import plural
 from cnntrain.runs.numbers import figure, fmt, pct
-from cnntrain.views.console import err, escape, fitted, out
+from cnntrain.views import console
+from cnntrain.views.console import escape, out
 from cnntrain.views.tables import FoldingTable
 
 
 class Reporter:
     """The training side's only way to the user (see the module docstring for the contract)."""
-    def __init__(self, mode: str = "plain"):
+    def __init__(self, mode: str = "plain", *, summary: bool = True):
         self.mode = mode
+        self.shows_summary = summary   # False: the caller prints its own (a sweep's line per trial)
+
+    def worker(self) -> Reporter:
+        """The reporter of a multi-worker fit's other workers: warnings only, the chief tells the rest."""
+        return Reporter("json" if self.mode == "json" else "quiet", summary=False)
 
     def note(self, text: str):
         if self.mode in ("rich", "plain"):
-            err.print(fitted(escape(text), err.size.width), style="dim" if self.mode == "rich" else None)
+            console.note(text, style="dim" if self.mode == "rich" else None)
 
     def warn(self, text: str):
         if self.mode != "json":
-            err.print(fitted(f"warning: {escape(text)}", err.size.width), style="yellow")
+            console.warn(text)
 
     def decoding(self):
         """What hears the first decode of an image folder (data.load_dataset's progress), or None."""
@@ -45,6 +52,8 @@ class Reporter:
         return progress_callback(self.mode, steps, epochs)
 
     def summary(self, metrics: dict, run_dir):
+        if not self.shows_summary:
+            return
         if self.mode == "json":
             print(json.dumps({**metrics, "run": str(run_dir)}, indent=2))
             return
