@@ -270,7 +270,8 @@ def datasets_table(rows) -> Table:
 def cache_table(root: str, rows) -> Table:
     """rows: cache.entries(); a partial entry is a killed build's, never read."""
     total = sum(r["bytes"] for r in rows)
-    table = FoldingTable(title=f"decoded-image cache {escape(root)}: {len(rows):,} entr{'y' if len(rows) == 1 else 'ies'}, {total / 1e6:,.1f} MB "
+    entries = f"{len(rows):,} entr{'y' if len(rows) == 1 else 'ies'}"
+    table = FoldingTable(title=f"decoded-image cache {escape(root)}: {entries}, {total / 1e6:,.1f} MB "
                                "('cnntrain data cache clear' removes them)")
     for column in ("entry", "images", "classes", "MB"):
         table.add_column(column, justify="left" if column == "entry" else "right")
