@@ -2,7 +2,6 @@
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,7 @@ def test_every_command_has_help(command):
 def test_help_answers_without_tensorflow():
     code = ("from click.testing import CliRunner; from cnntrain.cli import cli;"
             "[CliRunner().invoke(cli, [c, '--help']) for c in %r]" % COMMANDS)
-    start = time.perf_counter()
-    assert modules_after(code) == []
-    assert time.perf_counter() - start < 5  # a generous bound: the TensorFlow import alone takes 5 s
+    assert modules_after(code) == []   # no TensorFlow or Keras: what would make --help slow
 
 
 @pytest.mark.parametrize("command", ["check", "summary", "fit", "augment", "lr-find"])

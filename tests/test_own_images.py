@@ -378,7 +378,8 @@ def test_a_fit_killed_while_it_decodes_into_the_cache_never_uses_it(tmp_path, mo
     from helpers.procs import reaped
     from helpers.runs import history
 
-    files = {f"{c}/{i}.png": fx.image_bytes(_pixels(i, (96, 96, 3)), "PNG") for c in ("a", "b") for i in range(400)}
+    # Enough images that the decode lasts seconds: on a loaded machine this process may sleep ~1 s.
+    files = {f"{c}/{i}.png": fx.image_bytes(_pixels(i, (96, 96, 3)), "PNG") for c in ("a", "b") for i in range(1000)}
     root = fx.write_image_tree(tmp_path / "big", files)
     spec = tmp_path / "big.yaml"
     spec.write_text(FOLDER_SPEC.format(path=root).replace("on_broken: skip", "on_broken: error, cache: disk"))
