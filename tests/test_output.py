@@ -12,6 +12,7 @@ from rich.console import Console
 
 from cnntrain.cli import cli
 from cnntrain.views import tables
+from helpers import terminal
 from helpers.cli import without_low_confidence
 from helpers.runs import trained_runs
 
@@ -220,30 +221,7 @@ for width in (80, 100, 120):
 def in_a_terminal(args, script=PTY_SCRIPT) -> str:
     """What `cnntrain ARGS` (or `script` given ARGS) prints on a real terminal (a pseudo-terminal) 80,
     100 and 120 columns wide, escape sequences and carriage returns taken out."""
-    import os
-    import pty
-    import subprocess
-    import sys
-
-    main, child = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR",
-                                                             "TTY_COMPATIBLE")}
-    process = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdin=child, stdout=child,
-                               stderr=child, env={**env, "TERM": "xterm-256color"}, close_fds=True)
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:   # EIO: the child side is closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main)
-    assert process.wait(timeout=120) == 0
-    text = b"".join(chunks).decode("utf-8", "replace").replace("\r", "")
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", text)
+    return terminal.run_in_pty(script, args)
 
 
 def test_the_confusion_matrix_on_a_real_terminal_keeps_every_count_and_name(tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import formats as fx
+from helpers import terminal
 from helpers.cli import run_cli
 from helpers.runs import history
 
@@ -109,29 +110,7 @@ bar.done()
 
 
 def test_the_decode_bar_fits_80_columns_of_a_real_terminal():
-    import os
-    import pty
-    import subprocess
-    import sys
-
-    main, child = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR",
-                                                             "TTY_COMPATIBLE")}
-    process = subprocess.Popen([sys.executable, "-c", PTY_BAR], stdin=child, stdout=child, stderr=child,
-                               env={**env, "TERM": "xterm-256color"}, close_fds=True)
-    os.close(child)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:   # EIO: the child side is closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(main)
-    assert process.wait(timeout=60) == 0
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", b"".join(chunks).decode("utf-8", "replace"))
+    text = terminal.run_in_pty(PTY_BAR, keep_returns=True)
     drawn = [d for line in text.split("\n") for d in line.split("\r") if d.strip()]
     bars = [d for d in drawn if d.startswith("decoding ")]
     assert bars and all(len(d) <= 80 for d in drawn), drawn
