@@ -167,6 +167,16 @@ def test_a_low_top_probability_is_said(tmp_path):
     assert json.loads(result.stdout)["predictions"][0]["low_confidence"] is True
     assert result.stderr == ""
 
+    # A folder of such images gets one note, not one per image above its table.
+    (tmp_path / "folder").mkdir()
+    for i in range(4):
+        save(np.zeros((8, 8), np.uint8), tmp_path / "folder" / f"{i}.png")
+    result = run_cli("predict", tmp_path / "folder", "--model", unsure, "--top-k", 1)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (f"model: {unsure}\n"
+                             "note: 4 of 4 images have low confidence (a top probability under 0.5); they may not "
+                             "show any of the 10 classes the model knows (--json marks each: low_confidence)\n")
+
     sure = fixed_model(tmp_path / "sure.keras", [0.0, 0.0, 0.0, 5.0] + [0.0] * 6)   # e^5 / (e^5 + 9) = 0.9428
     result = run_cli("predict", image, "--model", sure, "--top-k", 1)
     assert result.exit_code == 0 and result.stderr == f"model: {sure}\n"

@@ -71,6 +71,17 @@ def low_confidence_note(row: dict, classes: int) -> str:
             f"{LOW_CONFIDENCE}); the image may not show any of the {classes} classes the model knows")
 
 
+# More low-confidence images than this in one call get one note for all: a folder of a thousand
+# photos unlike the training images would otherwise print a thousand notes above its table.
+FEW_LOW_CONFIDENCE_NOTES = 3
+
+
+def low_confidence_summary(count: int, files: int, classes: int) -> str:
+    """predict's one note for more than FEW_LOW_CONFIDENCE_NOTES low-confidence images."""
+    return (f"note: {count:,} of {files:,} images have low confidence (a top probability under {LOW_CONFIDENCE}); "
+            f"they may not show any of the {classes} classes the model knows (--json marks each: low_confidence)")
+
+
 def read_for_model(path, shape, mode: str, background: str | None,
                    resize: str = "stretch") -> tuple[np.ndarray, bool]:
     """One file as the model is fed it, for predict and activations alike: read, converted,

@@ -68,10 +68,12 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
     cropped to its ink, scaled into the middle 20/28 keeping its aspect, centred by its
     centre of mass; other pictures are resized. The model applies its own preprocessing.
     A top probability under 0.5 gets a note (--json: "low_confidence"): the image may not
-    be one of the classes. A file that cannot be read gets its own error line, the others
-    are still predicted, and the exit status is 1."""
+    be one of the classes; more than three such images get one note for all. A file that
+    cannot be read gets its own error line, the others are still predicted, and the exit
+    status is 1."""
     from cnntrain.views import console, csvfile, tables
-    from cnntrain.assess.predict import inverted_note, low_confidence_note, predict_files
+    from cnntrain.assess.predict import (FEW_LOW_CONFIDENCE_NOTES, inverted_note, low_confidence_note,
+                                         low_confidence_summary, predict_files)
     from cnntrain.assess.tta import label
 
     if model_path and run:
@@ -84,11 +86,14 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
         console.err.print(f"note: {console.escape(info['note'])}")
     if info["classes"] is not None:
         _say_capped(top_k, info["top_k"], info["classes"])
+    unsure = sum(1 for row in rows if row.get("low_confidence"))
     for row in rows:
         if row.get("inverted") and not as_json:
             console.note(inverted_note(row["file"], info["background"]))
-        if row.get("low_confidence") and not as_json:
+        if row.get("low_confidence") and not as_json and unsure <= FEW_LOW_CONFIDENCE_NOTES:
             console.note(low_confidence_note(row, info["classes"]))
+    if unsure > FEW_LOW_CONFIDENCE_NOTES and not as_json:
+        console.note(low_confidence_summary(unsure, len(rows), info["classes"]))
     if csv_path:
         csvfile.predictions_csv(rows, csv_path)
     if as_json:

@@ -9,7 +9,9 @@ from click.testing import CliRunner
 
 
 LOW_CONFIDENCE = re.compile(r"note: .+: low confidence \(.+ [01]\.\d{4}, under 0\.5\); the image may not show any "
-                            r"of the \d+ classes the model knows\n")
+                            r"of the \d+ classes the model knows\n|note: [\d,]+ of [\d,]+ images have low confidence "
+                            r"\(a top probability under 0\.5\); they may not show any of the \d+ classes the model "
+                            r"knows \(--json marks each: low_confidence\)\n")
 
 
 def without_low_confidence(stderr: str) -> str:
