@@ -290,6 +290,23 @@ def test_a_fit_stopped_in_phase_two_resumes_in_phase_two_as_the_uninterrupted_ru
     assert rows == [{k: v for k, v in r.items() if k not in drop} for r in history(tmp_path / "whole")]
 
 
+@pytest.mark.slow   # two MobileNetV2 fits of three and one epochs
+def test_a_finished_fine_tuned_run_trained_longer_goes_on_in_phase_two(tmp_path, mnist_dir):
+    """Was trained on with the backbone frozen at phase one's rate (history: learning_rate 0.001)."""
+    from helpers.runs import history
+
+    spec = spec_file(tmp_path)
+    spec.write_text(spec.read_text().replace("fit: {batch_size: 50, epochs: 1}\n",
+                                             "fit:\n  batch_size: 50\n  epochs: 3\n" + FINE_TUNE))
+    run = tmp_path / "run"
+    first = run_cli("fit", spec, "--data-dir", mnist_dir, "--deterministic", "--out", run)
+    assert first.exit_code == 0, first.output
+    longer = run_cli("fit", "--resume", run, "--data-dir", mnist_dir, "--deterministic", "--epochs", 4)
+    assert longer.exit_code == 0, longer.output
+    assert [(float(r["phase"]), float(r["learning_rate"])) for r in history(run)] == [
+        (1, 0.001), (1, 0.001), (2, 0.0001), (2, 0.0001)]
+
+
 class Phases(keras.callbacks.Callback):
     """Each trainable variable's value by path, as the user's callbacks see it: at each epoch's first
     step, after its last step, at its end (with the optimizer's average beside it)."""

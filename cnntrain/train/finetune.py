@@ -20,7 +20,9 @@ from pathlib import Path
 
 from cnntrain.backend import keras
 from cnntrain.model import backbones, build, gradient_scale
+from cnntrain.errors import CnntrainError
 from cnntrain.runs import folder
+from cnntrain.runs.history import read_history
 from cnntrain.train.callbacks import STATE
 
 
@@ -87,10 +89,17 @@ def enter_phase_two(spec, model, steps: int, jit: bool):
 
 
 def resumed_epochs(run_dir) -> int:
-    """The epochs a resumed run's committed state has done (0 when it has none)."""
+    """The epochs a resumed run has done: its committed state's, or, for a finished run trained
+    longer (its backup/ removed at the end), its history's; 0 when it has neither."""
     saved = Path(run_dir) / folder.BACKUP / STATE if run_dir else None
-    if saved is None or not saved.exists():
+    if saved is None:
         return 0
+    if not saved.exists():
+        try:
+            rows = read_history(Path(run_dir) / "history.csv")
+        except (CnntrainError, OSError):
+            return 0   # begin_state reports what is wrong with the run folder
+        return int(rows[-1]["epoch"]) if rows else 0
     try:
         state = json.loads(saved.read_text(encoding="utf-8"))
         return int(state.get("epochs_done", 0)) if isinstance(state, dict) else 0
