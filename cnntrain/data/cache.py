@@ -171,21 +171,6 @@ class Build:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def store(entry: str, x_train, y_train, x_test, y_test, classes, skipped) -> None:
-    """Writes an entry of arrays in memory whole or not at all. A cache that cannot be written
-    costs only the reuse."""
-    try:
-        build = Build(entry)
-    except OSError:
-        return
-    try:
-        build.commit(x_train, y_train, x_test, y_test, classes, skipped)
-    except OSError:
-        pass
-    finally:
-        build.close()
-
-
 def _clean_stale(base: str) -> None:
     """Removes the temporary folders of builds that died (killed, or the machine went down)."""
     for name in os.listdir(base):
