@@ -83,7 +83,7 @@ def predict(inputs, model_path, run, runs_root, top_k, invert, tta, batch_size, 
     if not as_json and info["model"] is not None:
         say_model(f"{info['model']}{label(info['tta'])}")
     if info.get("note"):
-        console.err.print(f"note: {console.escape(info['note'])}")
+        console.note(f"note: {info['note']}")
     if info["classes"] is not None:
         _say_capped(top_k, info["top_k"], info["classes"])
     unsure = sum(1 for row in rows if row.get("low_confidence"))

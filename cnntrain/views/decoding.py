@@ -9,7 +9,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cnntrain.data.decode import workers
 from cnntrain.errors import plural
-from cnntrain.views.console import err, escape, fitted
+from cnntrain.views import console
+from cnntrain.views.console import err
 
 
 class DecodeProgress:
@@ -43,7 +44,7 @@ class DecodeProgress:
         seconds = time.perf_counter() - self.started
         text = (f"decoded {plural(self.total, 'image')} in {seconds:.1f} s ({self._rate():,.0f} images/s "
                 f"on {plural(workers(), 'core')})")
-        err.print(fitted(escape(text), err.size.width), style="dim" if self.live else None)
+        console.note(text, style="dim" if self.live else None)
 
     def __del__(self):
         # An error mid-decode never reaches done(): the bar must not keep the terminal.
