@@ -192,3 +192,65 @@ def test_evaluate_reads_the_validation_images_from_the_cache_file(tmp_path):
     figures = json.loads(result.stdout)
     assert figures["samples"] == 10
     assert abs(figures["accuracy"] - float(history(run)[-1]["val_accuracy"])) < 1e-6
+
+
+def test_an_image_gone_during_a_fit_without_cache_is_named(monkeypatch, tmp_path):
+    """data.cache: none decodes every image at every epoch: a file deleted after the data set was
+    loaded (here right after, before the first batch) is our error naming it, not TensorFlow's."""
+    from cnntrain.data import splits
+
+    root = _folder(tmp_path, n=8)
+    gone = tmp_path / "shapes" / "c1" / "001.jpg"
+    prepare = splits.prepare
+
+    def prepared_then_deleted(*args, **kwargs):
+        data = prepare(*args, **kwargs)
+        gone.unlink()
+        return data
+
+    monkeypatch.setattr(splits, "prepare", prepared_then_deleted)
+    result = run_cli("fit", _spec(tmp_path, root, "none"), "--out", tmp_path / "run", "--quiet")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"{gone}: no longer exists; it was read when the data set was loaded, and data.cache: none decodes every "
+        "image again each time it is fed\n  hint: put the file back as it was and run the command again, or run it "
+        "again without the file (data.on_broken: skip leaves out the files unreadable when the data set is loaded, "
+        "not those that break later); data.cache: auto or disk decodes each image once, before training\n")
+
+
+TRUNCATED_READ = """\
+import os, sys
+from cnntrain.data import load_dataset
+from cnntrain.errors import CnntrainError
+x = load_dataset("image_folder", path=sys.argv[1], cache="disk").x_train   # the entry the test built
+x[:8]
+os.truncate(x.path, x.offset + 8 * x.row_bytes)   # another process cut it short
+try:
+    x[-8:]
+except CnntrainError as exc:
+    print(exc)
+    sys.exit(1)
+"""
+
+
+def test_a_cache_file_truncated_under_a_reader_is_our_error_not_sigbus(tmp_path):
+    """A read from the map past the end of a truncated file is a SIGBUS that kills the process: each
+    batch first checks the file's size. Re-run, the damaged entry is built again."""
+    import subprocess
+    import sys
+
+    root = _folder(tmp_path, n=40)
+    built = load_dataset("image_folder", path=root, cache="disk")
+    entry = _entries(tmp_path)
+    done = subprocess.run([sys.executable, "-c", TRUNCATED_READ, root], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (1, ""), done.stderr
+    need = built.x_train.offset + 40 * 28 * 28 * 3
+    assert done.stdout == (
+        f"{built.x_train.path}: the decoded-image cache file is {built.x_train.offset + 8 * 28 * 28 * 3:,} bytes, "
+        f"shorter than the {need:,} its images need: it was truncated or overwritten while in use\n"
+        "  hint: run the command again: a damaged cache entry is removed and built again ('cnntrain data cache "
+        "clear' removes every entry)\n")
+    again = load_dataset("image_folder", path=root, cache="disk")
+    assert _entries(tmp_path) == entry
+    np.testing.assert_array_equal(np.asarray(again.x_train),
+                                  load_dataset("image_folder", path=root, cache="memory").x_train)
