@@ -31,11 +31,13 @@ fit: {{epochs: 2, batch_size: 8}}
 """
 
 
-def _folder(tmp_path, n=40):
-    """n shapes in four class folders, half JPEG and half PNG, 28x28 (resized to 12x12 by the spec)."""
-    x, y = fx.shapes(n, seed=4)
-    files = {f"c{label}/{i:03d}.{'jpg' if i % 2 else 'png'}": fx.image_bytes(np.repeat(x[i][..., None], 3, -1),
-                                                                              "JPEG" if i % 2 else "PNG")
+def _folder(tmp_path, n=40, test=0):
+    """n shapes in four class folders, half JPEG and half PNG, 28x28 (resized to 12x12 by the spec);
+    with `test`, that many more in a test/ split beside train/."""
+    x, y = fx.shapes(n + test, seed=4)
+    split = ["train/" if test else ""] * n + ["test/"] * test
+    files = {f"{split[i]}c{label}/{i:03d}.{'jpg' if i % 2 else 'png'}":
+             fx.image_bytes(np.repeat(x[i][..., None], 3, -1), "JPEG" if i % 2 else "PNG")
              for i, label in enumerate(y)}
     return fx.write_image_tree(tmp_path / "shapes", files)
 
@@ -254,3 +256,42 @@ def test_a_cache_file_truncated_under_a_reader_is_our_error_not_sigbus(tmp_path)
     assert _entries(tmp_path) == entry
     np.testing.assert_array_equal(np.asarray(again.x_train),
                                   load_dataset("image_folder", path=root, cache="memory").x_train)
+
+
+def test_views_and_exported_models_read_a_streamed_split_a_block_at_a_time(monkeypatch, tmp_path):
+    """evaluate --tta flip, evaluate of an exported .tflite file and the export's own check, on a test
+    split left on disk whose whole-array read is refused (blocks of 8 images): the figures of the
+    split in memory."""
+    import json
+
+    from cnntrain import data as datasets
+    from cnntrain.data import rows
+
+    root = _folder(tmp_path, n=40, test=24)
+    run = tmp_path / "run"
+    fitted = run_cli("fit", _spec(tmp_path, root, "auto"), "--out", run, "--quiet")
+    assert fitted.exit_code == 0, fitted.output
+    tflite = run / "export" / "tflite" / "model.tflite"
+
+    def figures(target, *args):
+        result = run_cli("evaluate", target, "--batch-size", 4, "--json", *args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def refused(self, dtype=None, copy=None):
+        raise AssertionError(f"all {len(self)} images read at once")
+
+    in_memory = {tta: figures(run, "--tta", tta) for tta in ("none", "flip")}
+    with monkeypatch.context() as streamed:
+        streamed.setattr(datasets, "IN_MEMORY_BYTES", 0)   # data.cache: auto leaves every split on disk
+        streamed.setattr(rows, "BLOCK_BYTES", 8 * 12 * 12 * 3)
+        streamed.setattr(Rows, "__array__", refused)
+        assert figures(run, "--tta", "flip") == in_memory["flip"] and in_memory["flip"]["samples"] == 24
+        exported = run_cli("export", run, "--format", "tflite", "--json")
+        assert exported.exit_code == 0, exported.output
+        on_disk = figures(tflite, "--tta", "flip")
+    assert figures(tflite, "--tta", "flip") == on_disk and on_disk["tta"] == "flip"
+    check = json.loads(exported.stdout)["check"]
+    assert (check["images"], check["agreement"]) == (24, 1.0)
+    assert check["keras_accuracy"] == in_memory["none"]["accuracy"]
+    assert check["accuracy"] == figures(tflite, "--tta", "none")["accuracy"]

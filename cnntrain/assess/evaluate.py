@@ -24,7 +24,8 @@ from cnntrain.runs.model_file import check_input_shape, class_names_of
 
 def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none") -> dict:
     """Every figure from one pass of model.predict over float32 batches in order (with a tta, over
-    the images' views, each image's probabilities the weighted mean of its views')."""
+    the images' views, each image's probabilities the weighted mean of its views'). Images on disk
+    (rows.Lazy) are read a batch, or with views or an exported runner a block, at a time."""
     names = class_names_of(model, metadata or {})
     k_classes = len(names)
     y = np.asarray(y)
@@ -40,17 +41,16 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
                             f"{k_classes} classes", hint="evaluate on the data set the model was trained on")
     check_input_shape(model, metadata or {}, np.shape(x))   # np.shape: images on disk stay unread
     views = len(test_time.VIEWS[test_time.checked(tta)])
-    x, fed = test_time.with_views(x, tta), np.concatenate([y] * views)
-
-    if getattr(model, "exported", False):  # a .tflite / .onnx / SavedModel runner: plain arrays in
-        note = probability_model(model, k_classes).note
-        probs, logits = model.predict(x, batch_size=int(batch_size)), None
-    else:
-        ds = eval_dataset(x, fed, batch_size=int(batch_size))
-        scored = probability_model(model, k_classes)
-        outputs = scored.model.predict(ds, verbose=0)
+    exported = getattr(model, "exported", False)   # a .tflite / .onnx / SavedModel runner: plain arrays in
+    scored = probability_model(model, k_classes)
+    if not exported and views == 1:
+        outputs = scored.model.predict(eval_dataset(x, y, batch_size=int(batch_size)), verbose=0)
         probs, logits = (np.asarray(a) for a in outputs) if scored.logits else (np.asarray(outputs), None)
-        note = scored.note
+    else:
+        # Views or an exported runner (plain arrays in): a block of images at a time, the same batches.
+        probs = test_time.view_outputs(_predictor(scored, exported, batch_size), x, tta, batch_size)
+        logits = None
+    note = scored.note
     if views > 1:
         # A mean of softmaxes has no logits: its loss is Keras' from clipped probabilities.
         probs, logits = test_time.mean_of_views(probs, tta), None
@@ -66,6 +66,19 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
     if note:
         result["note"] = note
     return result
+
+
+def _predictor(scored, exported: bool, batch_size):
+    """images -> class probabilities: an exported runner's predict, or the Keras model's over
+    eval_dataset's float32 batches."""
+    if exported:
+        return lambda images: scored.model.predict(images, batch_size=int(batch_size))
+
+    def predict(images):
+        ds = eval_dataset(images, np.zeros(len(images), np.int64), batch_size=int(batch_size))
+        outputs = scored.model.predict(ds, verbose=0)
+        return outputs[0] if scored.logits else outputs
+    return predict
 
 
 # ---------------------------------------------------------------- runs and files

@@ -5,14 +5,15 @@ and the two outputs are averaged. It helps where the classes are mirror-symmetri
 (CIFAR-10's animals and vehicles) and hurts where they are not (a mirrored 2 is no digit).
 `flip_translate` is airbench's next level: the flip's mean weighs half, the other half is the flip's
 mean of two copies shifted one pixel diagonally (up-left and down-right, the edge reflected), so
-six views; it pays where training translated the images. The views travel in the same batches as
-the images (one pass over K x N images), which is no slower than K passes and needs one code path
-for Keras models and exported runners alike.
+six views; it pays where training translated the images. The views of a split are made a block of
+images at a time (never K copies of a streamed split in memory), each view predicted in the batches
+fit's figure feeds its averaged model, by one code path for Keras models and exported runners alike.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from cnntrain.data import rows
 from cnntrain.errors import CnntrainError
 from cnntrain.spec.schema import TTA_CHOICES
 
@@ -63,6 +64,18 @@ def with_views(x, tta: str) -> np.ndarray:
         return x
     x = np.asarray(x)
     return np.concatenate([shifted(x, *view) for view in views])
+
+
+def view_outputs(predict, x, tta: str, batch_size: int) -> np.ndarray:
+    """`predict`'s outputs for the images of `with_views(x, tta)`, K x N rows view by view, made a
+    block of x at a time (x an array or images read when indexed). Each view of a block is predicted
+    alone, so its batches hold the images fit's figure puts in one batch."""
+    views = VIEWS[checked(tta)]
+    parts = [[] for _ in views]
+    for block in rows.blocks(x, int(batch_size)):
+        for part, view in zip(parts, views):
+            part.append(np.asarray(predict(shifted(block, *view))))
+    return np.concatenate([np.concatenate(part) for part in parts])
 
 
 def mean_of_views(outputs, tta: str) -> np.ndarray:

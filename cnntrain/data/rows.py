@@ -104,6 +104,21 @@ def forget() -> None:
     _failed.clear()
 
 
+# Images a caller that goes through a whole split reads at once (evaluate's test-time views, an
+# export's check): its memory, whatever the split's size.
+BLOCK_BYTES = 32 << 20
+
+
+def blocks(x, multiple: int = 1):
+    """The images of `x` (an array, or a Lazy: read now) as arrays of consecutive rows, each of at
+    most BLOCK_BYTES and a multiple of `multiple` rows (the last one the rest): a batch that starts a
+    block starts a batch of the whole."""
+    row = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * np.dtype(x.dtype).itemsize)
+    step = max(1, BLOCK_BYTES // row // multiple) * multiple
+    for lo in range(0, len(x), step):
+        yield np.asarray(x[lo:lo + step])
+
+
 class _File:
     """One read-only map of a file shared by its Rows and their subsets, unmapped with the last.
     The file stays open: a read past the end of a map of a file truncated since is a SIGBUS that
