@@ -14,7 +14,6 @@ from cnntrain.assess import tta as test_time
 from cnntrain.assess.metrics import metrics_from_probabilities
 from cnntrain.assess.outputs import probability_model
 from cnntrain.errors import CnntrainError
-from cnntrain.feed.pipeline import eval_dataset
 from cnntrain.runs.atomic import write_json
 from cnntrain.loading.runners import resolve_and_load
 from cnntrain.runs.model_file import check_input_shape, class_names_of
@@ -25,7 +24,7 @@ from cnntrain.runs.model_file import check_input_shape, class_names_of
 def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none") -> dict:
     """Every figure from one pass of model.predict over float32 batches in order (with a tta, over
     the images' views, each image's probabilities the weighted mean of its views'). Images on disk
-    (rows.Lazy) are read a batch, or with views or an exported runner a block, at a time."""
+    (rows.Lazy) are read a batch (an exported runner: a block) at a time."""
     names = class_names_of(model, metadata or {})
     k_classes = len(names)
     y = np.asarray(y)
@@ -43,13 +42,14 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
     views = len(test_time.VIEWS[test_time.checked(tta)])
     exported = getattr(model, "exported", False)   # a .tflite / .onnx / SavedModel runner: plain arrays in
     scored = probability_model(model, k_classes)
-    if not exported and views == 1:
-        outputs = scored.model.predict(eval_dataset(x, y, batch_size=int(batch_size)), verbose=0)
-        probs, logits = (np.asarray(a) for a in outputs) if scored.logits else (np.asarray(outputs), None)
-    else:
-        # Views or an exported runner (plain arrays in): a block of images at a time, the same batches.
-        probs = test_time.view_outputs(_predictor(scored, exported, batch_size), x, tta, batch_size)
+    if exported:
+        probs = test_time.view_outputs(lambda images: model.predict(images, batch_size=int(batch_size)),
+                                       x, tta, batch_size)
         logits = None
+    else:
+        outputs = scored.model.predict(test_time.view_dataset(x, y, tta, batch_size), verbose=0)
+        probs, logits = (np.asarray(a) for a in outputs) if scored.logits else (np.asarray(outputs), None)
+        probs = test_time.view_major(probs, tta, batch_size)
     note = scored.note
     if views > 1:
         # A mean of softmaxes has no logits: its loss is Keras' from clipped probabilities.
@@ -66,19 +66,6 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
     if note:
         result["note"] = note
     return result
-
-
-def _predictor(scored, exported: bool, batch_size):
-    """images -> class probabilities: an exported runner's predict, or the Keras model's over
-    eval_dataset's float32 batches."""
-    if exported:
-        return lambda images: scored.model.predict(images, batch_size=int(batch_size))
-
-    def predict(images):
-        ds = eval_dataset(images, np.zeros(len(images), np.int64), batch_size=int(batch_size))
-        outputs = scored.model.predict(ds, verbose=0)
-        return outputs[0] if scored.logits else outputs
-    return predict
 
 
 # ---------------------------------------------------------------- runs and files
