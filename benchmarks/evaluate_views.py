@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--tta", default="flip")
     parser.add_argument("--dir", default="/tmp")
     args = parser.parse_args()
-    print(f"| images | tta | seconds | peak RSS | loss |\n| --- | --- | --- | --- | --- |")
+    print("| images | tta | seconds | peak RSS | loss |\n| --- | --- | --- | --- | --- |")
     for n in (args.small, args.images):
         path = cache_file(args.dir, n, args.size)
         for tta in ("none", args.tta):
