@@ -106,6 +106,10 @@ class BrokenImageError(CnntrainError):
     """An image file its decoder cannot read: a data set's reader gathers these to name them all."""
 
 
+class NoTestSplit(CnntrainError):
+    """The model's data set has no test split: export then checks on the images its run held out."""
+
+
 class DataChanged(CnntrainError):
     """A file read during a run changed or vanished since the data set was loaded: an image that
     data.cache: none decodes again at every epoch, a decoded-image cache file truncated."""

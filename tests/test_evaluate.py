@@ -304,3 +304,17 @@ fit: {{epochs: 1, batch_size: 8}}
         "(one subfolder per class) beside train/\n")
     held_out = run_cli("evaluate", tmp_path / "run", "--split", "validation")
     assert held_out.exit_code == 0, held_out.output
+    # export checks on those held-out images (it stopped at "the data set has no test split").
+    exported = run_cli("export", tmp_path / "run", "--format", "tflite", "--out", tmp_path / "tfl", "--json")
+    assert exported.exit_code == 0, exported.output
+    check = json.loads(exported.stdout)["check"]
+    assert (check["source"], check["images"]) == (f"validation split of image_folder ({tmp_path / 'pics'})", 10)
+    # Without held-out images either, it says what to check the export on.
+    spec.write_text(spec.read_text().replace("validation_split: 0.25", "validation: none"))
+    assert run_cli("fit", spec, "--out", tmp_path / "all", "--quiet", "--trust-spec").exit_code == 0
+    refused = run_cli("export", tmp_path / "all", "--format", "tflite", "--out", tmp_path / "tfl2")
+    assert (refused.exit_code, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        f"error: the data set has no test split ({tmp_path / 'pics'}): nothing to check the export on\n"
+        "  hint: check it on image files with --check-images DIR (DIR/<class>/<image> also gives accuracy), "
+        "or add a test/ folder beside train/\n")

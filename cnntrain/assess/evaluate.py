@@ -13,7 +13,7 @@ import numpy as np
 from cnntrain.assess import tta as test_time
 from cnntrain.assess.metrics import metrics_from_probabilities
 from cnntrain.assess.outputs import probability_model
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, NoTestSplit
 from cnntrain.runs.atomic import write_json
 from cnntrain.loading.runners import resolve_and_load
 from cnntrain.runs.model_file import check_input_shape, class_names_of
@@ -92,20 +92,35 @@ def _load_data(metadata: dict, *, data_dir, offline, split, run_dir=None):
     data = load_dataset(name, path=path, data_dir=data_dir, offline=offline, **image_options(metadata))
     if split == "test":
         if data.x_test is None or data.y_test is None or len(data.x_test) == 0:
-            raise CnntrainError(f"the data set has no test split ({data.source})", hint=_without_test(run_dir))
+            raise NoTestSplit(f"the data set has no test split ({data.source})", hint=_without_test(run_dir))
         return data, data.x_test, data.y_test
     if split == "train":
         return data, data.x_train, data.y_train
     raise CnntrainError(f"unknown split {split!r}", hint=SPLITS_HINT)
 
 
-def _without_test(run_dir: Path | None) -> str:
-    """Where to evaluate instead: the images the run held out, not the ones it trained on (whose
-    figures only say how well it learned them)."""
+def split_images(metadata: dict, split: str, *, data_dir, offline, run_dir=None):
+    """(data set, images, labels) of `split` of the model's data set: test, train, or validation (the
+    images the run in `run_dir` held out, by its spec.yaml)."""
+    data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline,
+                            split="train" if split == "validation" else split, run_dir=run_dir)
+    if split == "validation":
+        x, y = _validation_split(run_dir, data, metadata)
+    return data, x, y
+
+
+def held_out_validation(run_dir: Path | None) -> bool:
+    """Whether the run in `run_dir` held images out for validation (data.validation: split)."""
     from cnntrain.spec.load import load_spec
 
     spec = run_dir / "spec.yaml" if run_dir is not None else None
-    if spec is not None and spec.is_file() and load_spec(spec)["data"]["validation"] == "split":
+    return spec is not None and spec.is_file() and load_spec(spec)["data"]["validation"] == "split"
+
+
+def _without_test(run_dir: Path | None) -> str:
+    """Where to evaluate instead: the images the run held out, not the ones it trained on (whose
+    figures only say how well it learned them)."""
+    if held_out_validation(run_dir):
         return ("evaluate on the images the run held out with --split validation, or add a test/ folder "
                 "(one subfolder per class) beside train/")
     return "add a test/ folder (one subfolder per class) beside train/, or evaluate on the training images " \
@@ -165,10 +180,7 @@ def evaluate_run(target: str | None, *, runs_root="runs", data_dir=None, offline
         raise CnntrainError(f"unknown split {split!r}", hint=SPLITS_HINT)
     model, metadata, model_file, run_dir = resolve_and_load(target, runs_root, unsafe=unsafe)  # also .tflite, .onnx
     names = class_names_of(model, metadata)
-    data, x, y = _load_data(metadata, data_dir=data_dir, offline=offline,
-                            split="train" if split == "validation" else split, run_dir=run_dir)
-    if split == "validation":
-        x, y = _validation_split(run_dir, data, metadata)
+    data, x, y = split_images(metadata, split, data_dir=data_dir, offline=offline, run_dir=run_dir)
     y = _align_labels(y, getattr(data, "class_names", None), names)
     result = evaluate_model(model, metadata, x, y, batch_size=batch_size, top_k=top_k,
                             tta=test_time.of_model(tta, metadata))

@@ -36,9 +36,9 @@ def export(target, fmt, quantize, out, check_images, check_samples, data_dir, of
 
     The exported model takes the same 0-255 images as the .keras model (normalization inside);
     cnntrain.json beside it holds the class names. The check runs both models on the test
-    images of the model's data set and reports top-1 agreement, the largest probability
-    difference, accuracy, size and single-image latency (also in export.json); outside the
-    tolerance of the format, the exit status is 1."""
+    images of the model's data set (without a test split, those its run held out) and reports
+    top-1 agreement, the largest probability difference, accuracy, size and single-image latency
+    (also in export.json); outside the tolerance of the format, the exit status is 1."""
     from cnntrain.export import export_model
     result = export_model(target, fmt=fmt, quantize=quantize, out=out, runs_root=runs_root, data_dir=data_dir,
                           offline=offline, check_images=check_images, check_samples=check_samples, unsafe=unsafe)

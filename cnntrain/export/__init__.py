@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnntrain.errors import CnntrainError
+from cnntrain.errors import CnntrainError, NoTestSplit
 from cnntrain.export.names import DEFAULT_CHECK_IMAGES, EXPORT_JSON, FILE_NAMES, FORMATS, METADATA, QUANTIZE
 from cnntrain.export.outdir import INFRA, ExportFolder
 
@@ -67,6 +67,22 @@ def expected_names(fmt: str) -> tuple[str, ...]:
     return names + (("variables", "assets", "fingerprint.pb") if fmt == "savedmodel" else ())
 
 
+def _check_split(metadata: dict, model_file: Path, **options):
+    """The test split's images, else (an image folder without test/) those the model's run held out."""
+    from cnntrain.assess.evaluate import held_out_validation
+    from cnntrain.export import check
+
+    try:
+        return check.dataset_images(metadata, "test", **options)
+    except NoTestSplit as missing:
+        run_dir = Path(model_file).parent
+        if held_out_validation(run_dir):
+            return check.dataset_images(metadata, "validation", run_dir=run_dir, **options)
+        raise NoTestSplit(f"{missing.message}: nothing to check the export on",
+                          hint="check it on image files with --check-images DIR (DIR/<class>/<image> also "
+                               "gives accuracy), or add a test/ folder beside train/") from None
+
+
 def _export(model_file: Path, target_dir: ExportFolder, *, fmt, quantize, data_dir, offline, check_images,
             check_samples, unsafe, seed, latency_runs) -> dict:
     """Write the export into the staging folder and check it there; export.json with the figures."""
@@ -83,8 +99,8 @@ def _export(model_file: Path, target_dir: ExportFolder, *, fmt, quantize, data_d
         x, y, source = check.folder_images(check_images, shape, class_names=names, metadata=metadata,
                                             limit=check_samples, seed=seed)
     else:
-        x, y, source = check.dataset_images(metadata, "test", class_names=names, data_dir=data_dir,
-                                            offline=offline, limit=check_samples, seed=seed)
+        x, y, source = _check_split(metadata, model_file, class_names=names, data_dir=data_dir, offline=offline,
+                                    limit=check_samples, seed=seed)
     representative, rep_source = None, None
     if quantize == "int8":
         if metadata.get("dataset"):

@@ -68,12 +68,14 @@ def _subset(x, y, limit, seed):
     return splits.take(x, keep), (None if y is None else y[keep])
 
 
-def dataset_images(metadata: dict, split: str, *, class_names, data_dir=None, offline=False, limit=None, seed=0):
-    """(uint8 images, labels in the model's class order, where from) of the model's own data set.
-    Images streamed from disk (rows.Lazy) stay there: `predictions` reads them a block at a time."""
+def dataset_images(metadata: dict, split: str, *, class_names, data_dir=None, offline=False, limit=None, seed=0,
+                   run_dir=None):
+    """(uint8 images, labels in the model's class order, where from) of the model's own data set
+    (split validation: the images the run in `run_dir` held out). Images streamed from disk
+    (rows.Lazy) stay there: `predictions` reads them a block at a time."""
     from cnntrain.assess import evaluate
 
-    data, x, y = evaluate._load_data(metadata, data_dir=data_dir, offline=offline, split=split)
+    data, x, y = evaluate.split_images(metadata, split, data_dir=data_dir, offline=offline, run_dir=run_dir)
     y = evaluate._align_labels(y, getattr(data, "class_names", None), list(class_names))
     x, y = _subset(splits.as_images(x), np.asarray(y, dtype=np.int64), limit, seed)
     return x, y, f"{split} split of {metadata.get('dataset')} ({getattr(data, 'source', '')})"
