@@ -142,13 +142,14 @@ def objects_model(tmp_path, names, test_images: int):
     from helpers.models import metadata, part_trained, synthetic
 
     folder = tmp_path / "objects"
-    for split, (x, y) in (("train", synthetic(20, 1)), ("test", synthetic(test_images, 2))):
+    for split, (x, y) in (("train", synthetic(20, 1, len(names))), ("test", synthetic(test_images, 2, len(names)))):
         for i, (pixels, label) in enumerate(zip(x, y)):
             (folder / split / names[label]).mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels[..., 0]).save(folder / split / names[label] / f"{i}.png")
     model = tmp_path / "objects.keras"
-    model_file.save_model(part_trained(3), model, metadata(names, dataset="image_folder", data_path=str(folder),
-                                                           image_size=[8, 8], color_mode="grayscale"))
+    model_file.save_model(part_trained(3, classes=len(names)), model,
+                          metadata(names, dataset="image_folder", data_path=str(folder), image_size=[8, 8],
+                                   color_mode="grayscale"))
     return model
 
 
@@ -162,6 +163,31 @@ def test_piped_evaluation_keeps_every_class_name(tmp_path):
     header = next(line for line in confusion.splitlines() if "true \\ pred" in line)
     assert header.split("┃")[2:-1] == [f" {name} " for name in names]
     assert re.search(r"^│ automobile +│ +[01]\.\d{4} │", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.parametrize("classes", [5, 10])
+def test_evaluate_shows_top_5_accuracy_only_below_5_classes(tmp_path, classes):
+    """A 5-class model's evaluate showed 'top-5 accuracy 100.00%': every label is among the top 5."""
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"][:classes]
+    model = objects_model(tmp_path, names, 40)
+    shown = run("evaluate", model)
+    figures = json.loads(run("evaluate", model, "--json").stdout)
+    asked = run("evaluate", model, "--top-k", 5)
+    assert shown.exit_code == figures.get("samples") - 40 == asked.exit_code == 0, shown.output
+    head = [line.rstrip() for line in shown.stdout[:shown.stdout.index("Per class")].splitlines()]
+    assert [line.split("  ")[0] for line in head if line] == [
+        "model", "data", "samples", "loss", "accuracy", *(["top-5 accuracy"] if classes > 5 else []), "macro F1"]
+    top5 = [line for line in head if line.startswith("top-5")]
+    if classes > 5:
+        assert top5 == [f"top-5 accuracy  {100 * figures['top_k_accuracy']:.2f}%"]
+        assert (figures["top_k"], asked.stderr) == (5, f"wrote {tmp_path / 'objects.eval.json'} and "
+                                                       f"{tmp_path / 'objects.confusion.png'}\n")
+    else:
+        assert top5 == [] and "top_k" not in figures and "top_k_accuracy" not in figures
+        assert "top_k" not in json.loads((tmp_path / "objects.eval.json").read_text())
+        assert asked.stderr.startswith("note: --top-k 5 is not below the model's 5 classes: every image's label is "
+                                       "among its top 5, so top-k accuracy (always 100%) is left out\n")
+    assert shown.stderr == f"wrote {tmp_path / 'objects.eval.json'} and {tmp_path / 'objects.confusion.png'}\n"
 
 
 def test_written_paths_are_printed_with_their_control_characters_escaped(two_runs, tmp_path):

@@ -95,7 +95,6 @@ def _rendered_width(table: Table, width: int) -> int:
 
 def show_evaluation(console, result: dict) -> None:
     """Headline figures, the per-class table, the confusion matrix, the most-confused pairs."""
-    k = result.get("top_k", 5)
     head = FoldingTable.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
@@ -108,7 +107,8 @@ def show_evaluation(console, result: dict) -> None:
     smoothing = result.get("label_smoothing")
     head.add_row("loss", f"{result['loss']:.4f}" + (f" (labels smoothed by {smoothing:g})" if smoothing else ""))
     head.add_row("accuracy", f"[bold]{pct(result['accuracy'])}[/bold]{label(result.get('tta', 'none'))}")
-    head.add_row(f"top-{k} accuracy", pct(result["top_k_accuracy"]))
+    if "top_k_accuracy" in result:   # not with k classes or fewer: always 100%
+        head.add_row(f"top-{result['top_k']} accuracy", pct(result["top_k_accuracy"]))
     head.add_row("macro F1", f"{result['macro_f1']:.4f}")
     console.print(head)
     console.print()
