@@ -305,6 +305,46 @@ def test_the_confusion_pictures_labels_stay_inside_it(tmp_path):
     assert {side: int((line < 250).sum()) for side, line in edges.items()} == dict.fromkeys(edges, 0)
 
 
+PREDICT_SCRIPT = """
+import fcntl, os, struct, sys, termios
+from cnntrain.cli import cli
+os.chdir(sys.argv[1])
+fcntl.ioctl(sys.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", 60, 80, 0, 0))
+cli.main(["predict", "photos", "--model", "pets.keras", "--invert", "no"], standalone_mode=False)
+"""
+
+
+def test_predict_on_a_real_terminal_keeps_file_names_whole_and_folds_the_runners_up(tmp_path):
+    """At 80 columns the file column was folded mid-name ('0001.j' / 'pg') beside a runners-up column
+    with room to give."""
+    import numpy as np
+
+    from cnntrain.backend import keras
+    from cnntrain.runs import model_file
+    from helpers.models import SHAPE, metadata
+
+    names = ["golden_retriever", "labrador_retriever", "siamese_cat", "hamster"]
+    # Scores that do not depend on the image (a zero kernel): the same probabilities on any machine.
+    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])
+    model.layers[-1].set_weights([np.zeros((64, 4), "float32"), np.log([0.6, 0.25, 0.1, 0.05]).astype("float32")])
+    model_file.save_model(model, tmp_path / "pets.keras", metadata(names))
+    (tmp_path / "photos").mkdir()
+    for name in ("holiday-beach-0001.jpg", "garden-with-a-cat.png"):
+        Image.fromarray(np.full(SHAPE[:2], 20, np.uint8)).save(tmp_path / "photos" / name)
+    assert terminal.run_in_pty(PREDICT_SCRIPT, [tmp_path]).splitlines() == [
+        "model: pets.keras",
+        "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━━━┓",
+        "┃ file                          ┃ class            ┃ probability ┃ next 2      ┃",
+        "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━┩",
+        *[line for name in ("garden-with-a-cat.png ", "holiday-beach-0001.jpg") for line in (
+            f"│ photos/{name} │ golden_retriever │      0.6000 │ labrador_re │",
+            "│                               │                  │             │ triever     │",
+            "│                               │                  │             │ 0.2500,     │",
+            "│                               │                  │             │ siamese_cat │",
+            "│                               │                  │             │ 0.1000      │")],
+        "└───────────────────────────────┴──────────────────┴─────────────┴─────────────┘"]
+
+
 @pytest.mark.parametrize(("width", "expected"), [
     (100, "epoch 1/2  accuracy 17.78%  loss 1.6167  val_accuracy 60.00%  val_loss 1.2971  1.2s"),
     (80, "epoch 1/2 accuracy 17.78% loss 1.6167 val_accuracy 60.00% val_loss 1.2971 1.2s"),
