@@ -358,6 +358,21 @@ def test_an_epoch_line_fits_the_terminal_without_breaking_a_figure(width, expect
     assert fields_line(fields, width) == expected
 
 
+def test_an_epoch_line_shows_fine_tunings_phase_as_a_count(capsys):
+    """With fit.fine_tune the line read 'phase 2.0000': the phase (an int in the logs) went through
+    the figures' float format. The whole fine-tuned fit: tests/test_backbones.py."""
+    import numpy as np
+
+    from cnntrain.views.progress import EpochLines
+
+    lines = EpochLines(4)
+    lines.on_epoch_begin(2)
+    lines.on_epoch_end(2, {"accuracy": np.float32(0.5), "loss": np.float64(1.25), "phase": 2,
+                           "val_loss": 2.0, "learning_rate": 1e-4})
+    assert re.fullmatch(r"epoch 3/4  accuracy 50\.00%  loss 1\.2500  phase 2  val_loss 2\.0000  \d+\.\ds\n",
+                        capsys.readouterr().err)
+
+
 def test_a_note_is_folded_between_words_on_a_terminal():
     """At 80 columns fit's data line broke 'classes' into 'classe' and 's'."""
     from cnntrain.views.console import fitted
