@@ -17,7 +17,8 @@ from cnntrain.commands.options import (data_options, invert_option, json_option,
 @click.option("--split", type=click.Choice(["test", "train", "validation"]), default="test", show_default=True,
               help="Which split of the model's dataset to evaluate on. validation: the images the run's spec "
                    "held out (data.validation: split), where choices such as --tta are made without the test set.")
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="k of top-k accuracy, shown when k is below the number of classes.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="k of top-k accuracy, shown when k is below the number of classes.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @tta_option
 @runs_option
