@@ -379,3 +379,60 @@ def test_ema_with_fine_tune_goes_on_from_the_trained_weights_and_averages_the_un
     resumed = run(2, "run", resume=str(tmp_path / "run"))
     assert same(resumed.first_steps[0], whole.first_steps[1]) and same(resumed.averages[0], whole.averages[1])
     assert same(dict(enumerate(final("run"))), dict(enumerate(final("whole"))))
+
+
+UNSETTLED = ("warning: {where}: MobileNetV2 starts from random weights (weights: null), and its 52 "
+             "BatchNormalization layers move their moving averages 0.1% of the way to each batch's statistics "
+             "(momentum 0.999): in {steps} training steps they do not settle, and evaluate and predict, which "
+             "normalize by them, may find the model at chance; start from pretrained weights (weights: imagenet or "
+             "a weights file), or train for 1,000 steps or more\n")
+
+
+def test_check_warns_that_a_short_fit_leaves_a_random_backbones_batch_statistics_unsettled(tmp_path):
+    """MobileNetV2 from random weights, fitted for 5 epochs of 100 images, tested at chance."""
+    path = spec_file(tmp_path)
+    result = run_cli("check", path)   # MNIST: 48,000 training images, 960 steps of 50
+    assert (result.exit_code, result.stderr) == (0, UNSETTLED.format(where=f"{path}:8:50", steps=960))
+
+
+def test_the_unsettled_statistics_warning_is_read_from_the_built_layers(tmp_path):
+    from cnntrain.model import backbones, build
+    from cnntrain.spec import load_spec
+
+    spec = load_spec(spec_file(tmp_path))
+    model = build.build_model(spec, pretrained=False)
+    assert backbones.unsettled_statistics(spec, model, 1000) == []
+    assert [f"warning: {w}\n" for w in backbones.unsettled_statistics(spec, model, 999)] == [
+        UNSETTLED.format(where=f"{tmp_path / 'backbone.yaml'}:8:50", steps=999)]
+    # Nothing read by name: the momentum of the built layers decides.
+    for layer in model.get_layer("mobilenetv2_0.35_32").layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    assert backbones.unsettled_statistics(spec, model, 999) == []
+    weights = _weights_file(tmp_path, include_top=False)
+    pretrained = load_spec(spec_file(tmp_path, BACKBONE.replace("weights: null", f"weights: {weights}")))
+    assert backbones.unsettled_statistics(pretrained, build.build_model(pretrained), 999) == []
+
+
+@pytest.mark.slow   # two MobileNetV2 fits of two and one epochs
+def test_a_fine_tuned_fit_shows_its_phase_as_a_count_and_warns_of_unsettled_statistics(tmp_path, mnist_dir):
+    """Its epoch line read 'phase 2.0000'; history.csv's phase column is read back by a resumed fit."""
+    import re
+
+    from helpers.runs import history
+
+    spec = spec_file(tmp_path)
+    spec.write_text(spec.read_text().replace("fit: {batch_size: 50, epochs: 1}\n", "fit:\n  batch_size: 50\n  "
+                                             "epochs: 2\n  fine_tune: {at_epoch: 1, learning_rate: 0.0001, layers: 5}\n"))
+    run = tmp_path / "run"
+    first = run_cli("fit", spec, "--data-dir", mnist_dir, "--out", run)
+    longer = run_cli("fit", "--resume", run, "--data-dir", mnist_dir, "--epochs", 3)
+    assert first.exit_code == longer.exit_code == 0, first.output + longer.output
+    lines = [re.sub(r"\d+\.\d+", "N", line) for line in (first.stderr + longer.stderr).splitlines()
+             if line.startswith("epoch ")]   # the figures as N: what they are is not the point
+    assert lines == [f"epoch {e}  accuracy N%  loss N  phase {p}  val_accuracy N%  val_loss N  Ns"
+                     for e, p in (("1/2", 1), ("2/2", 2), ("3/3", 2))]
+    # 4 steps of 50 an epoch (160 training images).
+    assert UNSETTLED.format(where=f"{spec}:8:50", steps=8) in first.stderr
+    assert UNSETTLED.format(where=f"{run / 'spec.yaml'}:11:48", steps=12) in longer.stderr   # the run's copy
+    assert [r["phase"] for r in history(run)] == ["1", "2", "2"]

@@ -144,13 +144,14 @@ def objects_model(tmp_path, names, test_images: int):
     from helpers.models import metadata, part_trained, synthetic
 
     folder = tmp_path / "objects"
-    for split, (x, y) in (("train", synthetic(20, 1)), ("test", synthetic(test_images, 2))):
+    for split, (x, y) in (("train", synthetic(20, 1, len(names))), ("test", synthetic(test_images, 2, len(names)))):
         for i, (pixels, label) in enumerate(zip(x, y)):
             (folder / split / names[label]).mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels[..., 0]).save(folder / split / names[label] / f"{i}.png")
     model = tmp_path / "objects.keras"
-    model_file.save_model(part_trained(3), model, metadata(names, dataset="image_folder", data_path=str(folder),
-                                                           image_size=[8, 8], color_mode="grayscale"))
+    model_file.save_model(part_trained(3, classes=len(names)), model,
+                          metadata(names, dataset="image_folder", data_path=str(folder), image_size=[8, 8],
+                                   color_mode="grayscale"))
     return model
 
 
@@ -164,6 +165,31 @@ def test_piped_evaluation_keeps_every_class_name(tmp_path):
     header = next(line for line in confusion.splitlines() if "true \\ pred" in line)
     assert header.split("┃")[2:-1] == [f" {name} " for name in names]
     assert re.search(r"^│ automobile +│ +[01]\.\d{4} │", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.parametrize("classes", [5, 10])
+def test_evaluate_shows_top_5_accuracy_only_below_5_classes(tmp_path, classes):
+    """A 5-class model's evaluate showed 'top-5 accuracy 100.00%': every label is among the top 5."""
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"][:classes]
+    model = objects_model(tmp_path, names, 40)
+    shown = run("evaluate", model)
+    figures = json.loads(run("evaluate", model, "--json").stdout)
+    asked = run("evaluate", model, "--top-k", 5)
+    assert shown.exit_code == figures.get("samples") - 40 == asked.exit_code == 0, shown.output
+    head = [line.rstrip() for line in shown.stdout[:shown.stdout.index("Per class")].splitlines()]
+    assert [line.split("  ")[0] for line in head if line] == [
+        "model", "data", "samples", "loss", "accuracy", *(["top-5 accuracy"] if classes > 5 else []), "macro F1"]
+    top5 = [line for line in head if line.startswith("top-5")]
+    if classes > 5:
+        assert top5 == [f"top-5 accuracy  {100 * figures['top_k_accuracy']:.2f}%"]
+        assert (figures["top_k"], asked.stderr) == (5, f"wrote {tmp_path / 'objects.eval.json'} and "
+                                                       f"{tmp_path / 'objects.confusion.png'}\n")
+    else:
+        assert top5 == [] and "top_k" not in figures and "top_k_accuracy" not in figures
+        assert "top_k" not in json.loads((tmp_path / "objects.eval.json").read_text())
+        assert asked.stderr.startswith("note: --top-k 5 is not below the model's 5 classes: every image's label is "
+                                       "among its top 5, so top-k accuracy (always 100%) is left out\n")
+    assert shown.stderr == f"wrote {tmp_path / 'objects.eval.json'} and {tmp_path / 'objects.confusion.png'}\n"
 
 
 def test_written_paths_are_printed_with_their_control_characters_escaped(two_runs, tmp_path):
@@ -281,6 +307,46 @@ def test_the_confusion_pictures_labels_stay_inside_it(tmp_path):
     assert {side: int((line < 250).sum()) for side, line in edges.items()} == dict.fromkeys(edges, 0)
 
 
+PREDICT_SCRIPT = """
+import fcntl, os, struct, sys, termios
+from cnntrain.cli import cli
+os.chdir(sys.argv[1])
+fcntl.ioctl(sys.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", 60, 80, 0, 0))
+cli.main(["predict", "photos", "--model", "pets.keras", "--invert", "no"], standalone_mode=False)
+"""
+
+
+def test_predict_on_a_real_terminal_keeps_file_names_whole_and_folds_the_runners_up(tmp_path):
+    """At 80 columns the file column was folded mid-name ('0001.j' / 'pg') beside a runners-up column
+    with room to give."""
+    import numpy as np
+
+    from cnntrain.backend import keras
+    from cnntrain.runs import model_file
+    from helpers.models import SHAPE, metadata
+
+    names = ["golden_retriever", "labrador_retriever", "siamese_cat", "hamster"]
+    # Scores that do not depend on the image (a zero kernel): the same probabilities on any machine.
+    model = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])
+    model.layers[-1].set_weights([np.zeros((64, 4), "float32"), np.log([0.6, 0.25, 0.1, 0.05]).astype("float32")])
+    model_file.save_model(model, tmp_path / "pets.keras", metadata(names))
+    (tmp_path / "photos").mkdir()
+    for name in ("holiday-beach-0001.jpg", "garden-with-a-cat.png"):
+        Image.fromarray(np.full(SHAPE[:2], 20, np.uint8)).save(tmp_path / "photos" / name)
+    assert terminal.run_in_pty(PREDICT_SCRIPT, [tmp_path]).splitlines() == [
+        "model: pets.keras",
+        "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━━━━━━━━┓",
+        "┃ file                          ┃ class            ┃ probability ┃ next 2      ┃",
+        "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━━━━━━━━┩",
+        *[line for name in ("garden-with-a-cat.png ", "holiday-beach-0001.jpg") for line in (
+            f"│ photos/{name} │ golden_retriever │      0.6000 │ labrador_re │",
+            "│                               │                  │             │ triever     │",
+            "│                               │                  │             │ 0.2500,     │",
+            "│                               │                  │             │ siamese_cat │",
+            "│                               │                  │             │ 0.1000      │")],
+        "└───────────────────────────────┴──────────────────┴─────────────┴─────────────┘"]
+
+
 @pytest.mark.parametrize(("width", "expected"), [
     (100, "epoch 1/2  accuracy 17.78%  loss 1.6167  val_accuracy 60.00%  val_loss 1.2971  1.2s"),
     (80, "epoch 1/2 accuracy 17.78% loss 1.6167 val_accuracy 60.00% val_loss 1.2971 1.2s"),
@@ -292,6 +358,21 @@ def test_an_epoch_line_fits_the_terminal_without_breaking_a_figure(width, expect
 
     fields = ["epoch 1/2", "accuracy 17.78%", "loss 1.6167", "val_accuracy 60.00%", "val_loss 1.2971", "1.2s"]
     assert fields_line(fields, width) == expected
+
+
+def test_an_epoch_line_shows_fine_tunings_phase_as_a_count(capsys):
+    """With fit.fine_tune the line read 'phase 2.0000': the phase (an int in the logs) went through
+    the figures' float format. The whole fine-tuned fit: tests/test_backbones.py."""
+    import numpy as np
+
+    from cnntrain.views.progress import EpochLines
+
+    lines = EpochLines(4)
+    lines.on_epoch_begin(2)
+    lines.on_epoch_end(2, {"accuracy": np.float32(0.5), "loss": np.float64(1.25), "phase": 2,
+                           "val_loss": 2.0, "learning_rate": 1e-4})
+    assert re.fullmatch(r"epoch 3/4  accuracy 50\.00%  loss 1\.2500  phase 2  val_loss 2\.0000  \d+\.\ds\n",
+                        capsys.readouterr().err)
 
 
 def test_a_note_is_folded_between_words_on_a_terminal():

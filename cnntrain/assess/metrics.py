@@ -114,6 +114,14 @@ def top_k_hits(probabilities, y_true, k: int) -> np.ndarray:
     return higher < k
 
 
+def top_k_figures(probs, y, k: int) -> dict:
+    """{"top_k", "top_k_accuracy"}, or nothing when k is not below the number of classes: every
+    label is then among the top k, and its 100% would say nothing of the model."""
+    if k >= probs.shape[1]:
+        return {}
+    return {"top_k": k, "top_k_accuracy": float(np.mean(top_k_hits(probs, y, k)))}
+
+
 def metrics_from_probabilities(probs, y, class_names, *, top_k=5, logits=None, label_smoothing=0.0) -> dict:
     """Every figure of evaluate_model from (N, classes) probabilities (and the logits if known); the
     loss against labels smoothed by `label_smoothing`, as the model's fit computed it."""
@@ -124,7 +132,6 @@ def metrics_from_probabilities(probs, y, class_names, *, top_k=5, logits=None, l
     else:
         losses = sparse_crossentropy(probs, y) if logits is None else sparse_crossentropy_logits(logits, y)
     names = list(class_names)
-    k = max(1, min(int(top_k), len(names)))
     pred = probs.argmax(axis=1)
     m = classification_metrics(y, pred, len(names))
     cm = m["confusion"]
@@ -135,8 +142,7 @@ def metrics_from_probabilities(probs, y, class_names, *, top_k=5, logits=None, l
         "samples": int(len(y)),
         "loss": float(losses.mean()),
         "accuracy": float(np.mean(pred == y)),
-        "top_k": k,
-        "top_k_accuracy": float(np.mean(top_k_hits(probs, y, k))),
+        **top_k_figures(probs, y, int(top_k)),
         "per_class": [
             {"class": names[c], "precision": m["precision"][c], "recall": m["recall"][c],
              "f1": m["f1"][c], "support": m["support"][c]}

@@ -5,6 +5,7 @@ import json
 import sys
 
 import click
+from click.core import ParameterSource
 
 from cnntrain.commands.options import (data_options, invert_option, json_option, runs_option, say_error, say_model, say_wrote,
                                        tta_option, unsafe_option)
@@ -16,7 +17,8 @@ from cnntrain.commands.options import (data_options, invert_option, json_option,
 @click.option("--split", type=click.Choice(["test", "train", "validation"]), default="test", show_default=True,
               help="Which split of the model's dataset to evaluate on. validation: the images the run's spec "
                    "held out (data.validation: split), where choices such as --tta are made without the test set.")
-@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="k of top-k accuracy.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="k of top-k accuracy, shown when k is below the number of classes.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @tta_option
 @runs_option
@@ -36,7 +38,11 @@ def evaluate(target, data_dir, offline, split, top_k, batch_size, tta, runs_root
                                   top_k=top_k, batch_size=batch_size, unsafe=unsafe, tta=tta)
     if result.get("note"):
         console.err.print(f"note: {console.escape(result['note'])}")
-    _say_capped(top_k, result["top_k"], len(result["class_names"]))
+    classes = len(result["class_names"])
+    # Not said for the default: a model of 5 classes or fewer would get it at every evaluate.
+    if top_k >= classes and click.get_current_context().get_parameter_source("top_k") is ParameterSource.COMMANDLINE:
+        console.note(f"note: --top-k {top_k} is not below the model's {classes} classes: every image's label is "
+                     f"among its top {top_k}, so top-k accuracy (always 100%) is left out")
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

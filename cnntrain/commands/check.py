@@ -17,8 +17,11 @@ def check(spec, overrides, trust_spec):
     from cnntrain.spec import layer_entries, load_spec
 
     loaded = load_spec(spec, overrides)   # first: a broken spec is reported before TensorFlow is imported
+    from cnntrain.data import splits
+    from cnntrain.model import backbones
     from cnntrain.model.build import output_warning
     from cnntrain.train import preflight
+    from cnntrain.views import console
 
     loaded.trusted = trust_spec
     model = _build(loaded)
@@ -27,6 +30,9 @@ def check(spec, overrides, trust_spec):
     warning = output_warning(loaded, model)
     if warning is not None:
         click.echo(f"{warning.location}: warning: {warning.message}\n  hint: {warning.hint}", err=True)
+    steps = splits.train_steps(loaded)   # unknown for an image folder, whose fit warns instead
+    for unsettled in backbones.unsettled_statistics(loaded, model, steps) if steps else []:
+        console.warn(unsettled)
     # The spec's layers: the front normalization layer fit adds is not one the user wrote.
     written = sum(1 for _ in layer_entries(loaded["model"]["layers"]))
     click.echo(f"OK {spec}: {loaded['name']}, {written} layers, {model.count_params():,} parameters")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +44,12 @@ def train_images(spec: Spec) -> int | None:
     if spec["data"]["validation"] == "split":
         total -= round(total * spec["data"]["validation_split"])
     return total
+
+
+def train_steps(spec: Spec) -> int | None:
+    """The training steps of the spec's whole fit (every epoch) on a built-in dataset, before any data is read."""
+    images = train_images(spec)
+    return None if images is None else math.ceil(images / spec["fit"]["batch_size"]) * spec["fit"]["epochs"]
 
 
 def load(spec: Spec, *, data_dir=None, offline=False, path=None, progress=None) -> Dataset:

@@ -152,8 +152,8 @@ def _evaluation_section(run: RunContents) -> list[str]:
         return lines
     lines += [f"On the {ev.get('split', 'test')} split ({ev['samples']:,} images): loss {_num(ev['loss'])}, "
               f"accuracy **{pct(ev['accuracy'])}**{tta.label(ev.get('tta', 'none'))}, "
-              f"top-{ev['top_k']} accuracy {pct(ev['top_k_accuracy'])}, "
-              f"macro F1 {_num(ev['macro_f1'])}.", "",
+              + (f"top-{ev['top_k']} accuracy {pct(ev['top_k_accuracy'])}, " if "top_k_accuracy" in ev else "")
+              + f"macro F1 {_num(ev['macro_f1'])}.", "",
               "| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['class']} | {_num(r['precision'])} | {_num(r['recall'])} | {_num(r['f1'])} | {r['support']} |"
               for r in ev["per_class"]]

@@ -26,7 +26,7 @@ import numpy as np
 
 from cnntrain.backend import keras
 from cnntrain.data.lookup import keras_home
-from cnntrain.errors import SpecError, first_lines_of
+from cnntrain.errors import SpecError, first_lines_of, plural
 
 # Arguments cnntrain sets itself: the input comes from the layers above.
 _OWN = ("input_shape", "input_tensor")
@@ -298,6 +298,42 @@ def check_top(spec, model, num_classes: int | None):
                              f"but the data has {num_classes}",
                              f"set include_top: false, pooling: avg and end with Dense: {{units: {num_classes}, "
                              f"activation: softmax}}; or classes: {num_classes} with weights: null")
+
+
+# Keras' default BatchNormalization momentum: the moving averages keep 0.99 of themselves a step
+# (MobileNet's 0.999 still holds 37% of its starting 0 and 1 after 1,000 steps). Training
+# normalizes by each batch's own statistics, so its figures look fine; evaluate and predict
+# normalize by the averages, which in a short fit from random weights are far from them.
+SLOW_MOMENTUM = 0.99
+FEW_STEPS = 1000
+
+
+def unsettled_statistics(spec, model, steps: int) -> list[str]:
+    """A warning per backbone of `model` started from random weights (weights: null) whose
+    BatchNormalization layers keep their moving averages with a momentum of 0.99 or more, when the
+    fit has fewer than FEW_STEPS training `steps` in all: the momentum is read from the built layers."""
+    found = []
+    for (i, item), inner in zip(entries(spec), in_model(model)):
+        if item.args.get("weights", "imagenet") is not None:
+            continue
+        slow = [layer.momentum for layer in _all_layers(inner)
+                if isinstance(layer, keras.layers.BatchNormalization) and layer.momentum >= SLOW_MOMENTUM]
+        if not slow or steps >= FEW_STEPS:
+            continue
+        momentum = min(slow)
+        where = spec.error(("model", "layers", i, item.name, "weights"), "").location
+        found.append(f"{where}: {item.name} starts from random weights (weights: null), and its "
+                     f"{len(slow)} BatchNormalization layers move their moving averages {1 - momentum:.1%} of "
+                     f"the way to each batch's statistics (momentum {momentum:g}): in {plural(steps, 'training step')} "
+                     "they do not settle, and evaluate and predict, which normalize by them, may find the model "
+                     f"at chance; start from pretrained weights (weights: imagenet or a weights file), or train "
+                     f"for {FEW_STEPS:,} steps or more")
+    return found
+
+
+def _all_layers(model) -> list:
+    return [layer for inner in model.layers
+            for layer in (_all_layers(inner) if isinstance(inner, keras.Model) else [inner])]
 
 
 def entries(spec) -> list[tuple[int, Entry]]:

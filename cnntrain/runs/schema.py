@@ -209,7 +209,7 @@ EVALUATION = Record({
     "per_class": List(Record({"class": Str(max_len=1000), "precision": _SHARE, "recall": _SHARE, "f1": _SHARE,
                               "support": Int(0)})),
     "most_confused": List(Record({"true": Str(max_len=1000), "predicted": Str(max_len=1000), "count": Int(1)})),
-}, optional_keys=("split", "tta", "most_confused"))
+}, optional_keys=("split", "tta", "most_confused", "top_k", "top_k_accuracy"))
 
 # leaderboard.json, as experiments/sweep.py writes it.
 TRIAL = Record({"number": Int(0), "state": Str(("COMPLETE", "PRUNED", "FAIL")), "value": Optional(Number()),

@@ -75,6 +75,8 @@ def _fit(spec: Spec, options: FitOptions, reporter) -> Path:
     data = _load_data(spec, options, reporter)
     steps, logged = _check_training(spec, data, plan, reporter)
     model, front = _build_model(spec, data, steps, plan, options, reporter)
+    for warning in backbones.unsettled_statistics(spec, model, steps * spec["fit"]["epochs"]):
+        reporter.warn(warning)
     initial_weights = start.init_from(model, options.init_from, options.runs_root or spec["output"]["dir"], front) \
         if options.init_from else None
     if initial_weights:

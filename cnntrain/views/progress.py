@@ -1,6 +1,7 @@
 """Live training progress as a Keras callback (imports Keras, so kept apart from console.py)."""
 from __future__ import annotations
 
+import numbers
 import time
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -12,7 +13,13 @@ from cnntrain.views.console import err, fields_line
 
 def _figures(logs: dict, validation: bool = False) -> list[str]:
     keys = [k for k in logs if is_validation(k) == validation]
-    return [f"{k} {figure(k, float(logs[k]))}" for k in keys if k != "learning_rate"]
+    return [f"{k} {figure(k, _number(logs[k]))}" for k in keys if k != "learning_rate"]
+
+
+def _number(value):
+    # A count Keras passes on as logged (fine-tuning's phase, 1 or 2) reads as a count, `phase 2`;
+    # only the figures (Keras' NumPy and tensor scalars among them) are made floats, to 4 decimals.
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 class EpochLines(keras.callbacks.Callback):

@@ -88,6 +88,33 @@ def _drop_to_fit(table: Table, width: int, optional, folded=()) -> None:
         table.caption += f" ({', '.join(dropped)}: left out to fit the terminal; --json shows them)"
 
 
+# The narrowest a column that folds anywhere (a runners-up list) is let get beside cells kept whole.
+FOLDED_WIDTH = 10
+
+
+def _keep_whole(table: Table, width: int, choices) -> None:
+    """Keep the cells of the first of `choices` (lists of columns, best first) whole that fits `width`,
+    the other columns folded between words if they can, else anywhere down to FOLDED_WIDTH: rich's
+    own narrowing folds the widest foldable column first, whatever it holds (a file name mid-name).
+    Every column is held at least as wide as asked (min_width), so a choice that does not fit draws
+    wider than `width`, which _rendered_width sees (rich would cut a no_wrap cell instead)."""
+    def widest(column, words: bool) -> int:
+        texts = [Text.from_markup(cell).plain for cell in column.cells] + [Text.from_markup(column.header).plain]
+        return max(len(part) for text in texts for part in (text.split() if words else [text]) or [""])
+
+    for whole in choices:
+        for floor in (None, FOLDED_WIDTH):
+            for column in table.columns:
+                kept = column in whole or column.justify == "right"
+                word = widest(column, words=not kept)
+                column.min_width = word if kept or floor is None else min(word, floor)
+                column.no_wrap = kept
+            if _rendered_width(table, width) <= width:
+                return
+    for column in table.columns:
+        column.min_width, column.no_wrap = None, column.justify == "right"
+
+
 def _rendered_width(table: Table, width: int) -> int:
     """The widest line of `table` drawn `width` columns wide: wider when its unbreakable cells do not fit."""
     import io
@@ -107,7 +134,6 @@ def _rendered_width(table: Table, width: int) -> int:
 
 def show_evaluation(console, result: dict) -> None:
     """Headline figures, the per-class table, the confusion matrix, the most-confused pairs."""
-    k = result.get("top_k", 5)
     head = FoldingTable.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
@@ -120,7 +146,8 @@ def show_evaluation(console, result: dict) -> None:
     smoothing = result.get("label_smoothing")
     head.add_row("loss", f"{result['loss']:.4f}" + (f" (labels smoothed by {smoothing:g})" if smoothing else ""))
     head.add_row("accuracy", f"[bold]{pct(result['accuracy'])}[/bold]{label(result.get('tta', 'none'))}")
-    head.add_row(f"top-{k} accuracy", pct(result["top_k_accuracy"]))
+    if "top_k_accuracy" in result:   # not with k classes or fewer: always 100%
+        head.add_row(f"top-{result['top_k']} accuracy", pct(result["top_k_accuracy"]))
     head.add_row("macro F1", f"{result['macro_f1']:.4f}")
     console.print(head)
     console.print()
@@ -234,6 +261,7 @@ def show_predictions(console, rows: list[dict], top_k: int) -> None:
         if top_k > 1:
             cells.append(", ".join(f"{escape(str(t['class']))} {t['probability']:.4f}" for t in top[1:]))
         table.add_row(*cells)
+    _keep_whole(table, console.width, [table.columns[:2], table.columns[:1]])
     console.print(table)
 
 
