@@ -380,3 +380,23 @@ def test_int8_tflite_gives_real_probabilities(exported, scale):
     assert not np.allclose(got * 256, np.round(got * 256), atol=1e-4)
     assert np.allclose(got.sum(axis=1), 1, atol=1e-5)
     assert np.abs(got - keras_p).max() < 0.05
+
+
+PTY_80 = """
+import fcntl, struct, sys, termios
+from cnntrain.cli import cli
+fcntl.ioctl(sys.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", 60, 80, 0, 0))
+cli.main(sys.argv[1:], standalone_mode=False)
+"""
+
+
+def test_the_report_fits_an_80_column_terminal(scale, tmp_path):
+    """TFLite's tolerance line is 81 characters: the terminal broke it at 'accuracy drop <' / '= 0.1'."""
+    from helpers import terminal
+
+    text = terminal.run_in_pty(PTY_80, ["export", scale[0], "--format", "tflite", "--out", tmp_path / "t"])
+    lines = text.splitlines()
+    assert max(len(line) for line in lines if len(line.split()) > 1) <= 80, text
+    at = next(i for i, line in enumerate(lines) if line.startswith("  tolerance  "))
+    assert lines[at:at + 2] == ["  tolerance  top-1 agreement >= 99.9%, max difference <= 0.0001, accuracy drop",
+                                "    <= 0.1 points: OK"]

@@ -45,7 +45,10 @@ def export(target, fmt, quantize, out, check_images, check_samples, data_dir, of
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo("\n".join(report_lines(result)))
+        from cnntrain.views import console
+
+        # Folded between words on a terminal: the tolerance line is 81 characters for TFLite.
+        click.echo(console.fitted("\n".join(report_lines(result)), console.out.size.width))
     if not result["passed"]:
         raise CnntrainError("the exported model is outside its tolerance: " + "; ".join(result["failures"]),
                             file=result["file"],
