@@ -24,6 +24,16 @@ turns seed by seed so that a change of load falls on all of them, and prints for
 mean and the spread (highest minus lowest) over its seeds of the last epoch's validation and test
 accuracy and of its wall time. A recipe change is adopted on the validation figures only: when its
 mean beats the old recipe's by more than both spreads.
+
+--airbench EPOCHS (repeat) adds the yardstick as a side: the airbench94 port
+(benchmarks/reference/airbench94_torch.py) trained for EPOCHS (its own 9.9, or what fills another
+budget) by --torch-python, a Python with PyTorch, on --data-dir's cifar10-jpeg folder, taking its turn
+with the configs (and its seed with --seeds). Its rows come from its own per-epoch lines: the test
+accuracy of the weights as trained and the seconds since its training began (its JPEG reading
+before, its test predictions never, on the clock); its final figure is its own six-view TTA.
+
+    python benchmarks/time_to_accuracy.py --config "configs/cifar10_fast.yaml --set fit.epochs=11" \
+        --airbench 9.9 --torch-python /work/venvs/torch/bin/python --data-dir /work/bg/data
 """
 from __future__ import annotations
 
@@ -126,6 +136,49 @@ def run_one(config: str, args, out: Path, rows: list, seed: int | None = None) -
             "speed": speed(spec, metrics, json.loads((run_dir / "env.json").read_text()))}
 
 
+AIRBENCH = ROOT / "benchmarks" / "reference" / "airbench94_torch.py"
+
+
+def airbench_rows(lines, name: str) -> tuple[list, float | None, float | None]:
+    """The port's output read: a row per `epoch N test A wall S s` line, and from its last line
+    (`test accuracy: tta0 A tta1 B tta2 C; S s in all, ...`) the six-view TTA accuracy and its seconds."""
+    import re
+    rows, final, wall = [], None, None
+    for line in lines:
+        if m := re.fullmatch(r"epoch (\d+) test ([0-9.]+) wall ([0-9.]+) s", line.strip()):
+            rows.append({"config": name, "epoch": int(m[1]), "wall_s": float(m[3]), "test_accuracy": float(m[2]),
+                         "val_accuracy": None, "train_accuracy": None})
+        elif m := re.match(r"test accuracy: .*tta2 ([0-9.]+); ([0-9.]+) s in all", line.strip()):
+            final, wall = float(m[1]), float(m[2])
+    return rows, final, wall
+
+
+def run_airbench(epochs: float, args, out: Path, rows: list, seed: int | None = None) -> dict:
+    """The airbench94 port trained for `epochs` in its own process; its per-epoch lines into `rows`."""
+    import subprocess
+    if not args.torch_python:
+        raise SystemExit("--airbench needs --torch-python, a Python with PyTorch")
+    name = f"airbench94-{epochs:g}ep" + ("" if seed is None else f"-s{seed}")
+    folder = Path(args.data_dir) / "cifar10-jpeg"
+    command = [args.torch_python, str(AIRBENCH), "--data-dir", str(folder if folder.is_dir() else args.data_dir),
+               "--epochs", str(epochs), "--seed", str(seed or 0)]
+    lines = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+        for line in child.stdout:
+            lines.append(line)
+            got, _, _ = airbench_rows([line], name)
+            for row in got:
+                print(f"  {name} epoch {row['epoch']}: {row['wall_s'] / 60:6.1f} min  test {row['test_accuracy']:.2%}",
+                      flush=True)
+    if child.returncode:
+        raise SystemExit(f"{name}: the port exited with status {child.returncode}")
+    got, final, wall = airbench_rows(lines, name)
+    rows.extend(got)
+    (out / f"{name}.log").write_text("".join(lines))
+    return {"config": f"airbench94 port, {epochs:g} epochs", "name": name, "seed": seed, "run": str(out / f"{name}.log"),
+            "wall_s": wall, "final_test": final, "tta": "airbench", "speed": "-"}
+
+
 def speed(spec, metrics: dict, env: dict) -> str:
     """'images/s, GFLOP/s (share of this CPU's peak)' of the run's steady training epochs."""
     from cpu_speed import cpu_facts, peak_flops, train_flops_per_image
@@ -200,9 +253,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="fit --threads")
     parser.add_argument("--seeds", type=int, default=None,
                         help="train each config with seeds 1..N and print mean and spread (default: the spec's seed)")
+    parser.add_argument("--airbench", action="append", type=float, default=[], metavar="EPOCHS",
+                        help="also train the airbench94 port for EPOCHS (repeat), under --torch-python")
+    parser.add_argument("--torch-python", default=None, help="a Python with PyTorch, for --airbench")
     parser.add_argument("--out", default="benchmark-runs/time_to_accuracy", help="runs, CSV and PNG go here")
     args = parser.parse_args(argv)
-    configs = args.config or list(PAIRS[args.pair])
+    configs = args.config or ([] if args.airbench else list(PAIRS[args.pair]))   # --airbench alone: only the port
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from cpu_speed import cpu_facts
@@ -215,8 +271,12 @@ def main(argv=None) -> int:
 
     rows, results = [], []
     seeds = range(1, args.seeds + 1) if args.seeds else [None]
-    for config, seed in [(c, s) for s in seeds for c in configs]:
-        results.append(run_one(config, args, out, rows, seed))
+    sides = configs + [float(e) for e in args.airbench]
+    for side, seed in [(c, s) for s in seeds for c in sides]:
+        if isinstance(side, float):
+            results.append(run_airbench(side, args, out, rows, seed))
+        else:
+            results.append(run_one(side, args, out, rows, seed))
         with open(out / "time_to_accuracy.csv", "w", newline="") as f:   # after each config: a kill keeps the rest
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
@@ -235,12 +295,14 @@ def main(argv=None) -> int:
             cells.append("-" if accuracy is None else f"{accuracy:.2%} (ep {epoch})")
         last = [r for r in rows if r["config"] == result["name"]][-1]
         final = result["final_test"]
-        tta = f", {final:.2%} fit's figure with test-time {result['tta']}" if result["tta"] not in (None, "none") else ""
+        tta = "" if result["tta"] in (None, "none") else (
+            f", {final:.2%} with its six-view TTA" if result["tta"] == "airbench" else
+            f", {final:.2%} fit's figure with test-time {result['tta']}")
         print(f"| `{result['config']}` | " + " | ".join(cells)
               + f" | {last['test_accuracy']:.2%} ({last['epoch']} epochs, {result['wall_s']:.0f} s{tta}) "
               f"| {result['speed']} |")
     if args.seeds:
-        print_seed_summary(configs, results, rows)
+        print_seed_summary([r["config"] for r in results[:len(sides)]], results, rows)
     print(f"\nwrote {out / 'time_to_accuracy.csv'} and {out / 'time_to_accuracy.png'}")
     return 0
 

@@ -24,6 +24,26 @@ def pytest_addoption(parser, pluginmanager):
         parser.addoption("--dist", dest="no_xdist_dist", help="ignored: pytest-xdist is not loaded")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session(tmp_path_factory):
+    """The same for what runs before a test's own `isolated`: a module's fixtures (test_export's
+    image folders were decoded into the user's ~/.cache/cnntrain)."""
+    from cnntrain.data import lookup
+
+    patch = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("session")
+    patch.setenv("KERAS_HOME", str(home / "keras"))
+    patch.setenv("CNNTRAIN_CACHE_DIR", str(home / "cnntrain-cache"))
+    patch.delenv("CNNTRAIN_DATA_DIR", raising=False)
+
+    def no_network(**kwargs):
+        raise AssertionError("a fixture tried to download")
+
+    patch.setattr(lookup, "_get_file", no_network)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Never the user's Keras cache or data folder, never a download, and the current folder is the

@@ -134,3 +134,15 @@ def test_time_to_accuracy_seed_summary_is_mean_and_spread_per_config(capsys):
         "| --- | --- | --- | --- | --- |",
         "| `a.yaml` | 2 | 99.50% (spread 0.20%) | 99.55% (spread 0.10%) | 85 (10) |",
         "| `b.yaml` | 1 | - | 90.00% (spread 0.00%) | 100 (0) |"]
+
+
+def test_time_to_accuracy_reads_the_airbench_ports_lines():
+    benchmark = load_benchmark("time_to_accuracy")
+    lines = ["epoch 1 test 0.5123 wall 160.4 s\n", "epoch 2 test 0.7480 wall 321.0 s\n",
+             "test accuracy: tta0 0.8992 tta1 0.9060 tta2 0.9071; 1349.2 s in all, torch.float32\n"]
+    rows, final, wall = benchmark.airbench_rows(lines, "airbench94-9.9ep-s1")
+    assert rows == [{"config": "airbench94-9.9ep-s1", "epoch": 1, "wall_s": 160.4, "test_accuracy": 0.5123,
+                     "val_accuracy": None, "train_accuracy": None},
+                    {"config": "airbench94-9.9ep-s1", "epoch": 2, "wall_s": 321.0, "test_accuracy": 0.748,
+                     "val_accuracy": None, "train_accuracy": None}]
+    assert (final, wall) == (0.9071, 1349.2)

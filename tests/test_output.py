@@ -327,3 +327,27 @@ def test_fits_notes_and_warnings_fold_as_every_commands_do_on_a_terminal():
     shown = in_a_terminal([text], NOTES_SCRIPT).split("=== ")[1:]
     assert shown[0] == "80 columns\n" + f"{note}\n{warning}\n" * 3
     assert shown[1] == "100 columns\n" + f"{text}\nwarning: {text}\n" * 3
+
+
+def test_an_error_is_folded_between_words_on_a_terminal():
+    """At 80 columns a broken image's error broke '(OSError: Truncated File Read)' before its ')',
+    and its hint mid-word: an error is folded as a note is, each line on its own."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))   # a path of known length: pytest's vary
+    try:
+        spec = folder / "spec.yaml"
+        spec.write_text("name: x\nmodel:\n  layers:\n    - Conv2d: {filters: 3}\n")
+        text = in_a_terminal(["check", spec])
+    finally:
+        shutil.rmtree(folder)
+    at_80 = text.split("=== ")[1].split("\n", 1)[1]
+    assert at_80 == (
+        f"{spec}:4:7: unknown layer 'Conv2d'\n"
+        "  hint: did you mean 'Conv2D'? Layer names are keras.layers class names or\n"
+        "    keras.applications model names (case matters).\n")
+    assert text.split("=== ")[3].split("\n", 1)[1] == (
+        f"{spec}:4:7: unknown layer 'Conv2d'\n"
+        "  hint: did you mean 'Conv2D'? Layer names are keras.layers class names or keras.applications model names (case\n"
+        "    matters).\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -361,9 +362,12 @@ def test_data_cache_shows_and_clears(tmp_path):
     size = sum(p.stat().st_size for p in (tmp_path / "cnntrain-cache" / entry).iterdir())
     shown = run_cli("data", "cache")
     assert shown.exit_code == 0
-    assert f"{entry}" in shown.stdout and " 8 " in shown.stdout
-    assert "'cnntrain data cache clear' removes them" in " ".join(shown.stdout.split())
-    assert ": 1 entry, " in " ".join(shown.stdout.split())   # printed '1 entries'
+    used = time.strftime("%Y-%m-%d %H:%M", time.localtime((tmp_path / "cnntrain-cache" / entry / "manifest.json").stat().st_mtime))
+    # Which folder each entry holds (it was a hash of 32 digits), its image shape and last use.
+    assert shown.stdout.splitlines()[0] == (f"decoded-image cache {tmp_path / 'cnntrain-cache'}: 1 entry, 0.0 MB "
+                                            "('cnntrain data cache clear' removes them)")
+    assert [cell.strip() for cell in shown.stdout.splitlines()[4].split("│")[1:-1]] == [
+        str(root), "8", "6x12x3", "0.0", used]
     cleared = run_cli("data", "cache", "clear")
     assert cleared.stdout == f"removed 1 cache entry ({size / 1e6:,.1f} MB) from {tmp_path / 'cnntrain-cache'}\n"
     assert _entries(tmp_path) == []

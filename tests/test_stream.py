@@ -5,6 +5,7 @@ JPEG and PNG folders written by the tests."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,14 @@ def test_evaluate_reads_the_validation_images_from_the_cache_file(tmp_path):
     figures = json.loads(result.stdout)
     assert figures["samples"] == 10
     assert abs(figures["accuracy"] - float(history(run)[-1]["val_accuracy"])) < 1e-6
+
+
+@pytest.fixture(scope="module")
+def cache_of_a_module_fixture():
+    from cnntrain.data import cache
+    return cache.root()
+
+
+def test_a_module_fixture_decodes_into_a_cache_of_the_tests_own(cache_of_a_module_fixture, tmp_path_factory):
+    """test_export's module fixtures decoded their image folders into the user's ~/.cache/cnntrain."""
+    assert Path(cache_of_a_module_fixture).parent.parent == tmp_path_factory.getbasetemp()

@@ -73,7 +73,9 @@ def say_wrote(*paths, detail: str = "", err: bool = False) -> None:
 
 def say_error(error) -> None:
     """One of our errors as the user reads it, on stderr: `FILE:LINE:COL: message` or `error: message`."""
-    click.echo(str(error) if error.location else f"error: {error}", err=True)
+    from cnntrain.views import console
+
+    console.error(str(error) if error.location else f"error: {error}")
 
 
 def say_model(path) -> None:

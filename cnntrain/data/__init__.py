@@ -146,7 +146,8 @@ def _cached(name, cand, options: ImageOptions, choice: str, progress=None) -> Da
     hit = cache.load(entry)
     if hit is None:
         try:
-            build = cache.Build(entry)
+            build = cache.Build(entry, {"source": os.path.abspath(cand.path), "image_size": options.image_size,
+                                        "color_mode": options.color_mode, "resize": options.resize})
         except OSError:   # a cache that cannot be written costs only the reuse
             return _arrays(_read(name, cand, options, decode.Output(progress=progress)), options, source)
         try:

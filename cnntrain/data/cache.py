@@ -116,6 +116,10 @@ def load(entry: str):
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         shutil.rmtree(folder, ignore_errors=True)   # damaged: built again by the caller
         return None
+    try:   # the manifest's time is the entry's last use, which `cnntrain data cache` shows
+        os.utime(os.path.join(folder, MANIFEST))
+    except OSError:   # a read-only cache is still read
+        pass
     return (*(arrays[n] for n in _ARRAYS), classes, skipped)
 
 
@@ -124,7 +128,9 @@ class Build:
     `commit` writes the rest and renames the folder into place; `close` removes what is left of it.
     Raises OSError where the cache cannot be written at all."""
 
-    def __init__(self, entry: str):
+    def __init__(self, entry: str, about: dict | None = None):
+        # `about`: what `cnntrain data cache` shows of the entry (its source folder, image size...).
+        self.about = dict(about or {})
         base = root()
         os.makedirs(base, exist_ok=True)
         _clean_stale(base)
@@ -151,7 +157,7 @@ class Build:
                     f.flush()
                     os.fsync(f.fileno())
             shapes[name] = None if a is None else [list(a.shape), str(a.dtype)]
-        manifest = {"format": FORMAT, "classes": list(classes), "skipped": list(skipped),
+        manifest = {"format": FORMAT, "about": self.about, "classes": list(classes), "skipped": list(skipped),
                     "shapes": {n: (v and v[0]) for n, v in shapes.items()},
                     "dtypes": {n: (v and v[1]) for n, v in shapes.items()}}
         with open(os.path.join(self.tmp, MANIFEST), "w", encoding="utf-8") as f:
@@ -211,10 +217,15 @@ def entries() -> list[dict]:
                 manifest = json.load(f)
             row["images"] = sum(manifest["shapes"][n][0] for n in ("x_train", "x_test") if manifest["shapes"][n])
             row["classes"] = len(manifest["classes"])
-        except (OSError, ValueError, KeyError, TypeError):
-            row["images"] = row["classes"] = None
+            row["about"] = manifest.get("about") or {}
+            row["shape"] = next((manifest["shapes"][n][1:] for n in ("x_train", "x_test") if manifest["shapes"][n]), None)
+            row["used"] = os.path.getmtime(os.path.join(path, MANIFEST))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            row["images"] = row["classes"] = row["used"] = row["shape"] = None
+            row["about"] = {}
         found.append(row)
-    return found
+    # The entry used last first: the one a user looks for, and old ones at the bottom to clear.
+    return sorted(found, key=lambda r: -(r["used"] or 0))
 
 
 def clear() -> tuple[int, int]:

@@ -23,8 +23,8 @@ class _Console(Console):
         return size if self.is_terminal else ConsoleDimensions(UNBOUNDED, size.height)
 
 
-out = _Console(highlight=False, soft_wrap=True)
-err = _Console(stderr=True, highlight=False, soft_wrap=True)
+out = _Console(highlight=False, soft_wrap=True, emoji=False)   # a name like "x:cat:.png" printed as it is
+err = _Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def escape(text) -> str:
@@ -35,18 +35,29 @@ def escape(text) -> str:
 
 
 def fitted(text: str, width: int = UNBOUNDED) -> str:
-    """A message folded between words to `width`, continuation lines indented: a terminal would
-    otherwise break it anywhere, mid-word or mid-number. A word longer than the line (a long
-    path) is kept whole."""
-    if len(text) <= width:
+    """A message folded between words to `width`, each line on its own, continuation lines
+    indented two spaces past the line's own indent: a terminal would otherwise break it anywhere,
+    mid-word or mid-number. A word longer than the line (a long path) is kept whole."""
+    if max(map(len, text.split("\n"))) <= width:
         return text
-    return textwrap.fill(text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+    folded = []
+    for line in text.split("\n"):
+        indent = " " * (len(line) - len(line.lstrip(" ")) + 2)
+        folded.append(textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False,
+                                    break_on_hyphens=False) if len(line) > width else line)
+    return "\n".join(folded)
 
 
 def note(text: str, style: str | None = None) -> None:
     """A message to the user on stderr, printed literally and folded to a terminal: every note and
     warning of every command (the Reporter's too) is printed here."""
     err.print(fitted(escape(text), err.size.width), style=style)
+
+
+def error(text: str) -> None:
+    """An error as the user reads it (`FILE:LINE:COL: message` and its `  hint:` line), on stderr,
+    folded to a terminal as a note is; piped, whole."""
+    err.print(fitted(_markup_escape(printable(text, newlines=True)), err.size.width))
 
 
 def warn(text: str) -> None:

@@ -5,6 +5,7 @@ reaches rich, so a '[' in a name is printed as is and never read as markup.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.table import Table
@@ -273,10 +274,15 @@ def cache_table(root: str, rows) -> Table:
     entries = f"{len(rows):,} entr{'y' if len(rows) == 1 else 'ies'}"
     table = FoldingTable(title=f"decoded-image cache {escape(root)}: {entries}, {total / 1e6:,.1f} MB "
                                "('cnntrain data cache clear' removes them)")
-    for column in ("entry", "images", "classes", "MB"):
-        table.add_column(column, justify="left" if column == "entry" else "right")
+    for column in ("source", "images", "size", "MB", "last used"):
+        table.add_column(column, justify="left" if column in ("source", "size") else "right")
     for r in rows:
-        table.add_row(r["entry"] + (" (partial)" if r["partial"] else ""),
-                      "-" if r["images"] is None else f"{r['images']:,}",
-                      "-" if r["classes"] is None else str(r["classes"]), f"{r['bytes'] / 1e6:,.1f}")
+        about = r.get("about") or {}
+        # A killed build's folder, or an entry of an older cnntrain that did not record its source.
+        source = about.get("source") or r["entry"] + (" (partial)" if r["partial"] else "")
+        size = " ".join(s for s in ("x".join(map(str, r.get("shape") or [])),
+                                    "" if about.get("resize") in (None, "stretch") else about["resize"]) if s)
+        used = "-" if r.get("used") is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(r["used"]))
+        table.add_row(escape(source), "-" if r["images"] is None else f"{r['images']:,}", size or "-",
+                      f"{r['bytes'] / 1e6:,.1f}", used)
     return table
