@@ -21,8 +21,15 @@ class Group(click.Group):
 
     def invoke(self, ctx):
         debug = "--debug" in sys.argv[1:] or bool(os.environ.get("CNNTRAIN_DEBUG"))
+        _streamed_failure(None)   # forgets an earlier command's (tests run many in one process)
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except Exception as exc:
+                recorded = _streamed_failure(exc)
+                if recorded is None or debug:
+                    raise
+                raise recorded from None
         except CnntrainError as exc:
             if debug:
                 raise
@@ -42,6 +49,20 @@ class Group(click.Group):
             click.echo(f"internal error: {type(exc).__name__}: {text}\n  hint: run again with --debug for the "
                        "traceback, and report it", err=True)
             ctx.exit(70)
+
+
+def _streamed_failure(exc: Exception | None) -> CnntrainError | None:
+    """The error a read of images inside TensorFlow (rows.Lazy in tf.numpy_function) recorded, when
+    `exc` is TensorFlow's report of that op's failure: TF's text is a Python traceback, ours names
+    the file. None: forget any recorded one. Neither imports what the command did not."""
+    rows = sys.modules.get("cnntrain.data.rows")
+    if rows is None:
+        return None
+    if exc is None:
+        rows.forget()
+        return None
+    tf = sys.modules.get("tensorflow")
+    return rows.failure() if tf is not None and isinstance(exc, tf.errors.OpError) else None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

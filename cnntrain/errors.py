@@ -106,6 +106,11 @@ class BrokenImageError(CnntrainError):
     """An image file its decoder cannot read: a data set's reader gathers these to name them all."""
 
 
+class DataChanged(CnntrainError):
+    """A file read during a run changed or vanished since the data set was loaded: an image that
+    data.cache: none decodes again at every epoch, a decoded-image cache file truncated."""
+
+
 def plural(count, noun: str) -> str:
     """'1 epoch', '2 epochs': messages and tables count things, and '1 epochs' reads as a slip."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"

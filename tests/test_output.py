@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from cnntrain.cli import cli
 from cnntrain.views import tables
+from helpers import formats as fx
 from helpers import terminal
 from helpers.cli import without_low_confidence
 from helpers.runs import trained_runs
@@ -351,3 +353,20 @@ def test_an_error_is_folded_between_words_on_a_terminal():
         f"{spec}:4:7: unknown layer 'Conv2d'\n"
         "  hint: did you mean 'Conv2D'? Layer names are keras.layers class names or keras.applications model names (case\n"
         "    matters).\n")
+
+
+def test_a_table_title_longer_than_the_terminal_is_folded_between_words(tmp_path):
+    """`data cache`'s title at 80 columns broke 'removes' into 're' and 'moves' (rich leaves a
+    soft-wrapped title to the terminal)."""
+    from cnntrain.data import load_dataset
+
+    load_dataset("image_folder", path=fx.write_image_tree(tmp_path / "photos", {
+        f"{c}/{i}.png": fx.image_bytes(np.full((6, 6, 3), 40 * i, np.uint8), "PNG") for c in "ab" for i in range(2)}))
+    text = in_a_terminal(["data", "cache"])
+    for part, width in zip(text.split("=== ")[1:], (80, 100, 120)):
+        lines = part.splitlines()[1:]
+        title = lines[:next(i for i, line in enumerate(lines) if line.startswith("┏"))]
+        assert all(len(line) <= width or len(line.split()) == 1 for line in title), (width, title)
+        assert " ".join(" ".join(title).split()) == (f"decoded-image cache {tmp_path / 'cnntrain-cache'}: 1 entry, "
+                                                     "0.0 MB ('cnntrain data cache clear' removes them)")
+        assert "removes them" in title[-1]

@@ -32,11 +32,13 @@ fit: {{epochs: 2, batch_size: 8}}
 """
 
 
-def _folder(tmp_path, n=40):
-    """n shapes in four class folders, half JPEG and half PNG, 28x28 (resized to 12x12 by the spec)."""
-    x, y = fx.shapes(n, seed=4)
-    files = {f"c{label}/{i:03d}.{'jpg' if i % 2 else 'png'}": fx.image_bytes(np.repeat(x[i][..., None], 3, -1),
-                                                                              "JPEG" if i % 2 else "PNG")
+def _folder(tmp_path, n=40, test=0):
+    """n shapes in four class folders, half JPEG and half PNG, 28x28 (resized to 12x12 by the spec);
+    with `test`, that many more in a test/ split beside train/."""
+    x, y = fx.shapes(n + test, seed=4)
+    split = ["train/" if test else ""] * n + ["test/"] * test
+    files = {f"{split[i]}c{label}/{i:03d}.{'jpg' if i % 2 else 'png'}":
+             fx.image_bytes(np.repeat(x[i][..., None], 3, -1), "JPEG" if i % 2 else "PNG")
              for i, label in enumerate(y)}
     return fx.write_image_tree(tmp_path / "shapes", files)
 
@@ -204,3 +206,104 @@ def cache_of_a_module_fixture():
 def test_a_module_fixture_decodes_into_a_cache_of_the_tests_own(cache_of_a_module_fixture, tmp_path_factory):
     """test_export's module fixtures decoded their image folders into the user's ~/.cache/cnntrain."""
     assert Path(cache_of_a_module_fixture).parent.parent == tmp_path_factory.getbasetemp()
+
+
+def test_an_image_gone_during_a_fit_without_cache_is_named(monkeypatch, tmp_path):
+    """data.cache: none decodes every image at every epoch: a file deleted after the data set was
+    loaded (here right after, before the first batch) is our error naming it, not TensorFlow's."""
+    from cnntrain.data import splits
+
+    root = _folder(tmp_path, n=8)
+    gone = tmp_path / "shapes" / "c1" / "001.jpg"
+    prepare = splits.prepare
+
+    def prepared_then_deleted(*args, **kwargs):
+        data = prepare(*args, **kwargs)
+        gone.unlink()
+        return data
+
+    monkeypatch.setattr(splits, "prepare", prepared_then_deleted)
+    result = run_cli("fit", _spec(tmp_path, root, "none"), "--out", tmp_path / "run", "--quiet")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"{gone}: no longer exists; it was read when the data set was loaded, and data.cache: none decodes every "
+        "image again each time it is fed\n  hint: put the file back as it was and run the command again, or run it "
+        "again without the file (data.on_broken: skip leaves out the files unreadable when the data set is loaded, "
+        "not those that break later); data.cache: auto or disk decodes each image once, before training\n")
+
+
+TRUNCATED_READ = """\
+import os, sys
+from cnntrain.data import load_dataset
+from cnntrain.errors import CnntrainError
+x = load_dataset("image_folder", path=sys.argv[1], cache="disk").x_train   # the entry the test built
+x[:8]
+os.truncate(x.path, x.offset + 8 * x.row_bytes)   # another process cut it short
+try:
+    x[-8:]
+except CnntrainError as exc:
+    print(exc)
+    sys.exit(1)
+"""
+
+
+def test_a_cache_file_truncated_under_a_reader_is_our_error_not_sigbus(tmp_path):
+    """A read from the map past the end of a truncated file is a SIGBUS that kills the process: each
+    batch first checks the file's size. Re-run, the damaged entry is built again."""
+    import subprocess
+    import sys
+
+    root = _folder(tmp_path, n=40)
+    built = load_dataset("image_folder", path=root, cache="disk")
+    entry = _entries(tmp_path)
+    done = subprocess.run([sys.executable, "-c", TRUNCATED_READ, root], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (1, ""), done.stderr
+    need = built.x_train.offset + 40 * 28 * 28 * 3
+    assert done.stdout == (
+        f"{built.x_train.path}: the decoded-image cache file is {built.x_train.offset + 8 * 28 * 28 * 3:,} bytes, "
+        f"shorter than the {need:,} its images need: it was truncated or overwritten while in use\n"
+        "  hint: run the command again: a damaged cache entry is removed and built again ('cnntrain data cache "
+        "clear' removes every entry)\n")
+    again = load_dataset("image_folder", path=root, cache="disk")
+    assert _entries(tmp_path) == entry
+    np.testing.assert_array_equal(np.asarray(again.x_train),
+                                  load_dataset("image_folder", path=root, cache="memory").x_train)
+
+
+def test_views_and_exported_models_read_a_streamed_split_a_block_at_a_time(monkeypatch, tmp_path):
+    """evaluate --tta flip, evaluate of an exported .tflite file and the export's own check, on a test
+    split left on disk whose whole-array read is refused (blocks of 8 images): the figures of the
+    split in memory."""
+    import json
+
+    from cnntrain import data as datasets
+    from cnntrain.data import rows
+
+    root = _folder(tmp_path, n=40, test=24)
+    run = tmp_path / "run"
+    fitted = run_cli("fit", _spec(tmp_path, root, "auto"), "--out", run, "--quiet")
+    assert fitted.exit_code == 0, fitted.output
+    tflite = run / "export" / "tflite" / "model.tflite"
+
+    def figures(target, *args):
+        result = run_cli("evaluate", target, "--batch-size", 4, "--json", *args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def refused(self, dtype=None, copy=None):
+        raise AssertionError(f"all {len(self)} images read at once")
+
+    in_memory = {tta: figures(run, "--tta", tta) for tta in ("none", "flip")}
+    with monkeypatch.context() as streamed:
+        streamed.setattr(datasets, "IN_MEMORY_BYTES", 0)   # data.cache: auto leaves every split on disk
+        streamed.setattr(rows, "BLOCK_BYTES", 8 * 12 * 12 * 3)
+        streamed.setattr(Rows, "__array__", refused)
+        assert figures(run, "--tta", "flip") == in_memory["flip"] and in_memory["flip"]["samples"] == 24
+        exported = run_cli("export", run, "--format", "tflite", "--json")
+        assert exported.exit_code == 0, exported.output
+        on_disk = figures(tflite, "--tta", "flip")
+    assert figures(tflite, "--tta", "flip") == on_disk and on_disk["tta"] == "flip"
+    check = json.loads(exported.stdout)["check"]
+    assert (check["images"], check["agreement"]) == (24, 1.0)
+    assert check["keras_accuracy"] == in_memory["none"]["accuracy"]
+    assert check["accuracy"] == figures(tflite, "--tta", "none")["accuracy"]

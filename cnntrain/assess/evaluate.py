@@ -14,7 +14,6 @@ from cnntrain.assess import tta as test_time
 from cnntrain.assess.metrics import metrics_from_probabilities
 from cnntrain.assess.outputs import probability_model
 from cnntrain.errors import CnntrainError
-from cnntrain.feed.pipeline import eval_dataset
 from cnntrain.runs.atomic import write_json
 from cnntrain.loading.runners import resolve_and_load
 from cnntrain.runs.model_file import check_input_shape, class_names_of
@@ -24,7 +23,8 @@ from cnntrain.runs.model_file import check_input_shape, class_names_of
 
 def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none") -> dict:
     """Every figure from one pass of model.predict over float32 batches in order (with a tta, over
-    the images' views, each image's probabilities the weighted mean of its views')."""
+    the images' views, each image's probabilities the weighted mean of its views'). Images on disk
+    (rows.Lazy) are read a batch (an exported runner: a block) at a time."""
     names = class_names_of(model, metadata or {})
     k_classes = len(names)
     y = np.asarray(y)
@@ -40,17 +40,17 @@ def evaluate_model(model, metadata, x, y, *, batch_size=256, top_k=5, tta="none"
                             f"{k_classes} classes", hint="evaluate on the data set the model was trained on")
     check_input_shape(model, metadata or {}, np.shape(x))   # np.shape: images on disk stay unread
     views = len(test_time.VIEWS[test_time.checked(tta)])
-    x, fed = test_time.with_views(x, tta), np.concatenate([y] * views)
-
-    if getattr(model, "exported", False):  # a .tflite / .onnx / SavedModel runner: plain arrays in
-        note = probability_model(model, k_classes).note
-        probs, logits = model.predict(x, batch_size=int(batch_size)), None
+    exported = getattr(model, "exported", False)   # a .tflite / .onnx / SavedModel runner: plain arrays in
+    scored = probability_model(model, k_classes)
+    if exported:
+        probs = test_time.view_outputs(lambda images: model.predict(images, batch_size=int(batch_size)),
+                                       x, tta, batch_size)
+        logits = None
     else:
-        ds = eval_dataset(x, fed, batch_size=int(batch_size))
-        scored = probability_model(model, k_classes)
-        outputs = scored.model.predict(ds, verbose=0)
+        outputs = scored.model.predict(test_time.view_dataset(x, y, tta, batch_size), verbose=0)
         probs, logits = (np.asarray(a) for a in outputs) if scored.logits else (np.asarray(outputs), None)
-        note = scored.note
+        probs = test_time.view_major(probs, tta, batch_size)
+    note = scored.note
     if views > 1:
         # A mean of softmaxes has no logits: its loss is Keras' from clipped probabilities.
         probs, logits = test_time.mean_of_views(probs, tta), None

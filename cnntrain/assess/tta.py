@@ -7,14 +7,15 @@ and the two outputs are averaged. It helps where the classes are mirror-symmetri
 mean of two copies shifted one pixel diagonally (up-left and down-right, the edge reflected), so
 six views; it pays where training translated the images. `translate` is the test-time shift without
 the mirror, for classes a mirror changes (digits, text): the mean of the image and its four one-pixel
-axis shifts (up, down, left, right), five views of equal weight. The views travel in the same batches as
-the images (one pass over K x N images), which is no slower than K passes and needs one code path
-for Keras models and exported runners alike.
+axis shifts (up, down, left, right), five views of equal weight. The views of a split are made a batch (a
+Keras model) or a block (an exported runner) of images at a time, never K copies of a streamed split
+in memory, and each view predicted in the batches fit's figure feeds its averaged model.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from cnntrain.data import rows
 from cnntrain.errors import CnntrainError
 from cnntrain.spec.schema import TTA_CHOICES
 
@@ -68,6 +69,50 @@ def with_views(x, tta: str) -> np.ndarray:
         return x
     x = np.asarray(x)
     return np.concatenate([shifted(x, *view) for view in views])
+
+
+def view_outputs(predict, x, tta: str, batch_size: int) -> np.ndarray:
+    """`predict`'s outputs for the images of `with_views(x, tta)`, K x N rows view by view, made a
+    block of x at a time (x an array or images read when indexed): an exported runner's way. Each
+    view of a block is predicted alone, so its batches hold the images fit's figure puts in one."""
+    views = VIEWS[checked(tta)]
+    parts = [[] for _ in views]
+    for block in rows.blocks(x, int(batch_size)):
+        for part, view in zip(parts, views):
+            part.append(np.asarray(predict(shifted(block, *view))))
+    return np.concatenate([np.concatenate(part) for part in parts])
+
+
+def view_dataset(x, y, tta: str, batch_size: int):
+    """eval_dataset's batches of x, each followed by its further views (batch 1, its flip, batch 2,
+    ...): a Keras model's way, one predict over one pipeline (a predict a block would trace a new
+    pipeline each time, and TensorFlow keeps every one). `view_major` orders the outputs."""
+    from cnntrain.backend import keras, tf
+    from cnntrain.feed.pipeline import eval_dataset
+
+    views = VIEWS[checked(tta)]
+    batches = eval_dataset(x, y, batch_size=int(batch_size))
+    if len(views) == 1:
+        return batches
+
+    def each_view(images, labels):
+        seen = tf.stack([shifted(images, *view, ops=keras.ops) for view in views])
+        return tf.data.Dataset.from_tensor_slices((seen, tf.stack([labels] * len(views))))
+    # flat_map's length is unknown to tf.data, and Keras warns at the end of a pipeline of unknown length.
+    return batches.flat_map(each_view).apply(tf.data.experimental.assert_cardinality(
+        len(views) * int(batches.cardinality())))
+
+
+def view_major(outputs, tta: str, batch_size: int) -> np.ndarray:
+    """view_dataset's outputs (each batch's views in turn) in with_views' order: view by view."""
+    k = len(VIEWS[checked(tta)])
+    outputs = np.asarray(outputs)
+    if k == 1:
+        return outputs
+    n, batch = len(outputs) // k, int(batch_size)
+    order = [np.arange(k * lo + v * size, k * lo + (v + 1) * size)
+             for v in range(k) for lo, size in ((lo, min(batch, n - lo)) for lo in range(0, n, batch))]
+    return outputs[np.concatenate(order)]
 
 
 def mean_of_views(outputs, tta: str) -> np.ndarray:

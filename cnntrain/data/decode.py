@@ -66,6 +66,9 @@ def _broken(item: Item, e: Exception) -> BrokenImageError:
         return BrokenImageError(item.say(f"is too large to decode safely ({e})"), file=item.file,
                                 hint="resize the image; Pillow's decompression-bomb limit guards "
                                      "against malicious files")
+    if isinstance(e, FileNotFoundError):   # listed, then gone
+        return BrokenImageError(item.say("no longer exists"), file=item.file,
+                                hint="put the file back, or run the command again without it")
     return BrokenImageError(item.say(f"cannot be decoded as an image ({type(e).__name__}: {e})"),
                             file=item.file, hint="remove or replace the file; it is truncated, corrupt, "
                                                  "or not the format its extension says")

@@ -4,6 +4,11 @@ A decoded-image cache entry (data/cache.py) holds each split's images as one uin
 `Writer` fills it block by block as the decoder finishes them (pwrite, not a writable map, whose
 dirty pages would count in the process's resident memory); `Rows` reads the rows a batch asks for
 and lets their pages go again, so a fit over 100,000 images holds a few batches, not the file.
+
+A read that fails (an image file of data.cache: none gone or broken since the data set was read, a
+cache file truncated under a fit) raises our error, and records it: a read inside TensorFlow
+(tf.numpy_function) reaches the user as TensorFlow's own error, and the CLI's edge gives the
+recorded one instead (`failure`).
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import os
 import weakref
 
 import numpy as np
+
+from cnntrain.errors import CnntrainError, DataChanged
 
 # The header is always this long, padded: the row offset is known before a row is written, and
 # rewriting the shape after data.on_broken: skip left rows out never moves the rows.
@@ -83,16 +90,54 @@ def _pwrite(fd: int, data, offset: int) -> None:
 RESIDENT_BYTES = 64 << 20
 
 
+# The error the last failed read raised (its text is the user's message, TensorFlow's is not).
+_failed: list[CnntrainError] = []
+
+
+def failure() -> CnntrainError | None:
+    """The error the last failed read of images raised, or None."""
+    return _failed[-1] if _failed else None
+
+
+def forget() -> None:
+    """No read has failed (so far): a run starts without an earlier run's failure."""
+    _failed.clear()
+
+
+# Images a caller that goes through a whole split reads at once (evaluate's test-time views, an
+# export's check): its memory, whatever the split's size.
+BLOCK_BYTES = 32 << 20
+
+
+def blocks(x, multiple: int = 1):
+    """The images of `x` (an array, or a Lazy: read now) as arrays of consecutive rows, each of at
+    most BLOCK_BYTES and a multiple of `multiple` rows (the last one the rest): a batch that starts a
+    block starts a batch of the whole."""
+    row = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * np.dtype(x.dtype).itemsize)
+    step = max(1, BLOCK_BYTES // row // multiple) * multiple
+    for lo in range(0, len(x), step):
+        yield np.asarray(x[lo:lo + step])
+
+
 class _File:
-    """One read-only map of a file shared by its Rows and their subsets, unmapped with the last."""
+    """One read-only map of a file shared by its Rows and their subsets, unmapped with the last.
+    The file stays open: a read past the end of a map of a file truncated since is a SIGBUS that
+    kills the process, so each batch first asks the open file its size (one fstat)."""
 
     def __init__(self, path: str):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            self.map = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
-        finally:
-            os.close(fd)   # the map keeps its own descriptor
+        self.path, self.fd = path, os.open(path, os.O_RDONLY)
+        self._closer = weakref.finalize(self, os.close, self.fd)
+        self.map = mmap.mmap(self.fd, 0, prot=mmap.PROT_READ)
         self.read = 0
+
+    def holds(self, end: int) -> None:
+        """Raises DataChanged unless the file still reaches byte `end`."""
+        size = os.fstat(self.fd).st_size
+        if size < end:
+            raise DataChanged(f"the decoded-image cache file is {size:,} bytes, shorter than the {end:,} its "
+                               "images need: it was truncated or overwritten while in use", file=self.path,
+                               hint="run the command again: a damaged cache entry is removed and built again "
+                                    "('cnntrain data cache clear' removes every entry)")
 
     def touched(self, nbytes: int) -> None:
         # Racing threads may miscount a batch: the bound moves by a batch, nothing else.
@@ -152,7 +197,11 @@ class Lazy:
             raise IndexError(f"row {int(rows.max() if rows.max() >= self.total else rows.min())} of "
                              f"{self.total} rows")
         out = np.empty((len(rows), *self.row_shape), self.dtype)
-        self._fetch(rows, out)
+        try:
+            self._fetch(rows, out)
+        except CnntrainError as exc:
+            _failed[:] = [exc]
+            raise
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -172,7 +221,8 @@ class Rows(Lazy):
         super().__init__(shape[0], shape[1:], dtype, index)
         self.path, self.offset = path, int(offset)
         self._file = file or _File(path)
-        if len(self._file.map) < self.offset + self.total * self.row_bytes:
+        self.end = self.offset + self.total * self.row_bytes
+        if len(self._file.map) < self.end:
             raise OSError(f"{path} ends before row {self.total - 1}")
         self._all = np.frombuffer(self._file.map, self.dtype, count=self.total * self.row_bytes // self.dtype.itemsize,
                                   offset=self.offset).reshape(self.total, *self.row_shape)
@@ -181,6 +231,7 @@ class Rows(Lazy):
         return Rows(self.path, self.offset, (self.total, *self.row_shape), self.dtype, index, self._file)
 
     def _fetch(self, rows: np.ndarray, out: np.ndarray) -> None:
+        self._file.holds(self.end)
         np.take(self._all, rows, axis=0, out=out)
         self._file.touched(out.nbytes)
 
@@ -198,4 +249,13 @@ class Decoding(Lazy):
 
     def _fetch(self, rows: np.ndarray, out: np.ndarray) -> None:
         for j, r in enumerate(rows):
-            out[j] = self.decode(self.items[int(r)])
+            try:
+                out[j] = self.decode(self.items[int(r)])
+            except CnntrainError as exc:
+                raise DataChanged(
+                    f"{exc.message}; it was read when the data set was loaded, and data.cache: none decodes "
+                    "every image again each time it is fed", file=exc.file,
+                    hint="put the file back as it was and run the command again, or run it again without "
+                         "the file (data.on_broken: skip leaves out the files unreadable when the data set "
+                         "is loaded, not those that break later); data.cache: auto or disk decodes each "
+                         "image once, before training") from None

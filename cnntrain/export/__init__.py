@@ -102,7 +102,7 @@ def _export(model_file: Path, target_dir: ExportFolder, *, fmt, quantize, data_d
     file_name = _write(keras_runner.model, fmt, quantize, staging, shape, representative, exported_meta)
 
     exported = runners.load(resolve(staging if fmt == "savedmodel" else staging / file_name), trusted=True)
-    figures = check.compare(keras_runner.predict(x), exported.predict(x), y)
+    figures = check.compare(check.predictions(keras_runner, x), check.predictions(exported, x), y)
     runs_ = check.LATENCY_RUNS if latency_runs is None else int(latency_runs)
     keras_dtype = check.compute_dtype(keras_runner.model)
     limits = check.tolerance(fmt, quantize, keras_dtype)

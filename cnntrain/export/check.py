@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cnntrain.data import splits
 from cnntrain.errors import CnntrainError
 
 REPRESENTATIVE_IMAGES = 300   # int8 calibration images, from the training split
+CHECK_BATCH = 256             # images per predict call of the check (the runners' own default)
 LATENCY_RUNS = 50
 LATENCY_WARMUP = 5
 
@@ -63,19 +65,17 @@ def _subset(x, y, limit, seed):
     if limit is None or len(x) <= limit:
         return x, y
     keep = np.sort(np.random.default_rng(seed).choice(len(x), int(limit), replace=False))
-    return x[keep], (None if y is None else y[keep])
+    return splits.take(x, keep), (None if y is None else y[keep])
 
 
 def dataset_images(metadata: dict, split: str, *, class_names, data_dir=None, offline=False, limit=None, seed=0):
-    """(uint8 images, labels in the model's class order, where from) of the model's own data set."""
+    """(uint8 images, labels in the model's class order, where from) of the model's own data set.
+    Images streamed from disk (rows.Lazy) stay there: `predictions` reads them a block at a time."""
     from cnntrain.assess import evaluate
 
     data, x, y = evaluate._load_data(metadata, data_dir=data_dir, offline=offline, split=split)
     y = evaluate._align_labels(y, getattr(data, "class_names", None), list(class_names))
-    x = np.asarray(x)
-    if x.ndim == 3:
-        x = x[..., np.newaxis]
-    x, y = _subset(x, np.asarray(y, dtype=np.int64), limit, seed)
+    x, y = _subset(splits.as_images(x), np.asarray(y, dtype=np.int64), limit, seed)
     return x, y, f"{split} split of {metadata.get('dataset')} ({getattr(data, 'source', '')})"
 
 
@@ -108,6 +108,13 @@ def folder_images(folder, shape, *, class_names, metadata=None, limit=None, seed
 
 
 # ---------------------------------------------------------------- figures
+
+
+def predictions(runner, x) -> np.ndarray:
+    """The runner's class probabilities for images `x`, read a block at a time (x may be on disk)."""
+    from cnntrain.assess import tta
+
+    return tta.view_outputs(runner.predict, x, tta.NONE, CHECK_BATCH)
 
 
 def compare(reference: np.ndarray, exported: np.ndarray, labels=None) -> dict:

@@ -14,7 +14,7 @@ from rich.text import Text
 from cnntrain.assess.tta import label
 from cnntrain.errors import plural
 from cnntrain.runs.numbers import pct
-from cnntrain.views.console import UNBOUNDED, escape
+from cnntrain.views.console import UNBOUNDED, escape, fitted
 
 
 class FoldingTable(Table):
@@ -24,6 +24,17 @@ class FoldingTable(Table):
     def add_column(self, header="", *, justify="left", overflow="fold", no_wrap=None, **kwargs):
         super().add_column(header, justify=justify, overflow=overflow,
                            no_wrap=justify == "right" if no_wrap is None else no_wrap, **kwargs)
+
+    def __rich_console__(self, console, options):
+        # Our consoles leave wrapping to the terminal (soft_wrap), which would break a title or
+        # caption longer than the terminal anywhere, mid-word: they are folded between words first.
+        kept = self.title, self.caption
+        self.title, self.caption = (fitted(text, options.max_width) if isinstance(text, str) else text
+                                    for text in kept)
+        try:
+            yield from super().__rich_console__(console, options)
+        finally:
+            self.title, self.caption = kept
 
 
 # Past this many classes a confusion matrix no longer fits a terminal (or a figure's
