@@ -1,4 +1,4 @@
-"""Test-time augmentation (fit.tta, evaluate/predict --tta: flip, flip_translate) through the CLI, on
+"""Test-time augmentation (fit.tta, evaluate/predict --tta: flip, flip_translate, translate) through the CLI, on
 a tiny CIFAR-shaped run, against a NumPy recomputation from the trained model itself."""
 from __future__ import annotations
 
@@ -91,6 +91,12 @@ def translated_mean(model, x):
     return (flipped_mean(model, x) / 2 + (flipped_mean(model, up_left) + flipped_mean(model, down_right)) / 4)
 
 
+def shifted_mean(model, x):
+    """The translate TTA: the mean of the image and its four one-pixel axis shifts, no mirror."""
+    shifts = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+    return sum(softmax_of(model, shifted_by_hand(x, dy, dx)) for dy, dx in shifts) / np.float32(5)
+
+
 def lines(text):
     return [line.rstrip() for line in text.splitlines()]
 
@@ -172,12 +178,12 @@ def test_an_exported_model_takes_the_flip_too(run):
 def test_unknown_tta_choices(run, tmp_path):
     result = run_cli("evaluate", run["run"], "--tta", "mirror")
     assert result.exit_code == 2
-    assert "Invalid value for '--tta': 'mirror' is not one of 'none', 'flip', 'flip_translate'." in result.stderr
+    assert "Invalid value for '--tta': 'mirror' is not one of 'none', 'flip', 'flip_translate', 'translate'." in result.stderr
     spec = tmp_path / "bad.yaml"
     spec.write_text(SPEC.replace("tta: flip", "tta: mirror"))
     result = run_cli("check", spec)
     assert result.exit_code == 1
-    assert result.stderr == f"{spec}:20:8: 'fit.tta' must be one of none, flip, flip_translate, received: 'mirror' (str)\n"
+    assert result.stderr == f"{spec}:20:8: 'fit.tta' must be one of none, flip, flip_translate, translate, received: 'mirror' (str)\n"
 
 
 def test_compare_and_card_say_which_accuracies_averaged_mirrors(run, tmp_path):
@@ -214,13 +220,16 @@ def test_views_move_one_pixel_with_the_edge_reflected():
     down_right = tta.shifted(x, 1, 1, False)
     assert down_right[0, :, :, 0].tolist() == [[18, 15, 18, 21, 24], [3, 0, 3, 6, 9],
                                                [18, 15, 18, 21, 24], [33, 30, 33, 36, 39]]
-    for dy, dx, mirrored in tta.VIEWS["flip_translate"]:
+    for dy, dx, mirrored in {*tta.VIEWS["flip_translate"], *tta.VIEWS["translate"]}:
         expected = shifted_by_hand(x, dy, dx)[:, :, ::-1] if mirrored else shifted_by_hand(x, dy, dx)
         assert np.array_equal(tta.shifted(x, dy, dx, mirrored), expected)
         as_tensor = tta.shifted(keras.ops.convert_to_tensor(x), dy, dx, mirrored, ops=keras.ops)
         assert np.array_equal(keras.ops.convert_to_numpy(as_tensor), expected)
     assert tta.with_views(x, "flip_translate").shape == (12, 4, 5, 3)
     assert sum(tta.WEIGHTS["flip_translate"]) == 1.0
+    assert tta.with_views(x, "translate").shape == (10, 4, 5, 3)
+    assert not any(mirrored for _, _, mirrored in tta.VIEWS["translate"])
+    assert sum(tta.WEIGHTS["translate"]) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_flip_translate_in_evaluate_predict_and_fits_figure(run):
@@ -251,5 +260,39 @@ def test_flip_translate_in_evaluate_predict_and_fits_figure(run):
     dataset = pipeline.eval_dataset(x, y, batch_size=50)   # the sparse loss: labels as indices
     fit_figures = tta.test_figures(model, dataset, "flip_translate", metrics=["accuracy"])
     assert fit_figures["tta"] == "flip_translate"
+    assert fit_figures["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert fit_figures["loss"] == pytest.approx(loss, abs=1e-5)
+
+
+def test_translate_in_evaluate_predict_and_fits_figure(run):
+    from cnntrain.assess import tta
+    from cnntrain.feed import pipeline
+
+    model, x, y = run["model"], run["x"], run["y"]
+    probs = shifted_mean(model, x)
+    loss, accuracy = figures(probs, y)
+    assert (accuracy, loss) != figures(translated_mean(model, x), y)
+    assert (accuracy, loss) != figures(softmax_of(model, x), y)
+
+    result = run_cli("evaluate", run["run"], "--data-dir", run["data"], "--tta", "translate", "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["tta"] == "translate" and shown["accuracy"] == accuracy
+    assert shown["loss"] == pytest.approx(loss, abs=1e-6)
+    result = run_cli("evaluate", run["run"], "--data-dir", run["data"], "--tta", "translate")
+    assert f"accuracy        {100 * accuracy:.2f}% (test-time translate)" in lines(result.stdout)
+
+    image = run["root"] / "moved.png"
+    Image.fromarray(x[1]).save(image)
+    result = run_cli("predict", image, "--run", run["run"], "--top-k", "10", "--json", "--tta", "translate")
+    assert result.exit_code == 0, result.output
+    got = {t["class"]: t["probability"] for t in json.loads(result.stdout)["predictions"][0]["top"]}
+    np.testing.assert_allclose([got[fx.CIFAR_NAMES[c].decode()] for c in range(10)], probs[1], rtol=0, atol=1e-6)
+    result = run_cli("predict", image, "--run", run["run"], "--tta", "translate")
+    assert without_low_confidence(result.stderr) == f"model: {run['run'] / 'model.keras'} (test-time translate)\n"
+
+    dataset = pipeline.eval_dataset(x, y, batch_size=50)
+    fit_figures = tta.test_figures(model, dataset, "translate", metrics=["accuracy"])
+    assert fit_figures["tta"] == "translate"
     assert fit_figures["accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert fit_figures["loss"] == pytest.approx(loss, abs=1e-5)

@@ -5,7 +5,9 @@ and the two outputs are averaged. It helps where the classes are mirror-symmetri
 (CIFAR-10's animals and vehicles) and hurts where they are not (a mirrored 2 is no digit).
 `flip_translate` is airbench's next level: the flip's mean weighs half, the other half is the flip's
 mean of two copies shifted one pixel diagonally (up-left and down-right, the edge reflected), so
-six views; it pays where training translated the images. The views of a split are made a batch (a
+six views; it pays where training translated the images. `translate` is the test-time shift without
+the mirror, for classes a mirror changes (digits, text): the mean of the image and its four one-pixel
+axis shifts (up, down, left, right), five views of equal weight. The views of a split are made a batch (a
 Keras model) or a block (an exported runner) of images at a time, never K copies of a streamed split
 in memory, and each view predicted in the batches fit's figure feeds its averaged model.
 """
@@ -34,7 +36,8 @@ def of_model(tta: str | None, metadata: dict) -> str:
 
 
 def label(tta: str) -> str:
-    """How the output lines name it: ' (test-time flip)', ' (test-time flip + translate)', or '' for none."""
+    """How the output lines name it: ' (test-time flip)', ' (test-time flip + translate)', ' (test-time
+    translate)', or '' for none."""
     return "" if tta == NONE else f" (test-time {tta.replace('_', ' + ')})"
 
 
@@ -42,8 +45,10 @@ def label(tta: str) -> str:
 VIEWS = {"none": ((0, 0, False),),
          "flip": ((0, 0, False), (0, 0, True)),
          "flip_translate": ((0, 0, False), (0, 0, True), (-1, -1, False), (-1, -1, True),
-                            (1, 1, False), (1, 1, True))}
-WEIGHTS = {"none": (1.0,), "flip": (0.5, 0.5), "flip_translate": (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)}
+                            (1, 1, False), (1, 1, True)),
+         "translate": ((0, 0, False), (-1, 0, False), (1, 0, False), (0, -1, False), (0, 1, False))}
+WEIGHTS = {"none": (1.0,), "flip": (0.5, 0.5), "flip_translate": (0.25, 0.25, 0.125, 0.125, 0.125, 0.125),
+           "translate": (0.2, 0.2, 0.2, 0.2, 0.2)}
 
 
 def shifted(x, dy: int, dx: int, mirrored: bool, ops=np):

@@ -93,7 +93,8 @@ def tta_option(f):
     return click.option("--tta", type=click.Choice(TTA_CHOICES), default=None,
                         help="Test-time augmentation. flip: each image's class probabilities averaged with those "
                              "of its left-right mirror (helps CIFAR-10-like classes, not digits); flip_translate: "
-                             "also of two copies shifted one pixel diagonally, six views in all. "
+                             "also of two copies shifted one pixel diagonally, six views in all; translate: no mirror, the "
+                             "image and its four one-pixel shifts up, down, left and right (for digits). "
                              "Default: the fit.tta the model was trained with, else none.")(f)
 
 

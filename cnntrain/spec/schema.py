@@ -49,7 +49,7 @@ DEFAULTS = {
         "strategy": "auto",      # auto | one-device | mirrored | multi-worker
         "tracking": "none",      # none | mlflow (pip install 'cnntrain[track]')
         "tracking_uri": None,    # MLflow's tracking URI; default: sqlite:///<output.dir>/mlflow.db
-        "tta": "none",           # none | flip | flip_translate: test-time augmentation of fit's final test
+        "tta": "none",           # none | flip | flip_translate | translate: test-time augmentation of fit's final test
                                  # figure and the default of evaluate/predict for this run's model
         "precision": "float32",  # float32 | mixed | auto (fit --mixed-precision: mixed); see PRECISIONS
         "fine_tune": None,       # {at_epoch: N, learning_rate: x, layers: all | K}: backbones frozen until epoch N
@@ -86,7 +86,7 @@ DEVICES = ("auto", "cpu", "gpu")
 INVERT_CHOICES = ("auto", "yes", "no")
 TRACKING = ("none", "mlflow")
 # flip: the mean of the softmax on the image and on its left-right mirror (airbench's test-time flip).
-TTA_CHOICES = ("none", "flip", "flip_translate")
+TTA_CHOICES = ("none", "flip", "flip_translate", "translate")
 # mixed: float16 on a GPU, bfloat16 on a CPU, with float32 weights. auto: mixed where the device
 # computes it natively and it measured faster (a GPU of compute capability 7.0 or more; a CPU with
 # AMX tiles, 1.65x on cifar10_fast, or with AVX512_BF16, 1.30x on a Zen 4), float32 elsewhere.
