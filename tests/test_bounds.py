@@ -433,7 +433,7 @@ def download_from_file(monkeypatch, mnist_dir):
 
 
 def test_data_verify_prints_only_json_while_downloading(download_from_file):
-    result = run_cli("data", "verify", "mnist")
+    result = run_cli("data", "verify", "mnist", "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["train"] == 200 and report["test"] == 50

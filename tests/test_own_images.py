@@ -105,6 +105,9 @@ def test_fit_pads_skips_and_predict_pads_the_same(tmp_path):
     assert (run / "skipped.txt").read_text() == "".join(f"{s}\n" for s in skipped)
     assert (f"warning: skipped 2 unreadable images (data.on_broken: skip), listed in {run / 'skipped.txt'}"
             in " ".join(result.stderr.split()))   # rich folds the long line at 80 columns
+    verified = run_cli("data", "verify", spec)
+    assert verified.stdout.splitlines()[-3:] == ["skipped 2 unreadable images (data.on_broken: skip):",
+                                                 *(f"  {s}" for s in skipped)]
     # A wide photo given to predict is padded as the training images were: the same scores as
     # the padded square itself.
     wide = _pixels(9, (6, 12, 3))
@@ -204,7 +207,7 @@ GOOD_ROWS = ("filename,label,split\n" + "".join(f"img/a_{i}.png,night,{'test' if
 
 def test_labels_from_a_csv_through_data_verify(tmp_path):
     root, spec = _csv_set(tmp_path, GOOD_ROWS)
-    result = run_cli("data", "verify", spec)
+    result = run_cli("data", "verify", spec, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert (report["classes"], report["train"], report["test"]) == (["day", "night"], 7, 1)
@@ -243,7 +246,12 @@ def test_data_verify_warns_of_imbalance_and_small_classes(tmp_path):
                     "model: {layers: [Flatten, {Dense: {units: 2, activation: softmax}}]}\n")
     result = run_cli("data", "verify", spec)
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["per_class_train"] == {"few": 3, "many": 40}
+    # A report to read (it was JSON on a terminal), the JSON one flag away.
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"image_folder: {root}, 43 train and 0 test images of 4x4x3, 2 classes"
+    assert [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if line.startswith("│")] == [
+        ["few", "3"], ["many", "40"]]
+    assert json.loads(run_cli("data", "verify", spec, "--json").stdout)["per_class_train"] == {"few": 3, "many": 40}
     assert " ".join(result.stderr.split()) == (
         "warning: heavy class imbalance: 'few' has 3 training images, 13.3 times fewer than 'many' (40); set "
         "fit.class_weight: balanced (or weights per class), or add images "

@@ -5,7 +5,8 @@ import json
 
 import click
 
-from cnntrain.commands.options import data_options, picture_option, say_wrote, spec_options
+from cnntrain.commands.options import data_options, json_option, picture_option, say_wrote, spec_options
+from cnntrain.errors import plural, printable
 
 
 @click.command()
@@ -13,7 +14,8 @@ from cnntrain.commands.options import data_options, picture_option, say_wrote, s
 @click.argument("name", required=False)
 @click.option("--path", help="A dataset file or folder (as data.path in a spec).")
 @data_options
-def data(action, name, path, data_dir, offline):
+@json_option("Print verify's report as JSON (counts per class, checksums, skipped files, warnings).")
+def data(action, name, path, data_dir, offline, as_json):
     """Where each dataset is found (list), or load one and check its shapes, counts and
     checksums (verify NAME), or a spec's data as fit reads it (verify SPEC: its image_size,
     color_mode, resize, labels and on_broken apply), with the images per class and warnings
@@ -37,10 +39,37 @@ def data(action, name, path, data_dir, offline):
     if not name:
         raise click.UsageError("verify needs a dataset name or a spec, e.g. 'cnntrain data verify mnist'")
     if name not in datasets.DATASETS and name.lower().endswith((".yaml", ".yml")):
-        _verify_spec(name, data_dir, offline)
+        _verify_spec(name, data_dir, offline, as_json)
         return
-    report = datasets.verify_dataset(name, path=path, data_dir=data_dir, offline=offline)
-    click.echo(json.dumps(report, indent=2))
+    _say_report(datasets.verify_dataset(name, path=path, data_dir=data_dir, offline=offline), as_json)
+
+
+# Unreadable files named one per line before the rest are counted.
+SKIPPED_SHOWN = 20
+
+
+def _say_report(report: dict, as_json: bool) -> None:
+    from cnntrain.views import console, tables
+
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    console.out.print(tables.verify_table(report))
+    for file, digest in report["sha256"].items():
+        check = report["published"].get(file)
+        verdict = "" if check is None else (" (the published checksum)" if check["match"] else
+                                             f" (NOT the published {check['algorithm']} {check['expected']}: "
+                                             "a file built by hand differs)")
+        click.echo(console.fitted(f"sha256 {digest}  {printable(file)}{verdict}", console.out.size.width))
+    skipped = report["skipped"]
+    if skipped:
+        more = len(skipped) - SKIPPED_SHOWN
+        click.echo(console.fitted(f"skipped {plural(len(skipped), 'unreadable image')} (data.on_broken: skip):",
+                                  console.out.size.width))
+        for file in skipped[:SKIPPED_SHOWN]:
+            click.echo(f"  {printable(file)}")
+        if more > 0:
+            click.echo(f"  and {more:,} more (--json lists them all)")
 
 
 def _cache(what):
@@ -58,7 +87,7 @@ def _cache(what):
     console.out.print(tables.cache_table(cache.root(), rows))
 
 
-def _verify_spec(file, data_dir, offline):
+def _verify_spec(file, data_dir, offline, as_json):
     from cnntrain import data as datasets
     from cnntrain.data import balance
     from cnntrain.spec import load_spec
@@ -68,7 +97,7 @@ def _verify_spec(file, data_dir, offline):
     report = datasets.verify_dataset(d["dataset"], path=d["path"], data_dir=data_dir, offline=offline,
                                      **datasets.image_options(d))
     report["warnings"] = balance.warnings(report["per_class_train"], d["validation"], d["validation_split"])
-    click.echo(json.dumps(report, indent=2))
+    _say_report(report, as_json)
     for warning in report["warnings"]:
         console.warn(warning)
 

@@ -325,3 +325,19 @@ def cache_table(root: str, rows) -> Table:
         table.add_row(escape(source), "-" if r["images"] is None else f"{r['images']:,}", size or "-",
                       f"{r['bytes'] / 1e6:,.1f}", used)
     return table
+
+
+def verify_table(report: dict) -> Table:
+    """`data verify`'s report (data.verify_dataset): the images of each class per split, under a title
+    saying what was read; the files' checksums and the skipped files are lines of their own."""
+    shape = "x".join(map(str, report["shape"]))
+    table = FoldingTable(title=f"{escape(report['name'])}: {escape(report['source'])}, "
+                               f"{report['train']:,} train and {report['test']:,} test images of {shape}, "
+                               f"{len(report['classes']):,} class{'' if len(report['classes']) == 1 else 'es'}")
+    test = report["per_class_test"]
+    for column in ("class", "train") + (("test",) if test is not None else ()):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name in report["classes"]:
+        table.add_row(escape(str(name)), f"{report['per_class_train'][name]:,}",
+                      *((f"{test[name]:,}",) if test is not None else ()))
+    return table
