@@ -163,9 +163,9 @@ def _setup(spec, options, kind, cluster, reporter):
 def _load_data(spec, options, reporter):
     data = splits.prepare(spec, data_dir=options.data_dir, offline=options.offline, path=_recorded_data(options),
                           progress=reporter.decoding())
-    reporter.note(f"data: {data.source}: {len(data.x_train)} train, "
-                  f"{0 if data.x_val is None else len(data.x_val)} validation, "
-                  f"{0 if data.x_test is None else len(data.x_test)} test images of {list(data.shape)}, "
+    reporter.note(f"data: {data.source}: {len(data.x_train):,} train, "
+                  f"{0 if data.x_val is None else len(data.x_val):,} validation, "
+                  f"{0 if data.x_test is None else len(data.x_test):,} test images of {list(data.shape)}, "
                   f"{len(data.class_names)} classes")
     weights = balance.shown(balance.class_weights(spec, data.class_names, data.y_train), data.class_names)
     if weights:
