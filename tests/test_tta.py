@@ -232,67 +232,51 @@ def test_views_move_one_pixel_with_the_edge_reflected():
     assert sum(tta.WEIGHTS["translate"]) == pytest.approx(1.0, abs=1e-12)
 
 
-def test_flip_translate_in_evaluate_predict_and_fits_figure(run):
+def same_through_evaluate_predict_and_fit(run, choice: str, probs, index: int, label: str):
+    """evaluate --json, predict --json on image `index` (and the model line it prints), and fit's
+    final figure each give the `choice` TTA figures of `probs`, the NumPy mean of its views."""
     from cnntrain.assess import tta
     from cnntrain.feed import pipeline
 
     model, x, y = run["model"], run["x"], run["y"]
-    probs = translated_mean(model, x)
     loss, accuracy = figures(probs, y)
-    assert accuracy != figures(flipped_mean(model, x), y)[1] or loss != figures(flipped_mean(model, x), y)[0]
-
-    result = run_cli("evaluate", run["run"], "--data-dir", run["data"], "--tta", "flip_translate", "--json")
+    result = run_cli("evaluate", run["run"], "--data-dir", run["data"], "--tta", choice, "--json")
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
-    assert shown["tta"] == "flip_translate" and shown["accuracy"] == accuracy
+    assert shown["tta"] == choice and shown["accuracy"] == accuracy
     assert shown["loss"] == pytest.approx(loss, abs=1e-6)
 
-    image = run["root"] / "shifted.png"
-    Image.fromarray(x[0]).save(image)
-    result = run_cli("predict", image, "--run", run["run"], "--top-k", "10", "--json", "--tta", "flip_translate")
+    image = run["root"] / f"{choice}.png"
+    Image.fromarray(x[index]).save(image)
+    result = run_cli("predict", image, "--run", run["run"], "--top-k", "10", "--json", "--tta", choice)
     assert result.exit_code == 0, result.output
     got = {t["class"]: t["probability"] for t in json.loads(result.stdout)["predictions"][0]["top"]}
-    np.testing.assert_allclose([got[fx.CIFAR_NAMES[c].decode()] for c in range(10)], probs[0], rtol=0, atol=1e-6)
-    result = run_cli("predict", image, "--run", run["run"], "--tta", "flip_translate")
-    assert without_low_confidence(result.stderr) == f"model: {run['run'] / 'model.keras'} (test-time flip + translate)\n"
+    np.testing.assert_allclose([got[fx.CIFAR_NAMES[c].decode()] for c in range(10)], probs[index], rtol=0, atol=1e-6)
+    result = run_cli("predict", image, "--run", run["run"], "--tta", choice)
+    assert without_low_confidence(result.stderr) == f"model: {run['run'] / 'model.keras'} ({label})\n"
 
     # fit's final figure takes the same views inside one Keras model.
     dataset = pipeline.eval_dataset(x, y, batch_size=50)   # the sparse loss: labels as indices
-    fit_figures = tta.test_figures(model, dataset, "flip_translate", metrics=["accuracy"])
-    assert fit_figures["tta"] == "flip_translate"
+    fit_figures = tta.test_figures(model, dataset, choice, metrics=["accuracy"])
+    assert fit_figures["tta"] == choice
     assert fit_figures["accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert fit_figures["loss"] == pytest.approx(loss, abs=1e-5)
 
 
-def test_translate_in_evaluate_predict_and_fits_figure(run):
-    from cnntrain.assess import tta
-    from cnntrain.feed import pipeline
+def test_flip_translate_in_evaluate_predict_and_fits_figure(run):
+    model, x, y = run["model"], run["x"], run["y"]
+    probs = translated_mean(model, x)
+    loss, accuracy = figures(probs, y)
+    assert accuracy != figures(flipped_mean(model, x), y)[1] or loss != figures(flipped_mean(model, x), y)[0]
+    same_through_evaluate_predict_and_fit(run, "flip_translate", probs, 0, "test-time flip + translate")
 
+
+def test_translate_in_evaluate_predict_and_fits_figure(run):
     model, x, y = run["model"], run["x"], run["y"]
     probs = shifted_mean(model, x)
     loss, accuracy = figures(probs, y)
     assert (accuracy, loss) != figures(translated_mean(model, x), y)
     assert (accuracy, loss) != figures(softmax_of(model, x), y)
-
-    result = run_cli("evaluate", run["run"], "--data-dir", run["data"], "--tta", "translate", "--json")
-    assert result.exit_code == 0, result.output
-    shown = json.loads(result.stdout)
-    assert shown["tta"] == "translate" and shown["accuracy"] == accuracy
-    assert shown["loss"] == pytest.approx(loss, abs=1e-6)
+    same_through_evaluate_predict_and_fit(run, "translate", probs, 1, "test-time translate")
     result = run_cli("evaluate", run["run"], "--data-dir", run["data"], "--tta", "translate")
     assert f"accuracy        {100 * accuracy:.2f}% (test-time translate)" in lines(result.stdout)
-
-    image = run["root"] / "moved.png"
-    Image.fromarray(x[1]).save(image)
-    result = run_cli("predict", image, "--run", run["run"], "--top-k", "10", "--json", "--tta", "translate")
-    assert result.exit_code == 0, result.output
-    got = {t["class"]: t["probability"] for t in json.loads(result.stdout)["predictions"][0]["top"]}
-    np.testing.assert_allclose([got[fx.CIFAR_NAMES[c].decode()] for c in range(10)], probs[1], rtol=0, atol=1e-6)
-    result = run_cli("predict", image, "--run", run["run"], "--tta", "translate")
-    assert without_low_confidence(result.stderr) == f"model: {run['run'] / 'model.keras'} (test-time translate)\n"
-
-    dataset = pipeline.eval_dataset(x, y, batch_size=50)
-    fit_figures = tta.test_figures(model, dataset, "translate", metrics=["accuracy"])
-    assert fit_figures["tta"] == "translate"
-    assert fit_figures["accuracy"] == pytest.approx(accuracy, abs=1e-6)
-    assert fit_figures["loss"] == pytest.approx(loss, abs=1e-5)
